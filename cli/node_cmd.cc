@@ -1,0 +1,161 @@
+#include "cli/node_cmd.h"
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "cli/flags.h"
+#include "cli/format.h"
+#include "common/status_macros.h"
+#include "node/engine.h"
+#include "node/node_server.h"
+#include "node/omop_loader.h"
+#include "node/store.h"
+#include "query/parser.h"
+
+namespace passerelle::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  passerelle node load --store DIR --site ID [--format omop]\n"
+    "                       [--vocabulary-rules FILE] [--max-rejected N] CSV_DIR\n"
+    "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
+    "  passerelle node info --store DIR\n"
+    "  passerelle node serve --config FILE\n";
+
+bool ValidSiteId(const std::string& site) {
+  if (site.empty() || site.size() > 32) return false;
+  for (char c : site) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status Load(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) {
+    return absl::InvalidArgumentError("node load needs exactly one CSV_DIR");
+  }
+  const std::string store_dir = flags.Get("store");
+  const std::string site = flags.Get("site");
+  if (store_dir.empty()) return absl::InvalidArgumentError("--store is required");
+  if (!ValidSiteId(site)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--site \"", site, "\" must be 1-32 of [a-z0-9_-]"));
+  }
+  const std::string format = flags.Get("format", "omop");
+  if (format != "omop") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format \"", format, "\" is not supported (omop)"));
+  }
+  node::LoadOptions options;
+  PASSERELLE_ASSIGN_OR_RETURN(options.max_rejected,
+                              flags.GetInt("max-rejected", options.max_rejected));
+  options.vocabulary_rules_file = flags.Get("vocabulary-rules");
+
+  node::SnapshotBuilder builder(site);
+  node::LoadReport report;
+  const absl::Time start = absl::Now();
+  absl::Status loaded =
+      node::LoadOmopDirectory(flags.positional[0], options, &builder, &report);
+  for (const node::RejectedRow& r : report.rejected_samples) {
+    std::cerr << "rejected " << r.file << ":" << r.line << ": " << r.reason << "\n";
+  }
+  // A failed load changes nothing: the store is not even opened.
+  PASSERELLE_RETURN_IF_ERROR(loaded);
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
+                              node::NodeStore::Open(store_dir));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string version,
+                              store->NextVersion(site, absl::ToUnixSeconds(absl::Now())));
+  std::shared_ptr<node::Snapshot> snap =
+      builder.Build(version, absl::ToUnixSeconds(absl::Now()));
+  PASSERELLE_RETURN_IF_ERROR(store->Commit(*snap));
+  std::cout << "loaded site " << site << " snapshot " << version << ": "
+            << report.persons << " persons, " << report.events << " events, "
+            << report.rejected << " rejected rows, "
+            << snap->tables.size() << " code tables ("
+            << absl::StrJoin(snap->Vocabularies(), ", ") << ") in "
+            << absl::FormatDuration(absl::Now() - start) << "\n";
+  for (const std::string& note : report.notes) std::cout << "note: " << note << "\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<node::CohortEngine>> OpenEngine(
+    const ParsedFlags& flags) {
+  const std::string store_dir = flags.Get("store");
+  if (store_dir.empty()) return absl::InvalidArgumentError("--store is required");
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
+                              node::NodeStore::Open(store_dir));
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<node::Snapshot> snap,
+                              store->LoadCurrent());
+  return node::NewIndexEngine(std::move(snap));
+}
+
+absl::Status Count(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) {
+    return absl::InvalidArgumentError("node count needs exactly one QUERY argument");
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format,
+                              ParseOutputFormat(flags.Get("format")));
+  PASSERELLE_ASSIGN_OR_RETURN(v1::Query query, query::ParseQuery(flags.positional[0]));
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::CohortEngine> engine,
+                              OpenEngine(flags));
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells, engine->Count(query));
+  v1::CountResponse response;
+  response.set_site(engine->meta().site);
+  response.set_snapshot(engine->meta().version);
+  for (v1::Cell& c : cells) *response.add_cells() = std::move(c);
+  std::cout << FormatNodeCount(response, format);
+  return absl::OkStatus();
+}
+
+absl::Status Info(const ParsedFlags& flags) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::CohortEngine> engine,
+                              OpenEngine(flags));
+  const node::SnapshotMeta& m = engine->meta();
+  std::cout << "site:         " << m.site << "\nsnapshot:     " << m.version
+            << "\nloaded at:    "
+            << absl::FormatTime(absl::FromUnixSeconds(m.loaded_at_unix))
+            << "\npersons:      " << m.persons << "\nevents:       " << m.events
+            << "\nvocabularies: " << absl::StrJoin(engine->Vocabularies(), ", ")
+            << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunNodeCommand(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "help" || args[0] == "--help") {
+    std::cerr << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string sub = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  absl::StatusOr<ParsedFlags> flags = ParseFlags(
+      rest, {"store", "site", "format", "vocabulary-rules", "max-rejected", "config"});
+  absl::Status status;
+  if (!flags.ok()) {
+    status = flags.status();
+  } else if (sub == "load") {
+    status = Load(*flags);
+  } else if (sub == "count") {
+    status = Count(*flags);
+  } else if (sub == "info") {
+    status = Info(*flags);
+  } else if (sub == "serve") {
+    status = node::RunNodeServerFromFile(flags->Get("config"));
+  } else {
+    std::cerr << "passerelle node: unknown subcommand \"" << sub << "\"\n" << kUsage;
+    return 2;
+  }
+  if (!status.ok()) {
+    std::cerr << "passerelle node " << sub << ": " << status.message() << "\n";
+    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}
+
+}  // namespace passerelle::cli

@@ -1,0 +1,332 @@
+#include "gateway/gateway_core.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "ledger/ledger.h"
+#include "privacy/cost.h"
+#include "privacy/disclosure.h"
+#include "privacy/random.h"
+#include "query/canonical.h"
+#include "query/cells.h"
+#include "query/parser.h"
+#include "query/validate.h"
+
+namespace passerelle::gateway {
+namespace {
+
+v1::SiteStatus ToSiteStatus(SiteState s) {
+  switch (s) {
+    case SiteState::kOk:
+      return v1::SITE_STATUS_OK;
+    case SiteState::kTimedOut:
+      return v1::SITE_STATUS_TIMED_OUT;
+    case SiteState::kRefused:
+      return v1::SITE_STATUS_REFUSED;
+    case SiteState::kFailed:
+      return v1::SITE_STATUS_FAILED;
+  }
+  return v1::SITE_STATUS_FAILED;
+}
+
+std::string KeyString(const v1::CellKey& key) {
+  std::string out;
+  for (const v1::DimensionValue& v : key.values()) {
+    absl::StrAppend(&out, v.dimension(), "=", v.value(), ";");
+  }
+  return out;
+}
+
+bool HasSiteDimension(const v1::Query& q) {
+  for (const v1::Dimension& d : q.group_by()) {
+    if (d.kind() == v1::Dimension::SITE) return true;
+  }
+  return false;
+}
+
+// Puts a node's cells in the order of `keys`; a node that returns a
+// different cell set is treated as failed rather than trusted.
+absl::StatusOr<std::vector<v1::Cell>> AlignCells(
+    const v1::CountResponse& response, const std::vector<v1::CellKey>& keys) {
+  std::map<std::string, int64_t> by_key;
+  for (const v1::Cell& c : response.cells()) {
+    if (c.count() < 0) {
+      return absl::DataLossError("node returned a negative count");
+    }
+    if (!by_key.emplace(KeyString(c.key()), c.count()).second) {
+      return absl::DataLossError("node returned a cell twice");
+    }
+  }
+  if (by_key.size() != keys.size()) {
+    return absl::DataLossError(absl::StrCat("node returned ", by_key.size(),
+                                            " cells, expected ", keys.size()));
+  }
+  std::vector<v1::Cell> cells;
+  for (const v1::CellKey& key : keys) {
+    auto it = by_key.find(KeyString(key));
+    if (it == by_key.end()) {
+      return absl::DataLossError("node returned a cell outside the public domain");
+    }
+    v1::Cell& c = cells.emplace_back();
+    *c.mutable_key() = key;
+    c.set_count(it->second);
+  }
+  return cells;
+}
+
+}  // namespace
+
+GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
+                         ledger::BudgetLedger* ledger, AuditSink* audit,
+                         privacy::NoiseSource* noise, privacy::RandomSource* ids,
+                         std::vector<NodeClient*> nodes, Clock* clock)
+    : options_(std::move(options)),
+      policy_(std::move(policy)),
+      ledger_(ledger),
+      audit_(audit),
+      noise_(noise),
+      ids_(ids),
+      clock_(clock) {
+  for (NodeClient* n : nodes) nodes_[n->site()] = n;
+}
+
+absl::StatusOr<std::string> GatewayCore::NewRequestId() {
+  uint8_t bytes[16];
+  PASSERELLE_RETURN_IF_ERROR(ids_->Fill(absl::MakeSpan(bytes)));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+absl::Status GatewayCore::Refuse(v1::AuditEntry& entry, absl::Time start,
+                                 absl::Status status) {
+  entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  if (entry.reasons().empty()) entry.add_reasons(std::string(status.message()));
+  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  if (!index.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "audit log unavailable, nothing released: ", index.status().message()));
+  }
+  return status;
+}
+
+absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
+    const std::string& caller, const v1::QueryRequest& request,
+    absl::Time deadline) {
+  const absl::Time start = clock_->Now();
+  v1::AuditEntry entry;
+  entry.set_time_unix_micros(absl::ToUnixMicros(start));
+  entry.set_caller(caller);
+  entry.set_project(request.project());
+  entry.set_purpose(request.purpose());
+  entry.set_decision(v1::AUDIT_DECISION_FAILED);
+  PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
+  entry.set_request_id(request_id);
+
+  // 1. The query: parsed here from text, or validated when sent as an AST.
+  v1::Query query;
+  if (request.has_ast()) {
+    query = request.ast();
+    absl::Status valid = query::ValidateQuery(query);
+    if (!valid.ok()) return Refuse(entry, start, valid);
+  } else {
+    absl::StatusOr<v1::Query> parsed = query::ParseQuery(request.text());
+    if (!parsed.ok()) return Refuse(entry, start, parsed.status());
+    query = *std::move(parsed);
+  }
+  const std::string canonical = query::CanonicalText(query);
+  entry.set_canonical_query(canonical);
+
+  // 2. Policy: default deny, with the reasons.
+  std::shared_ptr<const policy::Policy> policy = policy_();
+  if (policy == nullptr) {
+    return Refuse(entry, start, absl::UnavailableError("no policy loaded"));
+  }
+  policy::AccessRequest access;
+  access.identity = caller;
+  access.project = request.project();
+  access.purpose = request.purpose();
+  access.query = &query;
+  access.sites = {request.sites().begin(), request.sites().end()};
+  access.now = start;
+  const v1::Decision decision = policy->Decide(access);
+  entry.set_policy_version(decision.policy_version());
+  entry.set_caller_role(policy::RoleName(decision.obligations().role()));
+  const v1::Obligations& ob = decision.obligations();
+  if (!decision.allow()) {
+    entry.set_decision(v1::AUDIT_DECISION_DENIED);
+    for (const std::string& r : decision.reasons()) entry.add_reasons(r);
+    return Refuse(entry, start,
+                  absl::PermissionDeniedError(absl::StrJoin(decision.reasons(), "; ")));
+  }
+  if (!ob.purpose().empty()) entry.set_purpose(ob.purpose());
+  std::vector<NodeClient*> clients;
+  for (const v1::SiteObligation& s : ob.sites()) {
+    entry.add_sites_requested(s.site());
+    auto it = nodes_.find(s.site());
+    if (it == nodes_.end()) {
+      return Refuse(entry, start,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "policy allows site \"", s.site(),
+                        "\" but the gateway has no endpoint for it")));
+    }
+    clients.push_back(it->second);
+  }
+  if (clients.empty()) {
+    entry.set_decision(v1::AUDIT_DECISION_DENIED);
+    return Refuse(entry, start, absl::PermissionDeniedError("no site to ask"));
+  }
+
+  // 3. Budget before data: the cost comes from the parameters alone.
+  privacy::DisclosureParams params;
+  params.exact_mode = ob.exact_mode();
+  params.mechanism = ob.mechanism() == v1::Disclosure::GAUSSIAN
+                         ? privacy::Mechanism::kDiscreteGaussian
+                         : privacy::Mechanism::kDiscreteLaplace;
+  params.epsilon = ob.epsilon_per_query();
+  params.rho = ob.rho_per_query();
+  params.federation_min_cell_size = ob.federation_min_cell_size();
+  params.rounding = ob.rounding();
+  absl::StatusOr<privacy::QueryCost> cost =
+      privacy::ComputeQueryCost(params, static_cast<int>(clients.size()));
+  if (!cost.ok()) return Refuse(entry, start, cost.status());
+  absl::StatusOr<ledger::Charge> charge = ledger_->Reserve(
+      ob.project(), caller, *cost, ledger::CapsFromBudget(ob.budget()), start);
+  if (!charge.ok()) {
+    entry.set_decision(v1::AUDIT_DECISION_DENIED);
+    return Refuse(entry, start, charge.status());
+  }
+  entry.set_epsilon_charged(cost->epsilon);
+  entry.set_rho_charged(cost->rho);
+
+  // 4. Fan-out under the caller's deadline and each site's own timeout.
+  std::vector<v1::CountRequest> requests;
+  std::vector<absl::Time> deadlines;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    v1::CountRequest& r = requests.emplace_back();
+    r.set_request_id(request_id);
+    *r.mutable_query() = query;
+    r.set_project(ob.project());
+    r.set_min_cell_size(ob.sites(static_cast<int>(i)).min_cell_size());
+    auto t = options_.site_timeouts.find(clients[i]->site());
+    const absl::Duration timeout =
+        t == options_.site_timeouts.end() ? options_.default_timeout : t->second;
+    deadlines.push_back(std::min(deadline, clock_->Now() + timeout));
+  }
+  std::vector<SiteOutcome> outcomes =
+      FanOut(clients, requests, deadlines, options_.fan_out);
+
+  // 5. Disclosure control per cell, per site and combined.
+  v1::QueryResponse response;
+  response.set_request_id(request_id);
+  response.set_canonical_query(canonical);
+  response.set_policy_version(decision.policy_version());
+  response.set_epsilon_charged(cost->epsilon);
+  response.set_rho_charged(cost->rho);
+  std::vector<std::string> all_sites;
+  for (NodeClient* c : clients) all_sites.push_back(c->site());
+  std::vector<privacy::SiteInput> inputs;
+  std::vector<int> input_site;  // Index into outcomes.
+  bool complete = true;
+  const bool by_site = HasSiteDimension(query);
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    SiteOutcome& o = outcomes[i];
+    if (o.state == SiteState::kOk) {
+      absl::StatusOr<std::vector<v1::Cell>> cells = AlignCells(
+          o.response, query::EnumerateCells(query, {clients[i]->site()}));
+      if (cells.ok()) {
+        privacy::SiteInput& in = inputs.emplace_back();
+        in.site = o.site;
+        in.site_min_cell_size = ob.sites(static_cast<int>(i)).min_cell_size();
+        in.exact = *std::move(cells);
+        input_site.push_back(static_cast<int>(i));
+      } else {
+        o.state = SiteState::kFailed;
+        o.reason = std::string(cells.status().message());
+      }
+    }
+    if (o.state != SiteState::kOk) complete = false;
+  }
+  std::vector<std::vector<v1::ReleasedCell>> per_site(outcomes.size());
+  std::vector<v1::ReleasedCell> combined;
+  std::vector<std::string> notes;
+  if (!inputs.empty()) {
+    // With a `site` dimension each site fills only its own cells: release
+    // each site alone and lay the results side by side.
+    std::vector<std::vector<privacy::SiteInput>> groups;
+    if (by_site) {
+      for (privacy::SiteInput& in : inputs) groups.push_back({std::move(in)});
+    } else {
+      groups.push_back(std::move(inputs));
+    }
+    size_t next = 0;
+    std::map<std::string, v1::ReleasedCell> combined_by_key;
+    for (const auto& group : groups) {
+      absl::StatusOr<privacy::Release> release =
+          privacy::ReleaseCells(group, params, *noise_);
+      if (!release.ok()) {
+        // Budget stays charged: the nodes were reached.
+        return Refuse(entry, start, release.status());
+      }
+      for (size_t g = 0; g < group.size(); ++g, ++next) {
+        per_site[input_site[next]] = std::move(release->per_site[g]);
+      }
+      for (v1::ReleasedCell& c : release->combined) {
+        combined_by_key[KeyString(c.key())] = std::move(c);
+      }
+      for (std::string& n : release->notes) {
+        if (std::find(notes.begin(), notes.end(), n) == notes.end()) {
+          notes.push_back(std::move(n));
+        }
+      }
+    }
+    for (const v1::CellKey& key : query::EnumerateCells(query, all_sites)) {
+      auto it = combined_by_key.find(KeyString(key));
+      if (it != combined_by_key.end()) combined.push_back(std::move(it->second));
+    }
+  }
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const SiteOutcome& o = outcomes[i];
+    v1::SiteResult* s = response.add_sites();
+    s->set_site(o.site);
+    s->set_status(ToSiteStatus(o.state));
+    s->set_reason(o.reason);
+    if (o.state == SiteState::kOk) s->set_snapshot(o.response.snapshot());
+    for (v1::ReleasedCell& c : per_site[i]) *s->add_cells() = std::move(c);
+    v1::AuditSiteStatus* as = entry.add_sites();
+    as->set_site(o.site);
+    as->set_status(SiteStateName(o.state));
+    as->set_reason(o.reason);
+    if (o.state == SiteState::kOk) {
+      as->set_snapshot(o.response.snapshot());
+      as->set_node_audit_index(o.response.audit_index());
+    }
+    if (o.state != SiteState::kOk) {
+      notes.push_back(absl::StrCat("PARTIAL: site ", o.site, " is missing (",
+                                   SiteStateName(o.state), ": ", o.reason,
+                                   "); combined counts cover the other sites only"));
+    }
+  }
+  response.set_complete(complete);
+  for (v1::ReleasedCell& c : combined) {
+    *entry.add_released_cells() = c;
+    *response.add_combined() = std::move(c);
+  }
+  for (std::string& n : notes) response.add_notes(std::move(n));
+
+  // 6. Audit before release.
+  entry.set_decision(complete ? v1::AUDIT_DECISION_ALLOWED
+                              : v1::AUDIT_DECISION_PARTIAL);
+  entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  if (!index.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "audit log unavailable, nothing released: ", index.status().message()));
+  }
+  response.set_audit_index(*index);
+  return response;
+}
+
+}  // namespace passerelle::gateway

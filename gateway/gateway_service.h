@@ -1,0 +1,24 @@
+// gRPC adapter of the gateway: peer identity from the mTLS auth context,
+// the core call, status mapping. No domain logic here.
+#ifndef PASSERELLE_GATEWAY_GATEWAY_SERVICE_H_
+#define PASSERELLE_GATEWAY_GATEWAY_SERVICE_H_
+
+#include "gateway/gateway_core.h"
+#include "passerelle/v1/gateway.grpc.pb.h"
+
+namespace passerelle::gateway {
+
+class GatewayServiceImpl final : public v1::GatewayService::Service {
+ public:
+  explicit GatewayServiceImpl(GatewayCore* core) : core_(core) {}
+  grpc::Status Query(grpc::ServerContext* context,
+                     const v1::QueryRequest* request,
+                     v1::QueryResponse* response) override;
+
+ private:
+  GatewayCore* const core_;
+};
+
+}  // namespace passerelle::gateway
+
+#endif  // PASSERELLE_GATEWAY_GATEWAY_SERVICE_H_

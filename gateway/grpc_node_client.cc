@@ -1,0 +1,60 @@
+#include "gateway/grpc_node_client.h"
+
+#include "common/grpc_status.h"
+#include "grpcpp/grpcpp.h"
+#include "passerelle/v1/node.grpc.pb.h"
+
+namespace passerelle::gateway {
+namespace {
+
+class GrpcNodeClient : public NodeClient {
+ public:
+  GrpcNodeClient(std::string site, std::shared_ptr<grpc::Channel> channel)
+      : site_(std::move(site)), stub_(v1::NodeService::NewStub(channel)) {}
+
+  const std::string& site() const override { return site_; }
+
+  void Count(const v1::CountRequest& request, absl::Time deadline,
+             CountCallback done) override {
+    struct Call {
+      grpc::ClientContext context;
+      v1::CountRequest request;
+      v1::CountResponse response;
+      CountCallback done;
+    };
+    auto* call = new Call;
+    call->context.set_deadline(absl::ToChronoTime(deadline));
+    call->request = request;
+    call->done = std::move(done);
+    stub_->async()->Count(&call->context, &call->request, &call->response,
+                          [call](grpc::Status status) {
+                            std::unique_ptr<Call> owned(call);
+                            if (status.ok()) {
+                              owned->done(std::move(owned->response));
+                            } else {
+                              owned->done(FromGrpcStatus(status));
+                            }
+                          });
+  }
+
+ private:
+  const std::string site_;
+  std::unique_ptr<v1::NodeService::Stub> stub_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NodeClient>> NewGrpcNodeClient(
+    const std::string& site, const std::string& address,
+    const std::string& server_name,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (address.empty()) {
+    return absl::InvalidArgumentError("site " + site + ": empty node address");
+  }
+  grpc::ChannelArguments args;
+  if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
+  return std::unique_ptr<NodeClient>(new GrpcNodeClient(
+      site, grpc::CreateCustomChannel(address, credentials, args)));
+}
+
+}  // namespace passerelle::gateway

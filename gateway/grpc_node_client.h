@@ -1,0 +1,23 @@
+// NodeClient over gRPC with mTLS.
+#ifndef PASSERELLE_GATEWAY_GRPC_NODE_CLIENT_H_
+#define PASSERELLE_GATEWAY_GRPC_NODE_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "gateway/node_client.h"
+#include "grpcpp/security/credentials.h"
+
+namespace passerelle::gateway {
+
+// `server_name` is checked against the node certificate's SAN (e.g.
+// "localhost"); empty uses the host of `address`.
+absl::StatusOr<std::unique_ptr<NodeClient>> NewGrpcNodeClient(
+    const std::string& site, const std::string& address,
+    const std::string& server_name,
+    std::shared_ptr<grpc::ChannelCredentials> credentials);
+
+}  // namespace passerelle::gateway
+
+#endif  // PASSERELLE_GATEWAY_GRPC_NODE_CLIENT_H_

@@ -1,0 +1,123 @@
+#include "gateway/node_client.h"
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace passerelle::gateway {
+namespace {
+
+SiteOutcome Classify(const std::string& site,
+                     absl::StatusOr<v1::CountResponse> result) {
+  SiteOutcome out;
+  out.site = site;
+  if (result.ok()) {
+    if (result->site() != site) {
+      out.state = SiteState::kFailed;
+      out.reason = absl::StrCat("node answered as site \"", result->site(),
+                                "\", expected \"", site, "\"");
+      return out;
+    }
+    out.state = SiteState::kOk;
+    out.response = std::move(*result);
+    return out;
+  }
+  const absl::Status& s = result.status();
+  switch (s.code()) {
+    case absl::StatusCode::kDeadlineExceeded:
+      out.state = SiteState::kTimedOut;
+      break;
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+      out.state = SiteState::kRefused;
+      break;
+    default:
+      out.state = SiteState::kFailed;
+  }
+  out.reason = absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+  return out;
+}
+
+// One site's call with its retries; owned by the callbacks it schedules.
+struct Attempt : std::enable_shared_from_this<Attempt> {
+  NodeClient* client;
+  const v1::CountRequest* request;
+  absl::Time deadline;
+  FanOutOptions options;
+  SiteOutcome* out;
+  absl::BlockingCounter* done;
+  int attempt = 0;
+  absl::Duration backoff;
+
+  void Start() {
+    ++attempt;
+    auto self = shared_from_this();
+    client->Count(*request, deadline,
+                  [self](absl::StatusOr<v1::CountResponse> r) {
+                    self->OnResult(std::move(r));
+                  });
+  }
+
+  void OnResult(absl::StatusOr<v1::CountResponse> r) {
+    if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable &&
+        attempt < options.max_attempts &&
+        absl::Now() + backoff < deadline) {
+      // Retrying off the callback thread keeps gRPC's threads free.
+      auto self = shared_from_this();
+      std::thread([self] {
+        absl::SleepFor(self->backoff);
+        self->backoff = std::min(self->backoff * 2, self->options.max_backoff);
+        self->Start();
+      }).detach();
+      return;
+    }
+    *out = Classify(client->site(), std::move(r));
+    done->DecrementCount();
+  }
+};
+
+}  // namespace
+
+const char* SiteStateName(SiteState state) {
+  switch (state) {
+    case SiteState::kOk:
+      return "ok";
+    case SiteState::kFailed:
+      return "failed";
+    case SiteState::kTimedOut:
+      return "timed_out";
+    case SiteState::kRefused:
+      return "refused";
+  }
+  return "failed";
+}
+
+std::vector<SiteOutcome> FanOut(const std::vector<NodeClient*>& clients,
+                                const std::vector<v1::CountRequest>& requests,
+                                const std::vector<absl::Time>& deadlines,
+                                const FanOutOptions& options) {
+  std::vector<SiteOutcome> outcomes(clients.size());
+  absl::BlockingCounter done(static_cast<int>(clients.size()));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    auto attempt = std::make_shared<Attempt>();
+    attempt->client = clients[i];
+    attempt->request = &requests[i];
+    attempt->deadline = deadlines[i];
+    attempt->options = options;
+    attempt->out = &outcomes[i];
+    attempt->done = &done;
+    attempt->backoff = options.initial_backoff;
+    attempt->Start();
+  }
+  done.Wait();
+  return outcomes;
+}
+
+}  // namespace passerelle::gateway

@@ -1,0 +1,38 @@
+// The cohort engine: evaluates a validated query AST against one snapshot and
+// returns one exact count of distinct patients per breakdown cell.
+#ifndef PASSERELLE_NODE_ENGINE_H_
+#define PASSERELLE_NODE_ENGINE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "node/snapshot.h"
+#include "passerelle/v1/node.pb.h"
+#include "passerelle/v1/query.pb.h"
+
+namespace passerelle::node {
+
+// The seam between the node service and any engine implementation.
+// Implementations are thread-safe.
+class CohortEngine {
+ public:
+  virtual ~CohortEngine() = default;
+  // Counts per cell, in the order of query::EnumerateCells(query, {site}).
+  // The query must have passed query::ValidateQuery.
+  virtual absl::StatusOr<std::vector<v1::Cell>> Count(
+      const v1::Query& query) const = 0;
+  virtual const SnapshotMeta& meta() const = 0;
+  virtual std::vector<std::string> Vocabularies() const = 0;
+};
+
+// The index-based engine: compressed bitmaps per code, contiguous patient
+// ranges for age and birth year, posting scans for windows, repeats, values
+// and sequences.
+std::unique_ptr<CohortEngine> NewIndexEngine(
+    std::shared_ptr<const Snapshot> snapshot);
+
+}  // namespace passerelle::node
+
+#endif  // PASSERELLE_NODE_ENGINE_H_

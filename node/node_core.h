@@ -1,0 +1,92 @@
+// The node's request logic, independent of gRPC: who may ask, what may be
+// asked, evaluation, and the node's own audit record. The gRPC service in
+// node_service.h is a thin adapter over it.
+#ifndef PASSERELLE_NODE_NODE_CORE_H_
+#define PASSERELLE_NODE_NODE_CORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "node/engine.h"
+#include "passerelle/v1/node.pb.h"
+
+namespace passerelle::node {
+
+// Decides whether this site answers a request (site policy). Thread-safe.
+class RequestAuthorizer {
+ public:
+  virtual ~RequestAuthorizer() = default;
+  // OK, or PERMISSION_DENIED / INVALID_ARGUMENT with the reason.
+  virtual absl::Status Authorize(const std::string& caller,
+                                 const v1::CountRequest& request,
+                                 absl::Time now) const = 0;
+};
+
+// What the node records about each request it answered or refused.
+struct NodeAuditRecord {
+  absl::Time time;
+  std::string request_id;
+  std::string caller;
+  std::string project;
+  std::string canonical_query;
+  std::string snapshot;
+  bool answered = false;
+  std::string reason;  // Why it was refused or failed.
+  std::vector<v1::Cell> cells;  // True counts: they never leave the site.
+};
+
+// The node's own tamper-evident log. Thread-safe.
+class NodeAuditSink {
+ public:
+  virtual ~NodeAuditSink() = default;
+  // Durably records; returns the entry index.
+  virtual absl::StatusOr<uint64_t> Record(const NodeAuditRecord& record) = 0;
+};
+
+// Thread-safe.
+class NodeCore {
+ public:
+  // `authorizer` and `audit` must outlive the core; `audit` may be null only
+  // in tests of the evaluation path.
+  NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
+           const RequestAuthorizer* authorizer, NodeAuditSink* audit,
+           Clock* clock);
+
+  absl::StatusOr<v1::CountResponse> Count(const std::string& caller,
+                                          const v1::CountRequest& request);
+  v1::NodeInfo Info() const;
+  // Swaps in a new snapshot's engine; in-flight queries finish on the old one.
+  void SetEngine(std::unique_ptr<CohortEngine> engine);
+
+ private:
+  std::shared_ptr<const CohortEngine> engine() const;
+
+  const std::string site_;
+  const RequestAuthorizer* const authorizer_;
+  NodeAuditSink* const audit_;
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const CohortEngine> engine_ ABSL_GUARDED_BY(mu_);
+};
+
+// The simplest site policy: a fixed list of caller identities and a minimum
+// cell size the gateway must promise to apply.
+class AllowListAuthorizer : public RequestAuthorizer {
+ public:
+  AllowListAuthorizer(std::vector<std::string> callers, int64_t min_cell_size)
+      : callers_(std::move(callers)), min_cell_size_(min_cell_size) {}
+  absl::Status Authorize(const std::string& caller,
+                         const v1::CountRequest& request,
+                         absl::Time now) const override;
+
+ private:
+  const std::vector<std::string> callers_;
+  const int64_t min_cell_size_;
+};
+
+}  // namespace passerelle::node
+
+#endif  // PASSERELLE_NODE_NODE_CORE_H_

@@ -1,0 +1,150 @@
+#include "node/node_server.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "audit/log.h"
+#include "common/signals.h"
+#include "common/status_macros.h"
+#include "common/textproto.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "node/node_service.h"
+#include "node/store.h"
+#include "passerelle/v1/audit.pb.h"
+#include "tls/tls.h"
+
+namespace passerelle::node {
+namespace {
+
+// Records each request in the node's own Merkle audit log.
+class LogAuditSink : public NodeAuditSink {
+ public:
+  LogAuditSink(std::string site, audit::AuditLog* log)
+      : site_(std::move(site)), log_(log) {}
+  absl::StatusOr<uint64_t> Record(const NodeAuditRecord& r) override {
+    v1::AuditRecord record;
+    v1::NodeAuditEntry* e = record.mutable_node();
+    e->set_time_unix_micros(absl::ToUnixMicros(r.time));
+    e->set_request_id(r.request_id);
+    e->set_caller(r.caller);
+    e->set_project(r.project);
+    e->set_canonical_query(r.canonical_query);
+    e->set_snapshot(r.snapshot);
+    e->set_site(site_);
+    for (const v1::Cell& c : r.cells) *e->add_cells() = c;
+    e->set_decision(r.answered ? v1::AUDIT_DECISION_ALLOWED
+                               : v1::AUDIT_DECISION_DENIED);
+    e->set_reason(r.reason);
+    return log_->Append(record.SerializeAsString());
+  }
+
+ private:
+  const std::string site_;
+  audit::AuditLog* const log_;
+};
+
+tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
+  tls::TlsFiles files;
+  files.ca_file = c.ca_file();
+  files.cert_file = c.cert_file();
+  files.key_file = c.key_file();
+  files.crl_dir = c.crl_dir();
+  return files;
+}
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
+  auto missing = [](absl::string_view field) {
+    return absl::InvalidArgumentError(absl::StrCat("node config: ", field, " is required"));
+  };
+  if (c.site().empty()) return missing("site");
+  if (c.listen().empty()) return missing("listen");
+  if (c.store_dir().empty()) return missing("store_dir");
+  if (c.audit_dir().empty()) return missing("audit_dir");
+  if (c.audit_key_file().empty()) return missing("audit_key_file");
+  if (c.tls().ca_file().empty()) return missing("tls.ca_file");
+  if (c.tls().cert_file().empty()) return missing("tls.cert_file");
+  if (c.tls().key_file().empty()) return missing("tls.key_file");
+  if (c.allowed_callers().empty()) return missing("allowed_callers");
+  if (c.min_cell_size() < 1) {
+    return absl::InvalidArgumentError("node config: min_cell_size must be >= 1");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunNodeServerFromFile(const std::string& config_path) {
+  if (config_path.empty()) return absl::InvalidArgumentError("--config is required");
+  v1::NodeConfig config;
+  PASSERELLE_RETURN_IF_ERROR(LoadTextProtoFile(config_path, &config));
+  return RunNodeServer(config);
+}
+
+absl::Status RunNodeServer(const v1::NodeConfig& config) {
+  PASSERELLE_RETURN_IF_ERROR(ValidateNodeConfig(config));
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<NodeStore> store,
+                              NodeStore::Open(config.store_dir()));
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<Snapshot> snap, store->LoadCurrent());
+  if (snap->meta.site != config.site()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", config.store_dir(), " holds site \"", snap->meta.site,
+                     "\" but the config says \"", config.site(), "\""));
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::unique_ptr<audit::AuditLog> log,
+      audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
+                            absl::StrCat("passerelle/site/", config.site())));
+  LogAuditSink sink(config.site(), log.get());
+  AllowListAuthorizer authorizer(
+      {config.allowed_callers().begin(), config.allowed_callers().end()},
+      config.min_cell_size());
+  NodeCore core(config.site(), NewIndexEngine(snap), &authorizer, &sink,
+                Clock::Real());
+  NodeServiceImpl service(&core);
+
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                              tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen(), creds, &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  if (!config.port_file().empty()) {
+    PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
+  }
+  std::cerr << "passerelle node " << config.site() << ": serving snapshot "
+            << snap->meta.version << " (" << snap->meta.persons
+            << " persons) on port " << port << " with mTLS\n";
+  const int sig = WaitForTerminationSignal();
+  std::cerr << "passerelle node " << config.site() << ": signal " << sig
+            << ", draining\n";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  std::cerr << "passerelle node " << config.site() << ": stopped\n";
+  return absl::OkStatus();
+}
+
+}  // namespace passerelle::node

@@ -1,0 +1,28 @@
+#include "node/node_service.h"
+
+#include "common/grpc_status.h"
+#include "tls/tls.h"
+
+namespace passerelle::node {
+
+grpc::Status NodeServiceImpl::Count(grpc::ServerContext* context,
+                                    const v1::CountRequest* request,
+                                    v1::CountResponse* response) {
+  absl::StatusOr<std::string> caller = tls::PeerIdentity(*context->auth_context());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<v1::CountResponse> result = core_->Count(*caller, *request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeServiceImpl::GetInfo(grpc::ServerContext* context,
+                                      const v1::NodeInfoRequest*,
+                                      v1::NodeInfo* response) {
+  absl::StatusOr<std::string> caller = tls::PeerIdentity(*context->auth_context());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  *response = core_->Info();
+  return grpc::Status::OK;
+}
+
+}  // namespace passerelle::node

@@ -1,0 +1,146 @@
+// The in-memory form of one data snapshot at a node: patient attribute
+// columns and, per code, a posting list of events with a compressed bitmap of
+// the patients that have it. Built once per load (SnapshotBuilder) or read
+// back from the store, then shared read-only by every query.
+#ifndef PASSERELLE_NODE_SNAPSHOT_H_
+#define PASSERELLE_NODE_SNAPSHOT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "passerelle/v1/query.pb.h"
+#include "roaring/roaring.hh"
+
+namespace passerelle::node {
+
+// Dates inside a node are days since 1970-01-01 (proleptic Gregorian).
+int32_t DaysFromCivil(int year, int month, int day);
+void CivilFromDays(int32_t days, int* year, int* month, int* day);
+// Parses "YYYY-MM-DD" (optionally followed by a time, as in OMOP datetimes)
+// or "YYYYMMDD".
+absl::StatusOr<int32_t> ParseDay(absl::string_view text);
+
+// A birth date as a lexicographic key y*10000 + m*100 + d. When only the year
+// is known, the contract places the birthday on 1 July.
+inline int32_t BirthKey(int year, int month, int day) {
+  if (month <= 0 || day <= 0) return year * 10000 + 701;
+  return year * 10000 + month * 100 + day;
+}
+
+// The events of one code, sorted by (patient, day, event).
+struct Posting {
+  std::vector<uint32_t> patients;
+  std::vector<int32_t> days;
+  // Ordinal of the source row, so one row carrying several codes of a code
+  // set counts once in "at least N times".
+  std::vector<uint32_t> events;
+  // Numeric values (measurement/observation); empty when the code has none,
+  // NaN for rows without a value.
+  std::vector<double> values;
+  roaring::Roaring bitmap;  // Derived: the distinct patients.
+  size_t size() const { return patients.size(); }
+};
+
+// The codes of one (domain, vocabulary), sorted so that a prefix is a
+// contiguous range.
+struct CodeTable {
+  std::vector<std::string> codes;
+  std::vector<Posting> postings;
+};
+
+struct SnapshotMeta {
+  std::string site;
+  std::string version;
+  // The latest event date held: the default reference date for ages.
+  int32_t snapshot_day = 0;
+  int64_t loaded_at_unix = 0;
+  int64_t persons = 0;
+  int64_t events = 0;
+};
+
+// Immutable once built; safe to share between threads.
+class Snapshot {
+ public:
+  using TableKey = std::pair<int, std::string>;  // (v1::Domain, vocabulary)
+
+  SnapshotMeta meta;
+  // Patients are numbered 0..N-1 in ascending birth-key order, so any age or
+  // birth-year range is a contiguous range of patient numbers.
+  std::vector<int32_t> birth_keys;
+  std::vector<uint8_t> sex;  // v1::Sex
+  roaring::Roaring sex_bitmaps[5];
+  roaring::Roaring deceased;
+  roaring::Roaring population;
+  std::map<TableKey, CodeTable> tables;
+
+  uint32_t size() const { return static_cast<uint32_t>(birth_keys.size()); }
+  std::vector<std::string> Vocabularies() const;
+  // Fills the derived members (bitmaps) from the columns and postings.
+  void Finish();
+};
+
+// Accumulates one load: persons first, then events. Not thread-safe.
+class SnapshotBuilder {
+ public:
+  explicit SnapshotBuilder(std::string site) : site_(std::move(site)) {}
+
+  // Persons are identified by the source's id only while loading; the id is
+  // never stored.
+  absl::Status AddPerson(int64_t source_id, int32_t birth_key, v1::Sex sex);
+  // Numbers the patients; call once, after the last AddPerson.
+  void FinishPersons();
+  bool HasPerson(int64_t source_id) const;
+  absl::Status MarkDeceased(int64_t source_id, int32_t day);
+
+  // Starts a new source row; the codes added until the next call belong to it.
+  absl::Status BeginEvent(int64_t source_person_id, int32_t day, double value);
+  void AddEventCode(v1::Domain domain, absl::string_view vocabulary,
+                    absl::string_view code);
+
+  int64_t persons() const { return static_cast<int64_t>(pending_.size()); }
+  int64_t events() const { return event_count_; }
+
+  std::shared_ptr<Snapshot> Build(std::string version, int64_t loaded_at_unix);
+
+ private:
+  struct Entry {
+    uint32_t patient;
+    int32_t day;
+    uint32_t event;
+    double value;
+  };
+  struct PendingPerson {
+    int64_t source_id;
+    int32_t birth_key;
+    uint8_t sex;
+  };
+
+  std::string site_;
+  std::vector<PendingPerson> pending_;
+  absl::flat_hash_map<int64_t, uint32_t> index_;
+  std::vector<int32_t> death_day_;
+  bool persons_finished_ = false;
+  int32_t max_day_ = 0;
+  int64_t event_count_ = 0;
+  // Current row.
+  uint32_t cur_patient_ = 0;
+  int32_t cur_day_ = 0;
+  double cur_value_ = 0;
+  absl::flat_hash_map<std::string, std::vector<Entry>> by_code_;
+};
+
+// Key of a code inside by_code_-style maps: domain byte, vocabulary, NUL, code.
+std::string CodeMapKey(v1::Domain domain, absl::string_view vocabulary,
+                       absl::string_view code);
+
+}  // namespace passerelle::node
+
+#endif  // PASSERELLE_NODE_SNAPSHOT_H_
