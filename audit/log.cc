@@ -1,0 +1,668 @@
+#include "audit/log.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "audit/merkle.h"
+#include "common/status_macros.h"
+
+namespace passerelle::audit {
+
+namespace log_keys {
+
+std::string EncodeU64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+std::optional<uint64_t> DecodeU64(absl::string_view bytes) {
+  if (bytes.size() != 8) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : bytes) v = (v << 8) | static_cast<unsigned char>(c);
+  return v;
+}
+
+std::string Entry(uint64_t index) {
+  return absl::StrCat(kEntryPrefix, EncodeU64(index));
+}
+
+std::string Node(int level, uint64_t index) {
+  return absl::StrCat(kNodePrefix, std::string(1, static_cast<char>(level)),
+                      EncodeU64(index));
+}
+
+std::string CheckpointKey(uint64_t size) {
+  return absl::StrCat(kCheckpointPrefix, EncodeU64(size));
+}
+
+}  // namespace log_keys
+
+namespace {
+
+using log_keys::DecodeU64;
+using log_keys::EncodeU64;
+
+absl::Status CheckOrigin(absl::string_view origin) {
+  if (origin.empty()) {
+    return absl::InvalidArgumentError("audit log origin is empty");
+  }
+  for (char c : origin) {
+    if (c == '+' || static_cast<unsigned char>(c) <= ' ') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "audit log origin '", origin, "' contains '+' or whitespace"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<uint64_t>> GetU64(const LogStore& store,
+                                               absl::string_view key) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> raw, store.Get(key));
+  if (!raw.has_value()) return std::optional<uint64_t>();
+  std::optional<uint64_t> v = DecodeU64(*raw);
+  if (!v.has_value()) {
+    return absl::DataLossError(absl::StrCat("malformed ", key, " in store"));
+  }
+  return v;
+}
+
+// A problem found by Verify, at the first index it makes untrustworthy.
+struct Problem {
+  uint64_t index;
+  std::string what;
+};
+
+void Keep(std::optional<Problem>* best, uint64_t index, std::string what) {
+  if (!best->has_value() || index < (*best)->index) {
+    *best = Problem{index, std::move(what)};
+  }
+}
+
+}  // namespace
+
+// Reads perfect-subtree hashes from the store.
+class AuditLog::StoreNodes : public NodeSource {
+ public:
+  explicit StoreNodes(const LogStore& store) : store_(store) {}
+  absl::StatusOr<std::string> GetNode(int level,
+                                      uint64_t index) const override {
+    PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> h,
+                                store_.Get(log_keys::Node(level, index)));
+    if (!h.has_value() || h->size() != kHashSize) {
+      return absl::DataLossError(absl::StrCat(
+          "audit store lacks the subtree hash at level ", level, " index ",
+          index, " (covering entries from ", index << level, ")"));
+    }
+    return *std::move(h);
+  }
+
+ private:
+  const LogStore& store_;
+};
+
+// Store nodes plus the ones an append has not committed yet.
+class AuditLog::OverlayNodes : public NodeSource {
+ public:
+  explicit OverlayNodes(const LogStore& store) : base_(store) {}
+  void Add(int level, uint64_t index, const std::string& hash) {
+    pending_[{level, index}] = hash;
+  }
+  absl::StatusOr<std::string> GetNode(int level,
+                                      uint64_t index) const override {
+    auto it = pending_.find({level, index});
+    if (it != pending_.end()) return it->second;
+    return base_.GetNode(level, index);
+  }
+
+ private:
+  StoreNodes base_;
+  std::map<std::pair<int, uint64_t>, std::string> pending_;
+};
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
+    std::unique_ptr<LogStore> store, AuditLogOptions options) {
+  if (store == nullptr) return absl::InvalidArgumentError("null store");
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> stored_origin,
+                              store->Get(log_keys::kOrigin));
+  if (!stored_origin.has_value() && options.signing_key == nullptr) {
+    return absl::NotFoundError(
+        "no audit log in this store (it has no origin); open it with a "
+        "signing key to create one");
+  }
+  if (stored_origin.has_value() && !options.origin.empty() &&
+      *stored_origin != options.origin) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("audit log origin is '", *stored_origin, "', not '",
+                     options.origin, "'"));
+  }
+  std::string origin = stored_origin.value_or(options.origin);
+  PASSERELLE_RETURN_IF_ERROR(CheckOrigin(origin));
+  std::unique_ptr<AuditLog> log(
+      new AuditLog(std::move(store), std::move(options), std::move(origin)));
+  PASSERELLE_RETURN_IF_ERROR(log->Load());
+  return log;
+}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::OpenDirectory(
+    const std::string& dir, AuditLogOptions options) {
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::unique_ptr<LogStore> store,
+      OpenRocksDbLogStore(dir, /*read_only=*/options.signing_key == nullptr));
+  return Open(std::move(store), std::move(options));
+}
+
+absl::Status AuditLog::Load() {
+  absl::MutexLock lock(&mu_);
+  std::vector<LogStore::KeyValue> meta;
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> interval,
+                              GetU64(*store_, log_keys::kCheckpointInterval));
+  checkpoint_interval_ = interval.value_or(options_.checkpoint_interval);
+  if (!interval.has_value()) {
+    meta.emplace_back(log_keys::kCheckpointInterval,
+                      EncodeU64(checkpoint_interval_));
+  }
+
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> stored_key,
+                              store_->Get(log_keys::kPublicKey));
+  if (options_.signing_key != nullptr) {
+    if (stored_key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(VerifyingKey stored,
+                                  VerifyingKey::FromPem(*stored_key));
+      if (stored.raw() != options_.signing_key->public_key()) {
+        return absl::FailedPreconditionError(
+            "the signing key is not the key this audit log was created with");
+      }
+    } else {
+      PASSERELLE_ASSIGN_OR_RETURN(std::string pem,
+                                  options_.signing_key->PublicKeyPem());
+      meta.emplace_back(log_keys::kPublicKey, std::move(pem));
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> stored_origin,
+                                store_->Get(log_keys::kOrigin));
+    if (!stored_origin.has_value()) {
+      meta.emplace_back(log_keys::kOrigin, origin_);
+    }
+    if (!meta.empty()) PASSERELLE_RETURN_IF_ERROR(store_->Commit(meta));
+  }
+
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> size,
+                              GetU64(*store_, log_keys::kSize));
+  size_ = size.value_or(0);
+  // The frontier: the perfect subtrees of the binary decomposition of size_.
+  frontier_.clear();
+  StoreNodes nodes(*store_);
+  uint64_t start = 0;
+  for (int level = 63; level >= 0; --level) {
+    if ((size_ >> level & 1) == 0) continue;
+    PASSERELLE_ASSIGN_OR_RETURN(std::string h,
+                                nodes.GetNode(level, start >> level));
+    frontier_.push_back({level, std::move(h)});
+    start += uint64_t{1} << level;
+  }
+
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> latest_size,
+                              GetU64(*store_, log_keys::kLatestCheckpoint));
+  latest_.reset();
+  if (!latest_size.has_value()) return absl::OkStatus();
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::optional<std::string> note,
+      store_->Get(log_keys::CheckpointKey(*latest_size)));
+  if (options_.signing_key == nullptr) {
+    // Read-only: keep what parses; Verify() reports anything wrong.
+    if (note.has_value()) {
+      absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(*note);
+      if (cp.ok()) latest_ = *std::move(cp);
+    }
+    return absl::OkStatus();
+  }
+  if (!note.has_value()) {
+    return absl::DataLossError(absl::StrCat(
+        "latest checkpoint (size ", *latest_size, ") is missing from store"));
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(
+      VerifyingKey own,
+      VerifyingKey::FromRaw(options_.signing_key->public_key()));
+  absl::StatusOr<Checkpoint> cp = OpenCheckpoint(*note, origin_, own);
+  if (!cp.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "latest checkpoint does not verify: ", cp.status().message()));
+  }
+  latest_ = *std::move(cp);
+  return CheckLatestCheckpoint(own);
+}
+
+absl::Status AuditLog::CheckLatestCheckpoint(const VerifyingKey& /*key*/) {
+  if (!latest_.has_value()) return absl::OkStatus();
+  if (latest_->size > size_) {
+    return absl::DataLossError(
+        absl::StrCat("the latest signed checkpoint covers ", latest_->size,
+                     " entries but the store holds ", size_, " (truncated)"));
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::string root, audit::RootAt(StoreNodes(*store_), latest_->size));
+  if (root != latest_->root_hash) {
+    return absl::DataLossError(absl::StrCat(
+        "the stored tree does not match the latest signed checkpoint (size ",
+        latest_->size, "); run verify"));
+  }
+  return absl::OkStatus();
+}
+
+std::string AuditLog::FoldFrontier(const std::vector<FrontierNode>& frontier) {
+  if (frontier.empty()) return EmptyRoot();
+  std::string h = frontier.back().hash;
+  for (size_t i = frontier.size() - 1; i-- > 0;) {
+    h = HashChildren(frontier[i].hash, h);
+  }
+  return h;
+}
+
+absl::Status AuditLog::AddCheckpointLocked(
+    uint64_t size, const std::string& root, const NodeSource& nodes,
+    std::vector<LogStore::KeyValue>* puts,
+    std::optional<Checkpoint>* signed_cp) {
+  if (latest_.has_value()) {
+    if (latest_->size > size) {
+      return absl::DataLossError(absl::StrCat("refusing to sign size ", size,
+                                              ": a checkpoint for size ",
+                                              latest_->size, " exists"));
+    }
+    if (latest_->size == size) {
+      if (root != latest_->root_hash) {
+        return absl::DataLossError(
+            absl::StrCat("refusing to sign: root for size ", size,
+                         " differs from the signed one"));
+      }
+      return absl::OkStatus();  // Already signed.
+    }
+    if (latest_->size > 0) {
+      PASSERELLE_ASSIGN_OR_RETURN(
+          std::vector<std::string> proof,
+          audit::ConsistencyProof(nodes, latest_->size, size));
+      absl::Status consistent = VerifyConsistency(latest_->size, size, proof,
+                                                  latest_->root_hash, root);
+      if (!consistent.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("refusing to sign a checkpoint for size ", size,
+                         " inconsistent with the one for size ", latest_->size,
+                         ": ", consistent.message()));
+      }
+    }
+  }
+  Checkpoint cp{origin_, size, root};
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::string note,
+      audit::SignCheckpoint(cp, origin_, *options_.signing_key));
+  puts->emplace_back(log_keys::CheckpointKey(size), std::move(note));
+  puts->emplace_back(log_keys::kLatestCheckpoint, EncodeU64(size));
+  *signed_cp = std::move(cp);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes) {
+  absl::MutexLock lock(&mu_);
+  if (options_.signing_key == nullptr) {
+    return absl::FailedPreconditionError(
+        "audit log is open read-only (no signing key)");
+  }
+  const uint64_t index = size_;
+  std::vector<LogStore::KeyValue> puts;
+  OverlayNodes overlay(*store_);
+
+  std::string h = HashLeaf(entry_bytes);
+  puts.emplace_back(log_keys::Entry(index), std::move(entry_bytes));
+  puts.emplace_back(log_keys::Node(0, index), h);
+  overlay.Add(0, index, h);
+  std::vector<FrontierNode> frontier = frontier_;
+  int level = 0;
+  uint64_t node_index = index;
+  while (!frontier.empty() && frontier.back().level == level) {
+    h = HashChildren(frontier.back().hash, h);
+    frontier.pop_back();
+    ++level;
+    node_index >>= 1;
+    puts.emplace_back(log_keys::Node(level, node_index), h);
+    overlay.Add(level, node_index, h);
+  }
+  frontier.push_back({level, h});
+  const uint64_t new_size = index + 1;
+  puts.emplace_back(log_keys::kSize, EncodeU64(new_size));
+
+  std::optional<Checkpoint> cp;
+  if (checkpoint_interval_ > 0 && new_size % checkpoint_interval_ == 0) {
+    PASSERELLE_RETURN_IF_ERROR(AddCheckpointLocked(
+        new_size, FoldFrontier(frontier), overlay, &puts, &cp));
+  }
+  // Nothing changes in memory unless the synced write succeeded.
+  PASSERELLE_RETURN_IF_ERROR(store_->Commit(puts));
+  size_ = new_size;
+  frontier_ = std::move(frontier);
+  if (cp.has_value()) latest_ = std::move(cp);
+  return index;
+}
+
+absl::StatusOr<std::string> AuditLog::SignCheckpoint() {
+  absl::MutexLock lock(&mu_);
+  if (options_.signing_key == nullptr) {
+    return absl::FailedPreconditionError(
+        "audit log is open read-only (no signing key)");
+  }
+  if (size_ == 0) {
+    return absl::FailedPreconditionError("the audit log is empty");
+  }
+  std::vector<LogStore::KeyValue> puts;
+  std::optional<Checkpoint> cp;
+  PASSERELLE_RETURN_IF_ERROR(AddCheckpointLocked(
+      size_, FoldFrontier(frontier_), StoreNodes(*store_), &puts, &cp));
+  if (!puts.empty()) PASSERELLE_RETURN_IF_ERROR(store_->Commit(puts));
+  if (cp.has_value()) latest_ = std::move(cp);
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::optional<std::string> note,
+      store_->Get(log_keys::CheckpointKey(latest_->size)));
+  if (!note.has_value()) {
+    return absl::DataLossError("latest checkpoint missing from store");
+  }
+  return *std::move(note);
+}
+
+uint64_t AuditLog::Size() const {
+  absl::MutexLock lock(&mu_);
+  return size_;
+}
+
+std::string AuditLog::Root() const {
+  absl::MutexLock lock(&mu_);
+  return FoldFrontier(frontier_);
+}
+
+absl::Status AuditLog::CheckSize(uint64_t size) const {
+  const uint64_t current = Size();
+  if (size > current) {
+    return absl::OutOfRangeError(
+        absl::StrCat("tree size ", size, " is beyond the log size ", current));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> AuditLog::RootAt(uint64_t size) const {
+  PASSERELLE_RETURN_IF_ERROR(CheckSize(size));
+  return audit::RootAt(StoreNodes(*store_), size);
+}
+
+absl::StatusOr<std::string> AuditLog::Get(uint64_t index) const {
+  if (index >= Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no entry ", index, " (log size ", Size(), ")"));
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> entry,
+                              store_->Get(log_keys::Entry(index)));
+  if (!entry.has_value()) {
+    return absl::DataLossError(
+        absl::StrCat("entry ", index, " is missing from the store"));
+  }
+  return *std::move(entry);
+}
+
+absl::StatusOr<std::string> AuditLog::LeafHash(uint64_t index) const {
+  if (index >= Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no entry ", index, " (log size ", Size(), ")"));
+  }
+  return StoreNodes(*store_).GetNode(0, index);
+}
+
+absl::StatusOr<std::vector<std::string>> AuditLog::InclusionProof(
+    uint64_t index, uint64_t size) const {
+  PASSERELLE_RETURN_IF_ERROR(CheckSize(size));
+  return audit::InclusionProof(StoreNodes(*store_), index, size);
+}
+
+absl::StatusOr<std::vector<std::string>> AuditLog::ConsistencyProof(
+    uint64_t size1, uint64_t size2) const {
+  PASSERELLE_RETURN_IF_ERROR(CheckSize(size2));
+  return audit::ConsistencyProof(StoreNodes(*store_), size1, size2);
+}
+
+absl::StatusOr<std::optional<std::string>> AuditLog::LatestCheckpoint() const {
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> size,
+                              GetU64(*store_, log_keys::kLatestCheckpoint));
+  if (!size.has_value()) return std::optional<std::string>();
+  return store_->Get(log_keys::CheckpointKey(*size));
+}
+
+absl::StatusOr<std::vector<std::string>> AuditLog::Checkpoints() const {
+  std::vector<std::string> notes;
+  PASSERELLE_RETURN_IF_ERROR(
+      store_->Scan(log_keys::kCheckpointPrefix,
+                   [&](absl::string_view, absl::string_view value) {
+                     notes.emplace_back(value);
+                     return true;
+                   }));
+  return notes;
+}
+
+absl::StatusOr<VerifyingKey> AuditLog::StoredPublicKey() const {
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> pem,
+                              store_->Get(log_keys::kPublicKey));
+  if (!pem.has_value()) {
+    return absl::NotFoundError("the audit store holds no public key");
+  }
+  return VerifyingKey::FromPem(*pem);
+}
+
+absl::Status AuditLog::Verify(const VerifyingKey& key,
+                              VerifySummary* summary) const {
+  absl::MutexLock lock(&mu_);
+  VerifySummary local;
+  return VerifyLocked(key, summary != nullptr ? summary : &local);
+}
+
+absl::Status AuditLog::VerifyLocked(const VerifyingKey& key,
+                                    VerifySummary* summary) const {
+  *summary = VerifySummary();
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> stored_size,
+                              GetU64(*store_, log_keys::kSize));
+  const uint64_t n = stored_size.value_or(0);
+  summary->size = n;
+  std::optional<Problem> problem;
+
+  // 1. Every entry, in order, against its stored leaf hash; the recomputed
+  //    leaves build the reference tree.
+  InMemoryTree tree;
+  const size_t entry_prefix_len = strlen(log_keys::kEntryPrefix);
+  absl::Status read_error;
+  PASSERELLE_RETURN_IF_ERROR(store_->Scan(
+      log_keys::kEntryPrefix, [&](absl::string_view k, absl::string_view v) {
+        const uint64_t expected = tree.size();
+        std::optional<uint64_t> index = DecodeU64(k.substr(entry_prefix_len));
+        if (!index.has_value()) {
+          Keep(&problem, expected, "malformed entry key in store");
+          return false;
+        }
+        if (*index != expected) {
+          Keep(&problem, expected,
+               *index > expected
+                   ? absl::StrCat("entry ", expected, " is missing")
+                   : absl::StrCat("entry key out of order at ", *index));
+          return false;
+        }
+        if (expected >= n) {
+          Keep(&problem, expected,
+               absl::StrCat("entry ", expected, " lies beyond the log size ", n,
+                            " (not in the tree)"));
+          return false;
+        }
+        std::string leaf = HashLeaf(v);
+        absl::StatusOr<std::optional<std::string>> stored =
+            store_->Get(log_keys::Node(0, expected));
+        if (!stored.ok()) {
+          read_error = stored.status();
+          return false;
+        }
+        if (!stored->has_value()) {
+          Keep(&problem, expected,
+               absl::StrCat("leaf hash of entry ", expected, " is missing"));
+          return false;
+        }
+        if (**stored != leaf) {
+          Keep(&problem, expected,
+               absl::StrCat("entry ", expected,
+                            " does not match its recorded leaf hash (entry "
+                            "changed, replaced or reordered)"));
+          return false;
+        }
+        tree.AppendLeafHash(std::move(leaf));
+        return true;
+      }));
+  PASSERELLE_RETURN_IF_ERROR(read_error);
+  const uint64_t good = tree.size();
+  if (!problem.has_value() && good < n) {
+    Keep(&problem, good,
+         absl::StrCat("entries ", good, "..", n - 1,
+                      " are missing (log truncated)"));
+  }
+  summary->entries_verified = good;
+
+  // 2. Stored subtree hashes within the intact prefix must match, and none
+  //    may be missing (appends and proofs rely on them).
+  std::map<int, uint64_t> next_at_level;
+  const size_t node_prefix_len = strlen(log_keys::kNodePrefix);
+  PASSERELLE_RETURN_IF_ERROR(store_->Scan(
+      log_keys::kNodePrefix, [&](absl::string_view k, absl::string_view v) {
+        k.remove_prefix(node_prefix_len);
+        if (k.size() != 9) {
+          Keep(&problem, 0, "malformed subtree key in store");
+          return false;
+        }
+        const int level = static_cast<unsigned char>(k[0]);
+        const uint64_t index = *DecodeU64(k.substr(1));
+        if (level == 0 || level >= 64 || ((index + 1) << level) > good) {
+          return true;  // Leaves were checked above; beyond `good` unknown.
+        }
+        uint64_t& next = next_at_level[level];
+        if (index != next) {
+          Keep(&problem, next << level,
+               absl::StrCat("subtree hash at level ", level, " index ", next,
+                            " is missing"));
+        }
+        next = index + 1;
+        absl::StatusOr<std::string> want = tree.GetNode(level, index);
+        if (!want.ok() || *want != v) {
+          Keep(&problem, index << level,
+               absl::StrCat("stored subtree hash at level ", level, " index ",
+                            index, " differs from the recomputed one"));
+        }
+        return true;
+      }));
+  for (int level = 1; level < 64 && (uint64_t{1} << level) <= good; ++level) {
+    const uint64_t want = good >> level;
+    const uint64_t have = next_at_level[level];
+    if (have < want) {
+      Keep(&problem, have << level,
+           absl::StrCat("subtree hash at level ", level, " index ", have,
+                        " is missing"));
+    }
+  }
+
+  // 3. Checkpoints: signature, placement, root, and consistency with the
+  //    previous one. A bad checkpoint makes its entries since the previous
+  //    good checkpoint untrustworthy.
+  std::vector<std::pair<std::string, std::string>> notes;
+  PASSERELLE_RETURN_IF_ERROR(
+      store_->Scan(log_keys::kCheckpointPrefix,
+                   [&](absl::string_view k, absl::string_view v) {
+                     notes.emplace_back(std::string(k), std::string(v));
+                     return true;
+                   }));
+  const size_t cp_prefix_len = strlen(log_keys::kCheckpointPrefix);
+  std::optional<Checkpoint> prev;
+  std::vector<uint64_t> signed_sizes;
+  for (const auto& [k, note] : notes) {
+    const uint64_t covered = prev.has_value() ? prev->size : 0;
+    std::optional<uint64_t> key_size =
+        DecodeU64(absl::string_view(k).substr(cp_prefix_len));
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, origin_, key);
+    if (!key_size.has_value()) {
+      Keep(&problem, covered, "malformed checkpoint key in store");
+      break;
+    }
+    if (!cp.ok()) {
+      Keep(&problem, covered,
+           absl::StrCat("checkpoint for size ", *key_size,
+                        " is not validly signed: ", cp.status().message()));
+      break;
+    }
+    if (cp->size != *key_size || cp->origin != origin_) {
+      Keep(&problem, covered,
+           absl::StrCat("checkpoint stored for size ", *key_size, " is for ",
+                        cp->origin, " size ", cp->size));
+      break;
+    }
+    if (cp->size > n) {
+      Keep(&problem, n,
+           absl::StrCat("a signed checkpoint covers ", cp->size,
+                        " entries but the log has ", n, " (log truncated)"));
+      break;
+    }
+    if (cp->size > good) break;  // An entry problem below it is reported.
+    PASSERELLE_ASSIGN_OR_RETURN(std::string root,
+                                audit::RootAt(tree, cp->size));
+    if (root != cp->root_hash) {
+      Keep(&problem, covered,
+           absl::StrCat("the first ", cp->size,
+                        " entries do not hash to the signed root for that "
+                        "size"));
+      break;
+    }
+    if (prev.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(
+          std::vector<std::string> proof,
+          audit::ConsistencyProof(tree, prev->size, cp->size));
+      absl::Status consistent = VerifyConsistency(
+          prev->size, cp->size, proof, prev->root_hash, cp->root_hash);
+      if (!consistent.ok()) {
+        Keep(&problem, covered,
+             absl::StrCat("checkpoint for size ", cp->size,
+                          " is inconsistent with the one for size ", prev->size,
+                          ": ", consistent.message()));
+        break;
+      }
+    }
+    signed_sizes.push_back(cp->size);
+    prev = *std::move(cp);
+    ++summary->checkpoints_verified;
+  }
+  // Every multiple of the interval must have been signed in its append.
+  if (checkpoint_interval_ > 0) {
+    size_t i = 0;
+    const uint64_t limit = std::min(n, good);
+    for (uint64_t s = checkpoint_interval_; s <= limit;
+         s += checkpoint_interval_) {
+      while (i < signed_sizes.size() && signed_sizes[i] < s) ++i;
+      if (i == signed_sizes.size() || signed_sizes[i] != s) {
+        if (problem.has_value() && problem->index < s) break;
+        Keep(&problem, s - checkpoint_interval_,
+             absl::StrCat("the signed checkpoint for size ", s, " is missing"));
+        break;
+      }
+    }
+  }
+
+  summary->root = tree.Root();
+  summary->latest_checkpoint = prev;
+  if (problem.has_value()) {
+    summary->first_bad_index = problem->index;
+    summary->problem = problem->what;
+    return absl::DataLossError(
+        absl::StrCat("audit log verification failed: first bad index ",
+                     problem->index, ": ", problem->what));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace passerelle::audit

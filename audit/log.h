@@ -1,0 +1,178 @@
+// A tamper-evident, append-only audit log: opaque entries are the leaves of
+// an RFC 6962 Merkle tree kept in a LogStore (RocksDB), with Ed25519-signed
+// checkpoints in the C2SP tlog-checkpoint format (audit/checkpoint.h).
+//
+// Store layout (all integers 8-byte big-endian, so keys sort by index):
+//   "entry/"      + be64(index)              -> entry bytes
+//   "node/"       + u8(level) + be64(index)  -> 32-byte hash of the perfect
+//                   subtree covering leaves [index << level,
+//                   (index + 1) << level); level 0 is the leaf hash
+//   "checkpoint/" + be64(tree size)          -> signed checkpoint note
+//   "meta/size"                              -> be64(number of entries)
+//   "meta/latest_checkpoint"                 -> be64(size of the latest one)
+//   "meta/origin"                            -> checkpoint origin (key name)
+//   "meta/public_key"                        -> PEM public key of the signer
+//   "meta/checkpoint_interval"               -> be64(interval)
+// One Append writes the entry, its leaf hash, every subtree it completes,
+// the new size and (when due) a checkpoint in a single synced batch.
+#ifndef PASSERELLE_AUDIT_LOG_H_
+#define PASSERELLE_AUDIT_LOG_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/checkpoint.h"
+#include "audit/merkle.h"
+#include "audit/signer.h"
+#include "audit/store.h"
+
+namespace passerelle::audit {
+
+// Store keys, exposed for tools and tamper tests.
+namespace log_keys {
+inline constexpr char kEntryPrefix[] = "entry/";
+inline constexpr char kNodePrefix[] = "node/";
+inline constexpr char kCheckpointPrefix[] = "checkpoint/";
+inline constexpr char kSize[] = "meta/size";
+inline constexpr char kLatestCheckpoint[] = "meta/latest_checkpoint";
+inline constexpr char kOrigin[] = "meta/origin";
+inline constexpr char kPublicKey[] = "meta/public_key";
+inline constexpr char kCheckpointInterval[] = "meta/checkpoint_interval";
+
+std::string Entry(uint64_t index);
+std::string Node(int level, uint64_t index);
+std::string CheckpointKey(uint64_t size);
+std::string EncodeU64(uint64_t v);
+// Decodes an 8-byte big-endian integer.
+std::optional<uint64_t> DecodeU64(absl::string_view bytes);
+}  // namespace log_keys
+
+struct AuditLogOptions {
+  // Checkpoint origin line and note key name, e.g. "passerelle/gateway-fr".
+  // Empty: use the one stored (required for a new log).
+  std::string origin;
+  // The log's signing key. Null opens the log read-only (for auditors).
+  std::shared_ptr<const SigningKey> signing_key;
+  // Sign a checkpoint in the same batch as every N-th append (1: every
+  // append, which lets Verify locate a rewritten entry exactly). 0: only on
+  // explicit SignCheckpoint(). Fixed when the log is created.
+  uint64_t checkpoint_interval = 1;
+};
+
+// What Verify looked at, filled in whether or not it succeeded.
+struct VerifySummary {
+  uint64_t size = 0;              // Entries the log claims.
+  uint64_t entries_verified = 0;  // Leading entries found intact.
+  uint64_t checkpoints_verified = 0;
+  std::string root;  // Recomputed root of the verified prefix.
+  std::optional<Checkpoint> latest_checkpoint;  // Latest valid one.
+  std::optional<uint64_t> first_bad_index;      // Set on failure.
+  std::string problem;                          // Set on failure.
+};
+
+// Thread-safe: appends are serialised; reads and proofs may run concurrently
+// with appends and see a consistent prefix. Verify blocks appends while it
+// runs.
+class AuditLog {
+ public:
+  // Opens the log in `store`. With a signing key, creates the log if empty
+  // and refuses (kDataLoss) a store whose tree does not match its latest
+  // signed checkpoint, or (kFailedPrecondition) whose origin or public key
+  // differs from the options'.
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(
+      std::unique_ptr<LogStore> store, AuditLogOptions options);
+  // Open over RocksDB at `dir`; read-only unless a signing key is given.
+  static absl::StatusOr<std::unique_ptr<AuditLog>> OpenDirectory(
+      const std::string& dir, AuditLogOptions options);
+
+  // Durably appends `entry_bytes` (synced before returning) and returns its
+  // index. On error nothing was appended and the caller must release
+  // nothing.
+  absl::StatusOr<uint64_t> Append(std::string entry_bytes)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Signs a checkpoint of the current tree if it is newer than the latest
+  // one (after checking consistency with it) and returns the latest note.
+  absl::StatusOr<std::string> SignCheckpoint() ABSL_LOCKS_EXCLUDED(mu_);
+
+  uint64_t Size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Root of the current tree (EmptyRoot() when empty).
+  std::string Root() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Root of the first `size` entries; kOutOfRange beyond Size().
+  absl::StatusOr<std::string> RootAt(uint64_t size) const;
+  absl::StatusOr<std::string> Get(uint64_t index) const;
+  absl::StatusOr<std::string> LeafHash(uint64_t index) const;
+  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
+                                                          uint64_t size) const;
+  absl::StatusOr<std::vector<std::string>> ConsistencyProof(
+      uint64_t size1, uint64_t size2) const;
+
+  // The latest signed checkpoint note, if any.
+  absl::StatusOr<std::optional<std::string>> LatestCheckpoint() const;
+  // Every stored checkpoint note, by increasing tree size.
+  absl::StatusOr<std::vector<std::string>> Checkpoints() const;
+  // The public key stored with the log (trust it only as far as the store).
+  absl::StatusOr<VerifyingKey> StoredPublicKey() const;
+  const std::string& origin() const { return origin_; }
+
+  // Recomputes every leaf hash from the stored entries and the whole tree,
+  // compares the stored subtree hashes, checks every checkpoint's signature
+  // against `key`, its root, and its consistency with the previous one.
+  // kDataLoss naming the first bad index when anything was changed,
+  // deleted, reordered or truncated; other codes for I/O errors.
+  absl::Status Verify(const VerifyingKey& key,
+                      VerifySummary* summary = nullptr) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct FrontierNode {
+    int level;
+    std::string hash;
+  };
+  class StoreNodes;
+  class OverlayNodes;
+
+  AuditLog(std::unique_ptr<LogStore> store, AuditLogOptions options,
+           std::string origin)
+      : store_(std::move(store)),
+        options_(std::move(options)),
+        origin_(std::move(origin)) {}
+
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status CheckLatestCheckpoint(const VerifyingKey& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds a signed checkpoint of (size, root) to `puts`, after checking it is
+  // consistent with the latest one through `nodes`.
+  absl::Status AddCheckpointLocked(uint64_t size, const std::string& root,
+                                   const NodeSource& nodes,
+                                   std::vector<LogStore::KeyValue>* puts,
+                                   std::optional<Checkpoint>* signed_cp)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckSize(uint64_t size) const ABSL_LOCKS_EXCLUDED(mu_);
+  static std::string FoldFrontier(const std::vector<FrontierNode>& frontier);
+  absl::Status VerifyLocked(const VerifyingKey& key,
+                            VerifySummary* summary) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::unique_ptr<LogStore> store_;
+  const AuditLogOptions options_;
+  const std::string origin_;
+  uint64_t checkpoint_interval_ = 0;  // Set in Load(), then constant.
+
+  mutable absl::Mutex mu_;
+  uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
+  // Perfect subtrees covering [0, size_), largest first.
+  std::vector<FrontierNode> frontier_ ABSL_GUARDED_BY(mu_);
+  std::optional<Checkpoint> latest_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace passerelle::audit
+
+#endif  // PASSERELLE_AUDIT_LOG_H_

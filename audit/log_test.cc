@@ -1,0 +1,532 @@
+#include "audit/log.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/merkle.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+
+namespace passerelle::audit {
+namespace {
+
+namespace fs = std::filesystem;
+
+// An in-memory store that tests can tamper with underneath an open log and
+// make fail on demand. Thread-safe.
+class MemLogStore : public LogStore {
+ public:
+  absl::StatusOr<std::optional<std::string>> Get(
+      absl::string_view key) const override {
+    absl::MutexLock lock(&mu_);
+    auto it = data_.find(std::string(key));
+    if (it == data_.end()) return std::nullopt;
+    return it->second;
+  }
+  absl::Status Commit(const std::vector<KeyValue>& puts) override {
+    absl::MutexLock lock(&mu_);
+    if (fail_commits_) return absl::UnavailableError("injected disk failure");
+    for (const auto& [k, v] : puts) data_[k] = v;
+    return absl::OkStatus();
+  }
+  absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn)
+      const override {
+    std::map<std::string, std::string> copy;
+    {
+      absl::MutexLock lock(&mu_);
+      copy = data_;
+    }
+    for (auto it = copy.lower_bound(std::string(prefix));
+         it != copy.end() && absl::StartsWith(it->first, prefix); ++it) {
+      if (!fn(it->first, it->second)) break;
+    }
+    return absl::OkStatus();
+  }
+  void Put(const std::string& k, const std::string& v) {
+    absl::MutexLock lock(&mu_);
+    data_[k] = v;
+  }
+  void set_fail_commits(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_commits_ = fail;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::string> data_ ABSL_GUARDED_BY(mu_);
+  bool fail_commits_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Forwards to a shared MemLogStore so the test keeps a handle on it.
+class SharedStore : public LogStore {
+ public:
+  explicit SharedStore(std::shared_ptr<MemLogStore> s) : s_(std::move(s)) {}
+  absl::StatusOr<std::optional<std::string>> Get(
+      absl::string_view key) const override {
+    return s_->Get(key);
+  }
+  absl::Status Commit(const std::vector<KeyValue>& puts) override {
+    return s_->Commit(puts);
+  }
+  absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn)
+      const override {
+    return s_->Scan(prefix, fn);
+  }
+
+ private:
+  std::shared_ptr<MemLogStore> s_;
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "audit_log_test.XXXXXX");
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string EntryText(int i) {
+  return absl::StrCat("{\"request\":", i, ",\"payload\":\"",
+                      std::string(i % 7, 'x'), "\"}");
+}
+
+std::shared_ptr<const SigningKey> NewKey() {
+  auto key = SigningKey::Generate();
+  EXPECT_TRUE(key.ok()) << key.status();
+  return std::shared_ptr<const SigningKey>(*std::move(key));
+}
+
+VerifyingKey PublicOf(const SigningKey& key) {
+  return *VerifyingKey::FromRaw(key.public_key());
+}
+
+AuditLogOptions Options(std::shared_ptr<const SigningKey> key,
+                        uint64_t interval = 1) {
+  AuditLogOptions o;
+  o.origin = "passerelle.test/gateway";
+  o.signing_key = std::move(key);
+  o.checkpoint_interval = interval;
+  return o;
+}
+
+TEST(AuditLogTest, AppendsAndProvesAgainstAReferenceTree) {
+  TempDir dir;
+  auto key = NewKey();
+  auto log = AuditLog::OpenDirectory(dir.path(), Options(key));
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->Size(), 0u);
+  EXPECT_EQ((*log)->Root(), EmptyRoot());
+
+  std::vector<std::string> leaves;
+  std::vector<std::string> roots = {EmptyRoot()};
+  for (int i = 0; i < 37; ++i) {
+    auto index = (*log)->Append(EntryText(i));
+    ASSERT_TRUE(index.ok()) << index.status();
+    EXPECT_EQ(*index, static_cast<uint64_t>(i));
+    leaves.push_back(HashLeaf(EntryText(i)));
+    roots.push_back(RootOfLeafHashes(leaves));
+    EXPECT_EQ((*log)->Root(), roots.back());
+  }
+  AuditLog& l = **log;
+  EXPECT_EQ(l.Size(), 37u);
+  EXPECT_EQ(*l.Get(12), EntryText(12));
+  EXPECT_EQ(l.Get(37).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(*l.LeafHash(3), leaves[3]);
+  for (uint64_t size = 1; size <= 37; ++size) {
+    ASSERT_EQ(*l.RootAt(size), roots[size]);
+    for (uint64_t i = 0; i < size; ++i) {
+      auto proof = l.InclusionProof(i, size);
+      ASSERT_TRUE(proof.ok()) << proof.status();
+      EXPECT_TRUE(
+          VerifyInclusion(leaves[i], i, size, *proof, roots[size]).ok());
+    }
+    for (uint64_t size1 = 1; size1 <= size; ++size1) {
+      auto proof = l.ConsistencyProof(size1, size);
+      ASSERT_TRUE(proof.ok()) << proof.status();
+      EXPECT_TRUE(
+          VerifyConsistency(size1, size, *proof, roots[size1], roots[size])
+              .ok());
+    }
+  }
+  EXPECT_EQ(l.InclusionProof(0, 38).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(l.ConsistencyProof(1, 38).status().code(),
+            absl::StatusCode::kOutOfRange);
+
+  // One checkpoint per append, the latest for the whole log.
+  auto notes = l.Checkpoints();
+  ASSERT_TRUE(notes.ok());
+  EXPECT_EQ(notes->size(), 37u);
+  auto latest = l.LatestCheckpoint();
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  auto cp = OpenCheckpoint(**latest, l.origin(), PublicOf(*key));
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ(cp->size, 37u);
+  EXPECT_EQ(cp->root_hash, roots[37]);
+
+  VerifySummary summary;
+  EXPECT_TRUE(l.Verify(PublicOf(*key), &summary).ok());
+  EXPECT_EQ(summary.entries_verified, 37u);
+  EXPECT_EQ(summary.checkpoints_verified, 37u);
+  EXPECT_EQ(summary.root, roots[37]);
+  EXPECT_FALSE(summary.first_bad_index.has_value());
+}
+
+TEST(AuditLogTest, ReopenContinuesTheSameTree) {
+  TempDir dir;
+  auto key = NewKey();
+  std::vector<std::string> leaves;
+  for (int round = 0; round < 3; ++round) {
+    auto log = AuditLog::OpenDirectory(dir.path(), Options(key));
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_EQ((*log)->Size(), leaves.size());
+    for (int i = 0; i < 5 + round; ++i) {
+      const std::string e = EntryText(leaves.size());
+      ASSERT_TRUE((*log)->Append(e).ok());
+      leaves.push_back(HashLeaf(e));
+    }
+    EXPECT_EQ((*log)->Root(), RootOfLeafHashes(leaves));
+  }
+  auto ro = AuditLog::OpenDirectory(dir.path(), AuditLogOptions());
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  EXPECT_EQ((*ro)->origin(), "passerelle.test/gateway");
+  auto stored = (*ro)->StoredPublicKey();
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->raw(), key->public_key());
+  EXPECT_TRUE((*ro)->Verify(*stored).ok());
+  EXPECT_EQ((*ro)->Append("x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(AuditLogTest, RefusesAnotherKeyOrOrigin) {
+  TempDir dir;
+  auto key = NewKey();
+  {
+    auto log = AuditLog::OpenDirectory(dir.path(), Options(key));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)->Append("a").ok());
+  }
+  EXPECT_EQ(
+      AuditLog::OpenDirectory(dir.path(), Options(NewKey())).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  AuditLogOptions other = Options(key);
+  other.origin = "passerelle.test/other";
+  EXPECT_EQ(AuditLog::OpenDirectory(dir.path(), other).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(AuditLog::Open(std::make_unique<MemLogStore>(), AuditLogOptions())
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  AuditLogOptions bad = Options(key);
+  bad.origin = "has space";
+  EXPECT_EQ(
+      AuditLog::Open(std::make_unique<MemLogStore>(), bad).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST(AuditLogTest, CheckpointIntervalAndExplicitSigning) {
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::make_unique<MemLogStore>(), Options(key, 4));
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ((*log)->SignCheckpoint().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*log)->Append(EntryText(i)).ok());
+  std::vector<uint64_t> sizes;
+  auto notes = (*log)->Checkpoints();
+  ASSERT_TRUE(notes.ok());
+  for (const std::string& note : *notes) {
+    sizes.push_back(ParseCheckpointNote(note)->size);
+  }
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{4, 8}));
+  auto note = (*log)->SignCheckpoint();
+  ASSERT_TRUE(note.ok()) << note.status();
+  EXPECT_EQ(ParseCheckpointNote(*note)->size, 10u);
+  // Signing again at the same size returns the same note.
+  EXPECT_EQ(*(*log)->SignCheckpoint(), *note);
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogTest, FailedDurableWriteReturnsErrorAndChangesNothing) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::make_unique<SharedStore>(mem), Options(key));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Append("first").ok());
+  const std::string root = (*log)->Root();
+
+  mem->set_fail_commits(true);
+  auto failed = (*log)->Append("second");
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*log)->Size(), 1u);
+  EXPECT_EQ((*log)->Root(), root);
+  EXPECT_EQ((*log)->Get(1).status().code(), absl::StatusCode::kOutOfRange);
+
+  mem->set_fail_commits(false);
+  auto retried = (*log)->Append("second");
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(*retried, 1u);
+  EXPECT_EQ((*log)->Root(),
+            RootOfLeafHashes({HashLeaf("first"), HashLeaf("second")}));
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogTest, WriteToReadOnlyRocksDbFails) {
+  TempDir dir;
+  auto key = NewKey();
+  {
+    auto log = AuditLog::OpenDirectory(dir.path(), Options(key));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)->Append("a").ok());
+  }
+  auto store = OpenRocksDbLogStore(dir.path(), /*read_only=*/true);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto log = AuditLog::Open(*std::move(store), Options(key));
+  ASSERT_TRUE(log.ok()) << log.status();
+  auto appended = (*log)->Append("b");
+  EXPECT_FALSE(appended.ok());
+  EXPECT_EQ(appended.status().code(), absl::StatusCode::kFailedPrecondition)
+      << appended.status();
+  EXPECT_EQ((*log)->Size(), 1u);
+}
+
+TEST(AuditLogTest, NeverSignsACheckpointInconsistentWithAnEarlierOne) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto key = NewKey();
+  auto log =
+      AuditLog::Open(std::make_unique<SharedStore>(mem), Options(key, 0));
+  ASSERT_TRUE(log.ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*log)->Append(EntryText(i)).ok());
+  ASSERT_TRUE((*log)->SignCheckpoint().ok());
+  // Rewrite the stored subtree over entries 0..3 behind the log's back.
+  mem->Put(log_keys::Node(2, 0), Sha256("forged"));
+  ASSERT_TRUE((*log)->Append(EntryText(5)).ok());  // No checkpoint due.
+  auto signed_note = (*log)->SignCheckpoint();
+  EXPECT_EQ(signed_note.status().code(), absl::StatusCode::kDataLoss)
+      << signed_note.status();
+  EXPECT_EQ((*log)->Checkpoints()->size(), 1u);
+  // And a fresh open for appending refuses the store outright.
+  EXPECT_EQ(AuditLog::Open(std::make_unique<SharedStore>(mem), Options(key, 0))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(AuditLogTest, ConcurrentAppendsGetDistinctIndices) {
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::make_unique<MemLogStore>(), Options(key));
+  ASSERT_TRUE(log.ok());
+  absl::Mutex mu;
+  std::set<uint64_t> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto index = (*log)->Append(absl::StrCat("t", t, "-", i));
+        ASSERT_TRUE(index.ok());
+        absl::MutexLock lock(&mu);
+        EXPECT_TRUE(seen.insert(*index).second);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ((*log)->Size(), 100u);
+  EXPECT_EQ(seen.size(), 100u);
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Tampering with the RocksDB store directly, then verifying read-only.
+
+class TamperTest : public ::testing::Test {
+ protected:
+  static constexpr int kEntries = 10;
+
+  void SetUp() override {
+    key_ = NewKey();
+    auto log = AuditLog::OpenDirectory(dir_.path(), Options(key_));
+    ASSERT_TRUE(log.ok()) << log.status();
+    for (int i = 0; i < kEntries; ++i) {
+      ASSERT_TRUE((*log)->Append(EntryText(i)).ok());
+    }
+    ASSERT_TRUE((*log)->Verify(PublicOf(*key_)).ok());
+  }
+
+  // Runs `fn` on the raw RocksDB store (the log is closed).
+  void Tamper(const std::function<void(rocksdb::DB*)>& fn) {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    fn(db.get());
+  }
+
+  static std::string Read(rocksdb::DB* db, const std::string& key) {
+    std::string v;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), key, &v).ok()) << key;
+    return v;
+  }
+  static void Write(rocksdb::DB* db, const std::string& key,
+                    const std::string& value) {
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
+  }
+  static void Delete(rocksdb::DB* db, const std::string& key) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), key).ok());
+  }
+
+  // Verifies read-only with `key` (default: the log's) and returns the
+  // first bad index, or -1 when verification passes.
+  int64_t FirstBadIndex(const VerifyingKey* key = nullptr) {
+    auto log = AuditLog::OpenDirectory(dir_.path(), AuditLogOptions());
+    EXPECT_TRUE(log.ok()) << log.status();
+    if (!log.ok()) return -2;
+    VerifySummary summary;
+    absl::Status st =
+        (*log)->Verify(key != nullptr ? *key : PublicOf(*key_), &summary);
+    if (st.ok()) return -1;
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    EXPECT_TRUE(summary.first_bad_index.has_value());
+    EXPECT_NE(st.message().find(
+                  absl::StrCat("first bad index ", *summary.first_bad_index)),
+              absl::string_view::npos)
+        << st;
+    return static_cast<int64_t>(summary.first_bad_index.value_or(-3));
+  }
+
+  TempDir dir_;
+  std::shared_ptr<const SigningKey> key_;
+};
+
+TEST_F(TamperTest, UntouchedStoreVerifies) { EXPECT_EQ(FirstBadIndex(), -1); }
+
+TEST_F(TamperTest, FlippedByteInAnEntry) {
+  Tamper([](rocksdb::DB* db) {
+    std::string e = Read(db, log_keys::Entry(5));
+    e[3] ^= 0x01;
+    Write(db, log_keys::Entry(5), e);
+  });
+  EXPECT_EQ(FirstBadIndex(), 5);
+}
+
+TEST_F(TamperTest, DeletedEntry) {
+  Tamper([](rocksdb::DB* db) { Delete(db, log_keys::Entry(4)); });
+  EXPECT_EQ(FirstBadIndex(), 4);
+}
+
+TEST_F(TamperTest, SwappedEntries) {
+  Tamper([](rocksdb::DB* db) {
+    const std::string a = Read(db, log_keys::Entry(2));
+    const std::string b = Read(db, log_keys::Entry(7));
+    Write(db, log_keys::Entry(2), b);
+    Write(db, log_keys::Entry(7), a);
+  });
+  EXPECT_EQ(FirstBadIndex(), 2);
+}
+
+TEST_F(TamperTest, TruncatedTailEntriesOnly) {
+  Tamper([](rocksdb::DB* db) {
+    for (int i = 7; i < kEntries; ++i) Delete(db, log_keys::Entry(i));
+  });
+  EXPECT_EQ(FirstBadIndex(), 7);
+}
+
+TEST_F(TamperTest, TruncatedTailWithSizeAndTreeRewound) {
+  // A careful truncation: entries, their hashes and the size are rewound;
+  // only the signed checkpoints beyond betray it.
+  Tamper([](rocksdb::DB* db) {
+    for (int i = 7; i < kEntries; ++i) {
+      Delete(db, log_keys::Entry(i));
+      Delete(db, log_keys::Node(0, i));
+    }
+    Write(db, log_keys::kSize, log_keys::EncodeU64(7));
+    Write(db, log_keys::kLatestCheckpoint, log_keys::EncodeU64(7));
+  });
+  EXPECT_EQ(FirstBadIndex(), 7);
+}
+
+TEST_F(TamperTest, RewrittenEntryWithRecomputedTree) {
+  // A careful rewrite: entry 3 and every stored hash recomputed to match.
+  // Only the signed checkpoints can tell, and they locate it exactly.
+  Tamper([](rocksdb::DB* db) {
+    Write(db, log_keys::Entry(3), "{\"request\":3,\"payload\":\"benign\"}");
+    InMemoryTree tree;
+    for (int i = 0; i < kEntries; ++i) {
+      tree.AppendLeafHash(HashLeaf(Read(db, log_keys::Entry(i))));
+    }
+    for (size_t level = 0; level < tree.levels().size(); ++level) {
+      for (size_t i = 0; i < tree.levels()[level].size(); ++i) {
+        Write(db, log_keys::Node(level, i), tree.levels()[level][i]);
+      }
+    }
+  });
+  EXPECT_EQ(FirstBadIndex(), 3);
+}
+
+TEST_F(TamperTest, ForgedLatestCheckpoint) {
+  // Replaced by one for a different root, signed by another key.
+  Tamper([](rocksdb::DB* db) {
+    Checkpoint forged{"passerelle.test/gateway", kEntries, Sha256("forged")};
+    auto other = SigningKey::Generate();
+    auto note = SignCheckpoint(forged, forged.origin, **other);
+    ASSERT_TRUE(note.ok());
+    Write(db, log_keys::CheckpointKey(kEntries), *note);
+  });
+  EXPECT_EQ(FirstBadIndex(), kEntries - 1);
+}
+
+TEST_F(TamperTest, ReplacedMiddleCheckpoint) {
+  // The checkpoint for size 6 replaced by the (genuine) one for size 5.
+  Tamper([](rocksdb::DB* db) {
+    Write(db, log_keys::CheckpointKey(6), Read(db, log_keys::CheckpointKey(5)));
+  });
+  EXPECT_EQ(FirstBadIndex(), 5);
+}
+
+TEST_F(TamperTest, DeletedCheckpoint) {
+  Tamper([](rocksdb::DB* db) { Delete(db, log_keys::CheckpointKey(6)); });
+  EXPECT_EQ(FirstBadIndex(), 5);
+}
+
+TEST_F(TamperTest, ChangedStoredSubtreeHash) {
+  Tamper([](rocksdb::DB* db) {
+    Write(db, log_keys::Node(2, 1), Sha256("forged"));  // Entries 4..7.
+  });
+  EXPECT_EQ(FirstBadIndex(), 4);
+}
+
+TEST_F(TamperTest, ChangedFrontierHashStopsTheWriter) {
+  Tamper([](rocksdb::DB* db) {
+    Write(db, log_keys::Node(1, 4), Sha256("forged"));  // Entries 8..9.
+  });
+  EXPECT_EQ(FirstBadIndex(), 8);
+  // The writer refuses to continue on a store that no longer matches its
+  // latest signed checkpoint.
+  EXPECT_EQ(AuditLog::OpenDirectory(dir_.path(), Options(key_)).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(TamperTest, WrongPublicKeyFailsAtTheFirstCheckpoint) {
+  auto other = NewKey();
+  const VerifyingKey wrong = PublicOf(*other);
+  EXPECT_EQ(FirstBadIndex(&wrong), 0);
+}
+
+}  // namespace
+}  // namespace passerelle::audit

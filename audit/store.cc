@@ -1,0 +1,100 @@
+#include "audit/store.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/write_batch.h"
+
+namespace passerelle::audit {
+namespace {
+
+absl::Status FromRocksDb(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNotSupported()) return absl::FailedPreconditionError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) {
+    return absl::UnavailableError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+rocksdb::Slice ToSlice(absl::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+
+// Thread-safe because rocksdb::DB is.
+class RocksDbLogStore : public LogStore {
+ public:
+  explicit RocksDbLogStore(std::unique_ptr<rocksdb::DB> db)
+      : db_(std::move(db)) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(
+      absl::string_view key) const override {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) return FromRocksDb(s, "audit store read");
+    return value;
+  }
+
+  absl::Status Commit(const std::vector<KeyValue>& puts) override {
+    rocksdb::WriteBatch batch;
+    for (const auto& [key, value] : puts) {
+      rocksdb::Status s = batch.Put(ToSlice(key), ToSlice(value));
+      if (!s.ok()) return FromRocksDb(s, "audit store batch");
+    }
+    rocksdb::WriteOptions options;
+    options.sync = true;  // Durable before we return: audit before release.
+    return FromRocksDb(db_->Write(options, &batch), "audit store write");
+  }
+
+  absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn)
+      const override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+      const rocksdb::Slice key = it->key();
+      if (!key.starts_with(ToSlice(prefix))) break;
+      const rocksdb::Slice value = it->value();
+      if (!fn(absl::string_view(key.data(), key.size()),
+              absl::string_view(value.data(), value.size()))) {
+        break;
+      }
+    }
+    return FromRocksDb(it->status(), "audit store scan");
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LogStore>> OpenRocksDbLogStore(
+    const std::string& dir, bool read_only) {
+  rocksdb::Options options;
+  options.create_if_missing = !read_only;
+  options.paranoid_checks = true;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = read_only
+                          ? rocksdb::DB::OpenForReadOnly(options, dir, &raw)
+                          : rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) {
+    return FromRocksDb(s, absl::StrCat("cannot open audit store ", dir));
+  }
+  return std::unique_ptr<LogStore>(
+      new RocksDbLogStore(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+}  // namespace passerelle::audit
