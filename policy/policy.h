@@ -1,0 +1,144 @@
+// The access policy of the federation and of each site: loading and
+// validation of the stewards' files, and decisions (allow or deny, with the
+// reasons and the obligations the gateway and the nodes must apply).
+//
+//   PASSERELLE_ASSIGN_OR_RETURN(auto policy,
+//   Policy::Load({"/etc/passerelle/policy"})); passerelle::v1::Decision d =
+//   policy->Decide(request); if (!d.allow()) return
+//   absl::PermissionDeniedError(d.reasons(0));
+//
+// Schema and combination rules: proto/passerelle/v1/policy.proto.
+#ifndef PASSERELLE_POLICY_POLICY_H_
+#define PASSERELLE_POLICY_POLICY_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "passerelle/v1/node.pb.h"
+#include "passerelle/v1/policy.pb.h"
+#include "passerelle/v1/query.pb.h"
+
+namespace passerelle::policy {
+
+// A researcher's request as the gateway sees it before contacting any node.
+struct AccessRequest {
+  // The caller's identity from its certificate
+  // ("spiffe://passerelle/user/alice").
+  std::string identity;
+  std::string project;
+  // A DUO code; empty: the project's purpose when it has exactly one.
+  std::string purpose;
+  // Not owned; must outlive the call. Null is denied.
+  const passerelle::v1::Query* query = nullptr;
+  // Empty: every site the project may query.
+  std::vector<std::string> sites;
+  absl::Time now;
+};
+
+// One file's name and bytes, for loading without touching the disk.
+struct PolicySource {
+  std::string path;
+  std::string contents;
+};
+
+// An immutable, validated policy snapshot. Thread-safe: every method is const
+// and may be called concurrently.
+class Policy {
+ public:
+  // Loads the files at `paths`; a directory stands for the *.textproto files
+  // directly inside it. On any error returns INVALID_ARGUMENT whose message
+  // lists every error, one per line, as "file:line:column: message".
+  static absl::StatusOr<std::shared_ptr<const Policy>> Load(
+      const std::vector<std::string>& paths);
+  // Same, from contents already read.
+  static absl::StatusOr<std::shared_ptr<const Policy>> LoadFromSources(
+      std::vector<PolicySource> sources);
+
+  // The gateway's decision for a researcher's query.
+  passerelle::v1::Decision Decide(const AccessRequest& request) const;
+
+  // A node's decision under its own site policy (`site`): the caller must be
+  // one of the site's callers, the requested minimum cell size at least the
+  // site's, the project served, and the query within the site's scope.
+  passerelle::v1::Decision DecideNode(
+      absl::string_view site, absl::string_view identity,
+      const passerelle::v1::CountRequest& request, absl::Time now) const;
+
+  // Whether `identity` holds `role` for `project` (as a project member or a
+  // federation-wide member), for the audit and budget endpoints. An empty
+  // `project` asks for the federation-wide role. Project validity dates do
+  // not apply: auditors keep access to expired projects.
+  passerelle::v1::Decision DecideRole(absl::string_view identity,
+                                      passerelle::v1::Member::Role role,
+                                      absl::string_view project) const;
+
+  // SHA-256 (lower-case hex) over the loaded files sorted by path: for each
+  // file, its size as 8 big-endian bytes then its bytes.
+  const std::string& version() const { return version_; }
+  // The files loaded, sorted.
+  const std::vector<std::string>& files() const { return files_; }
+  // Non-fatal findings of validation, "file:line:column: message".
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  bool has_federation() const { return federation_.has_value(); }
+  const passerelle::v1::Federation* federation() const {
+    return federation_ ? &*federation_ : nullptr;
+  }
+  const passerelle::v1::Project* FindProject(absl::string_view id) const;
+  const passerelle::v1::SitePolicy* FindSite(absl::string_view id) const;
+
+ private:
+  friend class PolicyBuilder;
+
+  template <typename T>
+  struct Located {
+    T msg;
+    std::string where;  // "federation.textproto:12"
+  };
+
+  Policy() = default;
+
+  std::optional<passerelle::v1::Federation> federation_;
+  std::string federation_where_;
+  std::map<std::string, Located<passerelle::v1::Project>, std::less<>>
+      projects_;
+  std::map<std::string, Located<passerelle::v1::SitePolicy>, std::less<>>
+      sites_;
+  // Per site id, the location of each of its forbid rules.
+  std::map<std::string, std::vector<std::string>, std::less<>>
+      site_forbid_where_;
+  std::vector<Located<passerelle::v1::ForbidRule>> forbids_;
+  std::string version_;
+  std::vector<std::string> files_;
+  std::vector<std::string> warnings_;
+};
+
+// Expands directories into the *.textproto files directly inside them
+// (sorted); files are kept as given. NOT_FOUND for a missing path.
+absl::StatusOr<std::vector<std::string>> ExpandPolicyPaths(
+    const std::vector<std::string>& paths);
+
+// Reads the files ExpandPolicyPaths finds, sorted by path.
+absl::StatusOr<std::vector<PolicySource>> ReadPolicySources(
+    const std::vector<std::string>& paths);
+
+// The version of a policy made of `sources`: see Policy::version().
+std::string PolicyVersion(std::vector<PolicySource> sources);
+
+// Parses "YYYY-MM-DD" (midnight UTC) or an RFC 3339 time.
+absl::StatusOr<absl::Time> ParsePolicyTime(absl::string_view text);
+
+// "researcher", "steward", "auditor".
+std::string RoleName(passerelle::v1::Member::Role role);
+std::optional<passerelle::v1::Member::Role> ParseRole(absl::string_view name);
+
+}  // namespace passerelle::policy
+
+#endif  // PASSERELLE_POLICY_POLICY_H_
