@@ -1,0 +1,303 @@
+#include "audit/records.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace passerelle::audit {
+namespace {
+
+using google::protobuf::ListValue;
+using google::protobuf::Struct;
+using google::protobuf::Value;
+using passerelle::v1::AuditDecision;
+using passerelle::v1::AuditRecord;
+
+Value Str(absl::string_view s) {
+  Value v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+Value Bool(bool b) {
+  Value v;
+  v.set_bool_value(b);
+  return v;
+}
+
+Value Obj(std::initializer_list<std::pair<const char*, Value>> fields) {
+  Value v;
+  for (const auto& [k, f] : fields) {
+    (*v.mutable_struct_value()->mutable_fields())[k] = f;
+  }
+  return v;
+}
+
+Value List(std::vector<Value> items) {
+  Value v;
+  for (Value& i : items) *v.mutable_list_value()->add_values() = std::move(i);
+  return v;
+}
+
+Value Coding(absl::string_view system, absl::string_view code,
+             absl::string_view display) {
+  return Obj({{"system", Str(system)},
+              {"code", Str(code)},
+              {"display", Str(display)}});
+}
+
+Value Detail(absl::string_view type, absl::string_view value) {
+  return Obj({{"type", Str(type)}, {"valueString", Str(value)}});
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& m,
+                                   bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(m, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("JSON encoding failed: ", status.ToString()));
+  }
+  return out;
+}
+
+// FHIR R4 AuditEvent.outcome: 0 success, 4 minor failure, 8 serious failure.
+const char* FhirOutcome(AuditDecision d) {
+  switch (d) {
+    case passerelle::v1::AUDIT_DECISION_ALLOWED:
+      return "0";
+    case passerelle::v1::AUDIT_DECISION_DENIED:
+    case passerelle::v1::AUDIT_DECISION_PARTIAL:
+      return "4";
+    default:
+      return "8";
+  }
+}
+
+}  // namespace
+
+std::string EncodeRecord(const passerelle::v1::AuditEntry& entry) {
+  AuditRecord record;
+  *record.mutable_gateway() = entry;
+  return record.SerializeAsString();
+}
+
+std::string EncodeRecord(const passerelle::v1::NodeAuditEntry& entry) {
+  AuditRecord record;
+  *record.mutable_node() = entry;
+  return record.SerializeAsString();
+}
+
+absl::StatusOr<AuditRecord> DecodeRecord(absl::string_view bytes) {
+  AuditRecord record;
+  if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      record.kind_case() == AuditRecord::KIND_NOT_SET) {
+    return absl::InvalidArgumentError(
+        "entry is not a passerelle.v1.AuditRecord");
+  }
+  return record;
+}
+
+absl::StatusOr<AuditDecision> ParseOutcome(absl::string_view text) {
+  const std::string t = absl::AsciiStrToLower(text);
+  if (t == "allowed") return passerelle::v1::AUDIT_DECISION_ALLOWED;
+  if (t == "denied") return passerelle::v1::AUDIT_DECISION_DENIED;
+  if (t == "failed") return passerelle::v1::AUDIT_DECISION_FAILED;
+  if (t == "partial") return passerelle::v1::AUDIT_DECISION_PARTIAL;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown outcome '", text,
+                   "' (want allowed, denied, failed or partial)"));
+}
+
+std::string OutcomeName(AuditDecision decision) {
+  switch (decision) {
+    case passerelle::v1::AUDIT_DECISION_ALLOWED:
+      return "allowed";
+    case passerelle::v1::AUDIT_DECISION_DENIED:
+      return "denied";
+    case passerelle::v1::AUDIT_DECISION_FAILED:
+      return "failed";
+    case passerelle::v1::AUDIT_DECISION_PARTIAL:
+      return "partial";
+    default:
+      return "unspecified";
+  }
+}
+
+RecordView ViewOf(const AuditRecord& record) {
+  RecordView v;
+  if (record.has_gateway()) {
+    const auto& e = record.gateway();
+    v.kind = "gateway";
+    v.time = absl::FromUnixMicros(e.time_unix_micros());
+    v.request_id = e.request_id();
+    v.caller = e.caller();
+    v.caller_role = e.caller_role();
+    v.project = e.project();
+    v.purpose = e.purpose();
+    v.canonical_query = e.canonical_query();
+    v.decision = e.decision();
+    v.reasons = absl::StrJoin(e.reasons(), "; ");
+  } else {
+    const auto& e = record.node();
+    v.kind = "node";
+    v.time = absl::FromUnixMicros(e.time_unix_micros());
+    v.request_id = e.request_id();
+    v.caller = e.caller();
+    v.caller_role = "gateway";
+    v.project = e.project();
+    v.canonical_query = e.canonical_query();
+    v.decision = e.decision();
+    v.reasons = e.reason();
+  }
+  return v;
+}
+
+bool Matches(const AuditRecord& record, const RecordFilter& filter) {
+  const RecordView v = ViewOf(record);
+  if (filter.caller.has_value() && v.caller != *filter.caller) return false;
+  if (filter.project.has_value() && v.project != *filter.project) return false;
+  if (filter.since.has_value() && v.time < *filter.since) return false;
+  if (filter.until.has_value() && v.time >= *filter.until) return false;
+  if (filter.outcome.has_value() && v.decision != *filter.outcome) return false;
+  return true;
+}
+
+absl::StatusOr<absl::Time> ParseRfc3339(absl::string_view text) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &err)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text,
+        "' is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z): ", err));
+  }
+  return t;
+}
+
+absl::StatusOr<std::string> RecordToJson(const AuditRecord& record,
+                                         bool pretty) {
+  return ToJson(record, pretty);
+}
+
+absl::StatusOr<std::string> JsonlRow(uint64_t index, absl::string_view entry,
+                                     absl::string_view leaf_hash) {
+  const std::string head =
+      absl::StrCat("{\"index\":", index, ",\"leaf_hash\":\"",
+                   absl::Base64Escape(leaf_hash), "\",");
+  absl::StatusOr<AuditRecord> record = DecodeRecord(entry);
+  if (!record.ok()) {
+    return absl::StrCat(head, "\"entry_base64\":\"", absl::Base64Escape(entry),
+                        "\"}");
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(std::string json, ToJson(*record, false));
+  return absl::StrCat(head, "\"record\":", json, "}");
+}
+
+absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
+                                             uint64_t index,
+                                             absl::string_view leaf_hash,
+                                             absl::string_view origin,
+                                             bool pretty) {
+  const RecordView v = ViewOf(record);
+  Struct event;
+  auto& f = *event.mutable_fields();
+  f["resourceType"] = Str("AuditEvent");
+  f["id"] = Str(absl::StrCat("passerelle-audit-", index));
+  f["type"] = Coding("http://terminology.hl7.org/CodeSystem/audit-event-type",
+                     "rest", "RESTful Operation");
+  f["subtype"] = List(
+      {Coding("http://hl7.org/fhir/restful-interaction", "search", "search")});
+  f["action"] = Str("E");  // Execute: an aggregate query.
+  f["recorded"] = Str(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", v.time, absl::UTCTimeZone()));
+  f["outcome"] = Str(FhirOutcome(v.decision));
+  f["outcomeDesc"] =
+      Str(v.reasons.empty()
+              ? OutcomeName(v.decision)
+              : absl::StrCat(OutcomeName(v.decision), ": ", v.reasons));
+  if (!v.purpose.empty()) {
+    Value coding = Obj({{"code", Str(v.purpose)}});
+    if (absl::StartsWith(v.purpose, "DUO:")) {
+      coding = Obj({{"system", Str("http://purl.obolibrary.org/obo/duo.owl")},
+                    {"code", Str(v.purpose)}});
+    }
+    f["purposeOfEvent"] =
+        List({Obj({{"coding", List({coding})}, {"text", Str(v.purpose)}})});
+  }
+  std::vector<Value> roles;
+  if (!v.caller_role.empty())
+    roles.push_back(Obj({{"text", Str(v.caller_role)}}));
+  f["agent"] = List({Obj({
+      {"who", Obj({{"identifier", Obj({{"value", Str(v.caller)}})},
+                   {"display", Str(v.caller)}})},
+      {"requestor", Bool(true)},
+      {"role", List(std::move(roles))},
+  })});
+  f["source"] = Obj({
+      {"site", Str(origin)},
+      {"observer", Obj({{"display", Str(absl::StrCat("passerelle ", v.kind, " ",
+                                                     origin))}})},
+      {"type", List({Coding(
+                   "http://terminology.hl7.org/CodeSystem/security-source-type",
+                   "4", "Application Server")})},
+  });
+
+  std::vector<Value> details = {
+      Detail("record_kind", v.kind),
+      Detail("audit_index", absl::StrCat(index)),
+      Obj({{"type", Str("leaf_hash")},
+           {"valueBase64Binary", Str(absl::Base64Escape(leaf_hash))}}),
+      Detail("project", v.project),
+  };
+  if (record.has_gateway()) {
+    const auto& e = record.gateway();
+    details.push_back(Detail("policy_version", e.policy_version()));
+    details.push_back(
+        Detail("epsilon_charged", absl::StrCat(e.epsilon_charged())));
+    details.push_back(Detail("rho_charged", absl::StrCat(e.rho_charged())));
+    details.push_back(
+        Detail("latency_micros", absl::StrCat(e.latency_micros())));
+    for (const auto& site : e.sites()) {
+      std::string s =
+          absl::StrCat(site.status(), " snapshot=", site.snapshot());
+      if (site.has_node_audit_index()) {
+        absl::StrAppend(&s, " node_audit_index=", site.node_audit_index());
+      }
+      if (!site.reason().empty())
+        absl::StrAppend(&s, " reason=", site.reason());
+      details.push_back(Detail(absl::StrCat("site:", site.site()), s));
+    }
+    passerelle::v1::AuditEntry cells_only;
+    *cells_only.mutable_released_cells() = e.released_cells();
+    PASSERELLE_ASSIGN_OR_RETURN(std::string cells, ToJson(cells_only, false));
+    details.push_back(Detail("released_cells", cells));
+  } else {
+    const auto& e = record.node();
+    details.push_back(Detail("site", e.site()));
+    details.push_back(Detail("snapshot", e.snapshot()));
+    details.push_back(Detail("min_cell_size", absl::StrCat(e.min_cell_size())));
+  }
+  // R4 invariant sev-1: an entity has a name or a query, not both.
+  f["entity"] = List({Obj({
+      {"what", Obj({{"identifier", Obj({{"value", Str(v.request_id)}})}})},
+      {"type", Coding("http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                      "2", "System Object")},
+      {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role", "24",
+                      "Query")},
+      {"description", Str(v.canonical_query)},
+      {"query", Str(absl::Base64Escape(v.canonical_query))},
+      {"detail", List(std::move(details))},
+  })});
+  return ToJson(event, pretty);
+}
+
+}  // namespace passerelle::audit

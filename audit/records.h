@@ -1,0 +1,78 @@
+// Typed views of audit log entries for callers and auditor tools. The log
+// itself stores opaque bytes; by convention each entry is a serialized
+// passerelle.v1.AuditRecord (a gateway AuditEntry or a NodeAuditEntry).
+#ifndef PASSERELLE_AUDIT_RECORDS_H_
+#define PASSERELLE_AUDIT_RECORDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "passerelle/v1/audit.pb.h"
+
+namespace passerelle::audit {
+
+// The bytes to Append for a gateway or node entry.
+std::string EncodeRecord(const passerelle::v1::AuditEntry& entry);
+std::string EncodeRecord(const passerelle::v1::NodeAuditEntry& entry);
+// kInvalidArgument unless `bytes` is an AuditRecord with one kind set.
+absl::StatusOr<passerelle::v1::AuditRecord> DecodeRecord(
+    absl::string_view bytes);
+
+// "allowed" | "denied" | "failed" | "partial" (and back).
+absl::StatusOr<passerelle::v1::AuditDecision> ParseOutcome(
+    absl::string_view text);
+std::string OutcomeName(passerelle::v1::AuditDecision decision);
+
+// Fields common to both kinds, for searching and export.
+struct RecordView {
+  std::string kind;  // "gateway" | "node"
+  absl::Time time;
+  std::string request_id;
+  std::string caller;
+  std::string caller_role;
+  std::string project;
+  std::string purpose;
+  std::string canonical_query;
+  passerelle::v1::AuditDecision decision =
+      passerelle::v1::AUDIT_DECISION_UNSPECIFIED;
+  std::string reasons;  // Joined with "; ".
+};
+RecordView ViewOf(const passerelle::v1::AuditRecord& record);
+
+// All set fields must match: caller and project exactly, since <= time <
+// until, and the outcome.
+struct RecordFilter {
+  std::optional<std::string> caller;
+  std::optional<std::string> project;
+  std::optional<absl::Time> since;
+  std::optional<absl::Time> until;
+  std::optional<passerelle::v1::AuditDecision> outcome;
+};
+bool Matches(const passerelle::v1::AuditRecord& record,
+             const RecordFilter& filter);
+
+// Parses an RFC 3339 time ("2026-11-22T10:00:00Z").
+absl::StatusOr<absl::Time> ParseRfc3339(absl::string_view text);
+
+// The record as proto3 JSON (field names as in audit.proto).
+absl::StatusOr<std::string> RecordToJson(
+    const passerelle::v1::AuditRecord& record, bool pretty);
+
+// One JSON Lines row: {"index":N,"leaf_hash":"<b64>","record":{...}}; an
+// undecodable entry is exported as {"index":N,...,"entry_base64":"..."}.
+absl::StatusOr<std::string> JsonlRow(uint64_t index, absl::string_view entry,
+                                     absl::string_view leaf_hash);
+
+// A FHIR R4 AuditEvent resource (JSON) for the entry at `index` of the log
+// whose checkpoint origin is `origin`.
+absl::StatusOr<std::string> ToFhirAuditEvent(
+    const passerelle::v1::AuditRecord& record, uint64_t index,
+    absl::string_view leaf_hash, absl::string_view origin, bool pretty);
+
+}  // namespace passerelle::audit
+
+#endif  // PASSERELLE_AUDIT_RECORDS_H_

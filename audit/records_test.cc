@@ -1,0 +1,207 @@
+#include "audit/records.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "audit/merkle.h"
+#include "gtest/gtest.h"
+
+namespace passerelle::audit {
+namespace {
+
+using google::protobuf::Struct;
+using google::protobuf::Value;
+using passerelle::v1::AuditEntry;
+using passerelle::v1::AuditRecord;
+using passerelle::v1::NodeAuditEntry;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1795000000);  // 2026-11-18.
+
+AuditEntry GatewayEntry() {
+  AuditEntry e;
+  e.set_time_unix_micros(absl::ToUnixMicros(kT0) + 123456);
+  e.set_request_id("req-1");
+  e.set_caller("CN=alice,O=Inserm");
+  e.set_caller_role("researcher");
+  e.set_project("diabetes-fr-qc");
+  e.set_purpose("DUO:0000006");
+  e.set_canonical_query("count where condition(icd10:E11) by sex");
+  e.set_policy_version("policy-7");
+  e.set_decision(passerelle::v1::AUDIT_DECISION_PARTIAL);
+  e.add_reasons("site qc timed out");
+  e.set_epsilon_charged(0.5);
+  auto* site = e.add_sites();
+  site->set_site("fr");
+  site->set_status("ok");
+  site->set_snapshot("snap-3");
+  site->set_node_audit_index(41);
+  auto* qc = e.add_sites();
+  qc->set_site("qc");
+  qc->set_status("timed_out");
+  qc->set_reason("deadline exceeded");
+  auto* cell = e.add_released_cells();
+  cell->set_count(120);
+  cell->mutable_precision()->set_kind(passerelle::v1::Precision::NOISED);
+  e.set_latency_micros(8200);
+  return e;
+}
+
+NodeAuditEntry NodeEntry() {
+  NodeAuditEntry e;
+  e.set_time_unix_micros(absl::ToUnixMicros(kT0 + absl::Hours(1)));
+  e.set_request_id("req-1");
+  e.set_caller("CN=gateway");
+  e.set_project("diabetes-fr-qc");
+  e.set_canonical_query("count where condition(icd10:E11) by sex");
+  e.set_snapshot("snap-3");
+  e.add_cells()->set_count(118);
+  e.set_decision(passerelle::v1::AUDIT_DECISION_ALLOWED);
+  e.set_site("fr");
+  return e;
+}
+
+Struct ParseJson(const std::string& json) {
+  Struct s;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &s);
+  EXPECT_TRUE(status.ok()) << status.ToString() << "\n" << json;
+  return s;
+}
+
+const Value& Field(const Struct& s, const std::string& name) {
+  static const Value* const kMissing = new Value();
+  auto it = s.fields().find(name);
+  EXPECT_NE(it, s.fields().end()) << name;
+  return it == s.fields().end() ? *kMissing : it->second;
+}
+
+TEST(RecordsTest, EncodeDecodeBothKinds) {
+  auto g = DecodeRecord(EncodeRecord(GatewayEntry()));
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_TRUE(g->has_gateway());
+  EXPECT_EQ(g->gateway().request_id(), "req-1");
+  EXPECT_EQ(g->gateway().sites(0).node_audit_index(), 41u);
+  EXPECT_FALSE(g->gateway().sites(1).has_node_audit_index());
+  auto n = DecodeRecord(EncodeRecord(NodeEntry()));
+  ASSERT_TRUE(n.ok());
+  ASSERT_TRUE(n->has_node());
+  EXPECT_EQ(n->node().cells(0).count(), 118);
+  EXPECT_EQ(DecodeRecord("").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeRecord("\xff\xff not a proto").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RecordsTest, Outcomes) {
+  for (const char* name : {"allowed", "denied", "failed", "partial"}) {
+    auto d = ParseOutcome(name);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(OutcomeName(*d), name);
+  }
+  EXPECT_EQ(*ParseOutcome("DENIED"), passerelle::v1::AUDIT_DECISION_DENIED);
+  EXPECT_EQ(ParseOutcome("maybe").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RecordsTest, FilterMatchesEachField) {
+  AuditRecord g = *DecodeRecord(EncodeRecord(GatewayEntry()));
+  AuditRecord n = *DecodeRecord(EncodeRecord(NodeEntry()));
+  RecordFilter f;
+  EXPECT_TRUE(Matches(g, f));
+  f.caller = "CN=alice,O=Inserm";
+  EXPECT_TRUE(Matches(g, f));
+  EXPECT_FALSE(Matches(n, f));
+  f = RecordFilter();
+  f.project = "other";
+  EXPECT_FALSE(Matches(g, f));
+  f = RecordFilter();
+  f.since = kT0;
+  f.until = kT0 + absl::Minutes(30);
+  EXPECT_TRUE(Matches(g, f));
+  EXPECT_FALSE(Matches(n, f));  // One hour later: outside [since, until).
+  f = RecordFilter();
+  f.outcome = passerelle::v1::AUDIT_DECISION_PARTIAL;
+  EXPECT_TRUE(Matches(g, f));
+  EXPECT_FALSE(Matches(n, f));
+}
+
+TEST(RecordsTest, ParsesRfc3339) {
+  auto t = ParseRfc3339("2026-11-18T00:00:00Z");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(absl::ToUnixSeconds(*t), 1794960000);
+  EXPECT_TRUE(ParseRfc3339("2026-11-18T01:00:00+01:00").ok());
+  EXPECT_EQ(ParseRfc3339("yesterday").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RecordsTest, JsonlRowIsOneJsonLine) {
+  auto row = JsonlRow(3, EncodeRecord(GatewayEntry()), HashLeaf("x"));
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->find('\n'), std::string::npos);
+  Struct s = ParseJson(*row);
+  EXPECT_EQ(Field(s, "index").number_value(), 3);
+  EXPECT_EQ(
+      Field(Field(Field(s, "record").struct_value(), "gateway").struct_value(),
+            "request_id")
+          .string_value(),
+      "req-1");
+  auto opaque = JsonlRow(4, "opaque bytes", HashLeaf("y"));
+  ASSERT_TRUE(opaque.ok());
+  EXPECT_EQ(Field(ParseJson(*opaque), "entry_base64").string_value(),
+            absl::Base64Escape("opaque bytes"));
+}
+
+TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
+  AuditRecord g = *DecodeRecord(EncodeRecord(GatewayEntry()));
+  auto json = ToFhirAuditEvent(g, 7, HashLeaf("x"), "passerelle/gateway",
+                               /*pretty=*/true);
+  ASSERT_TRUE(json.ok()) << json.status();
+  Struct ev = ParseJson(*json);
+  EXPECT_EQ(Field(ev, "resourceType").string_value(), "AuditEvent");
+  EXPECT_EQ(Field(ev, "action").string_value(), "E");
+  EXPECT_EQ(Field(ev, "outcome").string_value(), "4");  // Partial.
+  EXPECT_EQ(Field(ev, "recorded").string_value(),
+            "2026-11-18T11:06:40.123456Z");
+  EXPECT_EQ(Field(Field(ev, "type").struct_value(), "code").string_value(),
+            "rest");
+  const Struct& agent =
+      Field(ev, "agent").list_value().values(0).struct_value();
+  EXPECT_TRUE(Field(agent, "requestor").bool_value());
+  EXPECT_EQ(Field(Field(Field(agent, "who").struct_value(), "identifier")
+                      .struct_value(),
+                  "value")
+                .string_value(),
+            "CN=alice,O=Inserm");
+  const Struct& purpose =
+      Field(ev, "purposeOfEvent").list_value().values(0).struct_value();
+  EXPECT_EQ(
+      Field(Field(purpose, "coding").list_value().values(0).struct_value(),
+            "code")
+          .string_value(),
+      "DUO:0000006");
+  const Struct& entity =
+      Field(ev, "entity").list_value().values(0).struct_value();
+  std::string query;
+  ASSERT_TRUE(
+      absl::Base64Unescape(Field(entity, "query").string_value(), &query));
+  EXPECT_EQ(query, "count where condition(icd10:E11) by sex");
+  EXPECT_EQ(entity.fields().count("name"), 0u);  // R4 sev-1.
+  // Released cells are carried; site statuses too.
+  EXPECT_TRUE(absl::StrContains(*json, "released_cells"));
+  EXPECT_TRUE(absl::StrContains(*json, "node_audit_index=41"));
+  // A source with an observer is mandatory in R4.
+  const Struct& source = Field(ev, "source").struct_value();
+  EXPECT_EQ(source.fields().count("observer"), 1u);
+
+  AuditRecord n = *DecodeRecord(EncodeRecord(NodeEntry()));
+  auto node_json =
+      ToFhirAuditEvent(n, 0, HashLeaf("y"), "passerelle/fr", false);
+  ASSERT_TRUE(node_json.ok());
+  EXPECT_EQ(Field(ParseJson(*node_json), "outcome").string_value(), "0");
+}
+
+}  // namespace
+}  // namespace passerelle::audit

@@ -1,0 +1,365 @@
+#include "audit/tool.h"
+
+#include <map>
+#include <optional>
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "audit/merkle.h"
+#include "common/status_macros.h"
+
+namespace passerelle::audit {
+namespace {
+
+std::string B64List(const std::vector<std::string>& hashes) {
+  std::vector<std::string> quoted;
+  for (const std::string& h : hashes) {
+    quoted.push_back(absl::StrCat("\"", absl::Base64Escape(h), "\""));
+  }
+  if (quoted.empty()) return "[]";
+  return absl::StrCat("[\n    ", absl::StrJoin(quoted, ",\n    "), "\n  ]");
+}
+
+constexpr char kUsage[] =
+    "usage: passerelle audit <command> --store DIR [--public-key FILE]\n"
+    "commands:\n"
+    "  verify                          recompute the tree, check every\n"
+    "                                  checkpoint; names the first bad index\n"
+    "  show N                          print entry N as JSON\n"
+    "  search [--caller C] [--project P] [--since RFC3339]\n"
+    "         [--until RFC3339] [--outcome allowed|denied|failed|partial]\n"
+    "  export --format jsonl|fhir      every entry, to stdout\n"
+    "  proof --index N [--size S]      inclusion proof (base64 JSON)\n"
+    "  consistency --from A --to B     consistency proof (base64 JSON)\n"
+    "  checkpoint                      the latest signed checkpoint\n"
+    "  public-key                      the store's public key (PEM) and its\n"
+    "                                  signed-note verifier key\n";
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+};
+
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
+  static const auto* const kKnown = new std::map<std::string, bool>{
+      {"store", true},   {"public-key", true}, {"caller", true},
+      {"project", true}, {"since", true},      {"until", true},
+      {"outcome", true}, {"format", true},     {"index", true},
+      {"size", true},    {"from", true},       {"to", true}};
+  Args out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (absl::StartsWith(a, "--")) {
+      std::string name = a.substr(2);
+      std::string value;
+      const size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else {
+        if (i + 1 >= args.size()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("flag --", name, " needs a value"));
+        }
+        value = args[++i];
+      }
+      if (kKnown->find(name) == kKnown->end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown flag --", name));
+      }
+      out.flags[name] = value;
+    } else if (out.command.empty()) {
+      out.command = a;
+    } else {
+      out.positional.push_back(a);
+    }
+  }
+  if (out.command.empty()) return absl::InvalidArgumentError("no command");
+  static const auto* const kCommands = new std::set<std::string>{
+      "verify", "show",        "search",     "export",
+      "proof",  "consistency", "checkpoint", "public-key"};
+  if (kCommands->count(out.command) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown audit command '", out.command, "'"));
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> ParseU64(absl::string_view what,
+                                  absl::string_view text) {
+  uint64_t v;
+  if (!absl::SimpleAtoi(text, &v)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " must be a non-negative integer, got '", text, "'"));
+  }
+  return v;
+}
+
+std::optional<std::string> Flag(const Args& a, const std::string& name) {
+  auto it = a.flags.find(name);
+  if (it == a.flags.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace
+
+absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
+                          std::string* report) {
+  VerifySummary s;
+  absl::Status st = log.Verify(key, &s);
+  std::string r;
+  absl::StrAppend(&r, "origin: ", log.origin(), "\n");
+  absl::StrAppend(&r, "key: ", NoteVerifierKey(log.origin(), key.raw()), "\n");
+  absl::StrAppend(&r, "entries: ", s.size, " (", s.entries_verified,
+                  " verified)\n");
+  absl::StrAppend(&r, "checkpoints verified: ", s.checkpoints_verified, "\n");
+  absl::StrAppend(&r, "root of verified entries: ", absl::Base64Escape(s.root),
+                  "\n");
+  if (s.latest_checkpoint.has_value()) {
+    absl::StrAppend(&r, "latest valid checkpoint: size ",
+                    s.latest_checkpoint->size, " root ",
+                    absl::Base64Escape(s.latest_checkpoint->root_hash), "\n");
+  }
+  if (st.ok()) {
+    absl::StrAppend(&r, "OK\n");
+  } else if (s.first_bad_index.has_value()) {
+    absl::StrAppend(&r, "FAILED: first bad index ", *s.first_bad_index, ": ",
+                    s.problem, "\n");
+  } else {
+    absl::StrAppend(&r, "ERROR: ", st.ToString(), "\n");
+  }
+  *report = std::move(r);
+  return st;
+}
+
+absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(index));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
+  const std::string head =
+      absl::StrCat("{\n  \"index\": ", index, ",\n  \"leaf_hash\": \"",
+                   absl::Base64Escape(leaf), "\",\n");
+  absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
+  if (!record.ok()) {
+    return absl::StrCat(head, "  \"entry_base64\": \"",
+                        absl::Base64Escape(entry), "\"\n}\n");
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(std::string json, RecordToJson(*record, true));
+  return absl::StrCat(head, "  \"record\": ", json, "}\n");
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, passerelle::v1::AuditRecord>>>
+SearchLog(const AuditLog& log, const RecordFilter& filter) {
+  std::vector<std::pair<uint64_t, passerelle::v1::AuditRecord>> out;
+  const uint64_t n = log.Size();
+  for (uint64_t i = 0; i < n; ++i) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(i));
+    absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
+    if (!record.ok() || !Matches(*record, filter)) continue;
+    out.emplace_back(i, *std::move(record));
+  }
+  return out;
+}
+
+absl::Status ExportLog(const AuditLog& log, ExportFormat format,
+                       std::ostream& out) {
+  const uint64_t n = log.Size();
+  if (format == ExportFormat::kFhir) {
+    out << "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[";
+  }
+  bool first = true;
+  for (uint64_t i = 0; i < n; ++i) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(i));
+    PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(i));
+    if (format == ExportFormat::kJsonl) {
+      PASSERELLE_ASSIGN_OR_RETURN(std::string row, JsonlRow(i, entry, leaf));
+      out << row << "\n";
+      continue;
+    }
+    absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
+    if (!record.ok()) continue;  // Not an audit record: nothing to map.
+    PASSERELLE_ASSIGN_OR_RETURN(
+        std::string event,
+        ToFhirAuditEvent(*record, i, leaf, log.origin(), false));
+    out << (first ? "\n" : ",\n") << "{\"resource\":" << event << "}";
+    first = false;
+  }
+  if (format == ExportFormat::kFhir) out << "\n]}\n";
+  if (!out) return absl::InternalError("write to output failed");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> InclusionProofJson(const AuditLog& log,
+                                               uint64_t index, uint64_t size) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+                              log.InclusionProof(index, size));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string root, log.RootAt(size));
+  return absl::StrCat("{\n  \"leafIdx\": ", index, ",\n  \"treeSize\": ", size,
+                      ",\n  \"leafHash\": \"", absl::Base64Escape(leaf),
+                      "\",\n  \"root\": \"", absl::Base64Escape(root),
+                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+}
+
+absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
+                                                 uint64_t size1,
+                                                 uint64_t size2) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+                              log.ConsistencyProof(size1, size2));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string root1, log.RootAt(size1));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string root2, log.RootAt(size2));
+  return absl::StrCat("{\n  \"size1\": ", size1, ",\n  \"size2\": ", size2,
+                      ",\n  \"root1\": \"", absl::Base64Escape(root1),
+                      "\",\n  \"root2\": \"", absl::Base64Escape(root2),
+                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+}
+
+namespace {
+
+// Runs one command; usage errors come back as kInvalidArgument.
+absl::Status Run(const Args& a, std::ostream& out, std::ostream& err,
+                 bool* verify_failed) {
+  std::optional<std::string> store = Flag(a, "store");
+  if (!store.has_value()) {
+    return absl::InvalidArgumentError("--store DIR is required");
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::unique_ptr<AuditLog> log,
+      AuditLog::OpenDirectory(*store, AuditLogOptions()));
+
+  if (a.command == "verify") {
+    std::optional<std::string> key_file = Flag(a, "public-key");
+    absl::StatusOr<VerifyingKey> key = key_file.has_value()
+                                           ? ReadPublicKeyFile(*key_file)
+                                           : log->StoredPublicKey();
+    PASSERELLE_RETURN_IF_ERROR(key.status());
+    if (!key_file.has_value()) {
+      err << "warning: verifying with the public key stored in the log "
+             "itself; pass --public-key FILE for an independent check\n";
+    }
+    std::string report;
+    absl::Status st = VerifyReport(*log, *key, &report);
+    out << report;
+    if (!st.ok()) *verify_failed = true;
+    return absl::OkStatus();
+  }
+  if (a.command == "show") {
+    if (a.positional.size() != 1) {
+      return absl::InvalidArgumentError("show needs exactly one index");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(uint64_t index,
+                                ParseU64("index", a.positional[0]));
+    PASSERELLE_ASSIGN_OR_RETURN(std::string json, ShowEntry(*log, index));
+    out << json;
+    return absl::OkStatus();
+  }
+  if (a.command == "search") {
+    RecordFilter filter;
+    filter.caller = Flag(a, "caller");
+    filter.project = Flag(a, "project");
+    if (auto s = Flag(a, "since")) {
+      PASSERELLE_ASSIGN_OR_RETURN(filter.since, ParseRfc3339(*s));
+    }
+    if (auto s = Flag(a, "until")) {
+      PASSERELLE_ASSIGN_OR_RETURN(filter.until, ParseRfc3339(*s));
+    }
+    if (auto s = Flag(a, "outcome")) {
+      PASSERELLE_ASSIGN_OR_RETURN(filter.outcome, ParseOutcome(*s));
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(auto hits, SearchLog(*log, filter));
+    for (const auto& [index, record] : hits) {
+      const RecordView v = ViewOf(record);
+      out << index << "\t"
+          << absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", v.time,
+                              absl::UTCTimeZone())
+          << "\t" << v.kind << "\t" << OutcomeName(v.decision) << "\t"
+          << v.caller << "\t" << v.project << "\t" << v.request_id << "\t"
+          << v.canonical_query << "\n";
+    }
+    err << hits.size() << " matching entries\n";
+    return absl::OkStatus();
+  }
+  if (a.command == "export") {
+    const std::string format = Flag(a, "format").value_or("jsonl");
+    if (format != "jsonl" && format != "fhir") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown --format '", format, "' (jsonl or fhir)"));
+    }
+    return ExportLog(
+        *log, format == "fhir" ? ExportFormat::kFhir : ExportFormat::kJsonl,
+        out);
+  }
+  if (a.command == "proof") {
+    std::optional<std::string> index_flag = Flag(a, "index");
+    if (!index_flag.has_value()) {
+      return absl::InvalidArgumentError("proof needs --index N");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(uint64_t index,
+                                ParseU64("--index", *index_flag));
+    uint64_t size = log->Size();
+    if (auto s = Flag(a, "size")) {
+      PASSERELLE_ASSIGN_OR_RETURN(size, ParseU64("--size", *s));
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(std::string json,
+                                InclusionProofJson(*log, index, size));
+    out << json;
+    return absl::OkStatus();
+  }
+  if (a.command == "consistency") {
+    std::optional<std::string> from = Flag(a, "from");
+    std::optional<std::string> to = Flag(a, "to");
+    if (!from.has_value() || !to.has_value()) {
+      return absl::InvalidArgumentError("consistency needs --from A --to B");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(uint64_t size1, ParseU64("--from", *from));
+    PASSERELLE_ASSIGN_OR_RETURN(uint64_t size2, ParseU64("--to", *to));
+    PASSERELLE_ASSIGN_OR_RETURN(std::string json,
+                                ConsistencyProofJson(*log, size1, size2));
+    out << json;
+    return absl::OkStatus();
+  }
+  if (a.command == "checkpoint") {
+    PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> note,
+                                log->LatestCheckpoint());
+    if (!note.has_value()) return absl::NotFoundError("no checkpoint yet");
+    out << *note;
+    return absl::OkStatus();
+  }
+  if (a.command == "public-key") {
+    PASSERELLE_ASSIGN_OR_RETURN(VerifyingKey key, log->StoredPublicKey());
+    PASSERELLE_ASSIGN_OR_RETURN(std::string pem, key.ToPem());
+    out << pem << NoteVerifierKey(log->origin(), key.raw()) << "\n";
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown audit command '", a.command, "'"));
+}
+
+}  // namespace
+
+int RunAuditTool(const std::vector<std::string>& args, std::ostream& out,
+                 std::ostream& err) {
+  if (args.empty() || args[0] == "help" || args[0] == "--help") {
+    (args.empty() ? err : out) << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  absl::StatusOr<Args> parsed = ParseArgs(args);
+  if (!parsed.ok()) {
+    err << "passerelle audit: " << parsed.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  bool verify_failed = false;
+  absl::Status st = Run(*parsed, out, err, &verify_failed);
+  if (!st.ok()) {
+    err << "passerelle audit " << parsed->command << ": " << st.ToString()
+        << "\n";
+    return absl::IsInvalidArgument(st) ? 2 : 1;
+  }
+  return verify_failed ? 1 : 0;
+}
+
+}  // namespace passerelle::audit

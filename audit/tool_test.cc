@@ -1,0 +1,318 @@
+#include "audit/tool.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "audit/merkle.h"
+#include "cli/audit_cmd.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+
+namespace passerelle::audit {
+namespace {
+
+namespace fs = std::filesystem;
+using google::protobuf::Struct;
+using passerelle::v1::AuditEntry;
+using passerelle::v1::NodeAuditEntry;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1795000000);  // 2026-11-18.
+
+Struct ParseJson(const std::string& json) {
+  Struct s;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &s);
+  EXPECT_TRUE(status.ok()) << status.ToString() << "\n" << json;
+  return s;
+}
+
+std::string B64(const Struct& s, const std::string& field) {
+  std::string out;
+  EXPECT_TRUE(absl::Base64Unescape(s.fields().at(field).string_value(), &out));
+  return out;
+}
+
+std::vector<std::string> B64List(const Struct& s, const std::string& field) {
+  std::vector<std::string> out;
+  for (const auto& v : s.fields().at(field).list_value().values()) {
+    std::string h;
+    EXPECT_TRUE(absl::Base64Unescape(v.string_value(), &h));
+    out.push_back(h);
+  }
+  return out;
+}
+
+class AuditToolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "audit_tool_test.XXXXXX");
+    dir_ = ::mkdtemp(tmpl.data());
+    store_ = dir_ + "/store";
+    auto key = SigningKey::Generate();
+    ASSERT_TRUE(key.ok());
+    key_ = std::shared_ptr<const SigningKey>(*std::move(key));
+    ASSERT_TRUE(
+        WriteFileSynced(dir_ + "/log.pub", *key_->PublicKeyPem(), 0644, false)
+            .ok());
+    AuditLogOptions options;
+    options.origin = "passerelle.test/gateway";
+    options.signing_key = key_;
+    auto log = AuditLog::OpenDirectory(store_, options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    // 0: alice allowed, 1: bob denied, 2: node entry, 3: opaque bytes,
+    // 4: alice partial (two hours later), 5..9: carol allowed.
+    ASSERT_TRUE((*log)
+                    ->Append(EncodeRecord(Gateway(
+                        0, "alice", passerelle::v1::AUDIT_DECISION_ALLOWED)))
+                    .ok());
+    ASSERT_TRUE((*log)
+                    ->Append(EncodeRecord(Gateway(
+                        1, "bob", passerelle::v1::AUDIT_DECISION_DENIED)))
+                    .ok());
+    NodeAuditEntry node;
+    node.set_time_unix_micros(absl::ToUnixMicros(kT0 + absl::Minutes(2)));
+    node.set_request_id("req-1");
+    node.set_caller("gateway");
+    node.set_project("diab");
+    ASSERT_TRUE((*log)->Append(EncodeRecord(node)).ok());
+    ASSERT_TRUE((*log)->Append("opaque bytes").ok());
+    AuditEntry late =
+        Gateway(4, "alice", passerelle::v1::AUDIT_DECISION_PARTIAL);
+    late.set_time_unix_micros(absl::ToUnixMicros(kT0 + absl::Hours(2)));
+    ASSERT_TRUE((*log)->Append(EncodeRecord(late)).ok());
+    for (int i = 5; i < 10; ++i) {
+      ASSERT_TRUE((*log)
+                      ->Append(EncodeRecord(Gateway(
+                          i, "carol", passerelle::v1::AUDIT_DECISION_ALLOWED)))
+                      .ok());
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static AuditEntry Gateway(int i, const std::string& caller,
+                            passerelle::v1::AuditDecision decision) {
+    AuditEntry e;
+    e.set_time_unix_micros(absl::ToUnixMicros(kT0 + absl::Minutes(i)));
+    e.set_request_id(absl::StrCat("req-", i));
+    e.set_caller(caller);
+    e.set_caller_role("researcher");
+    e.set_project("diab");
+    e.set_purpose("DUO:0000006");
+    e.set_canonical_query(absl::StrCat("count where age >= ", 40 + i));
+    e.set_decision(decision);
+    return e;
+  }
+
+  int Run(std::vector<std::string> args) {
+    out_.str("");
+    err_.str("");
+    return RunAuditTool(args, out_, err_);
+  }
+
+  std::unique_ptr<AuditLog> OpenReadOnly() {
+    auto log = AuditLog::OpenDirectory(store_, AuditLogOptions());
+    EXPECT_TRUE(log.ok()) << log.status();
+    return *std::move(log);
+  }
+
+  std::string dir_;
+  std::string store_;
+  std::shared_ptr<const SigningKey> key_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(AuditToolTest, VerifyPassesWithStoredOrGivenKey) {
+  EXPECT_EQ(Run({"verify", "--store", store_}), 0) << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "OK")) << out_.str();
+  EXPECT_TRUE(absl::StrContains(err_.str(), "warning"));
+  EXPECT_EQ(
+      Run({"verify", "--store", store_, "--public-key", dir_ + "/log.pub"}), 0)
+      << out_.str() << err_.str();
+  EXPECT_FALSE(absl::StrContains(err_.str(), "warning"));
+  EXPECT_TRUE(absl::StrContains(out_.str(), "entries: 10 (10 verified)"));
+}
+
+TEST_F(AuditToolTest, VerifyNamesTheFirstBadIndex) {
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), store_, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), log_keys::Entry(6), &v).ok());
+    v.back() ^= 0x20;
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), log_keys::Entry(6), v).ok());
+  }
+  EXPECT_EQ(
+      Run({"verify", "--store", store_, "--public-key", dir_ + "/log.pub"}), 1);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "FAILED: first bad index 6"))
+      << out_.str();
+}
+
+TEST_F(AuditToolTest, VerifyWithAnotherKeyFails) {
+  auto other = SigningKey::Generate();
+  ASSERT_TRUE(WriteFileSynced(dir_ + "/other.pub", *(*other)->PublicKeyPem(),
+                              0644, false)
+                  .ok());
+  EXPECT_EQ(
+      Run({"verify", "--store", store_, "--public-key", dir_ + "/other.pub"}),
+      1);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "first bad index 0"));
+}
+
+TEST_F(AuditToolTest, ShowDecodesEitherKind) {
+  ASSERT_EQ(Run({"show", "1", "--store", store_}), 0) << err_.str();
+  Struct s = ParseJson(out_.str());
+  EXPECT_EQ(s.fields().at("index").number_value(), 1);
+  EXPECT_EQ(s.fields()
+                .at("record")
+                .struct_value()
+                .fields()
+                .at("gateway")
+                .struct_value()
+                .fields()
+                .at("caller")
+                .string_value(),
+            "bob");
+  ASSERT_EQ(Run({"show", "2", "--store", store_}), 0);
+  EXPECT_TRUE(ParseJson(out_.str())
+                  .fields()
+                  .at("record")
+                  .struct_value()
+                  .fields()
+                  .contains("node"));
+  ASSERT_EQ(Run({"show", "3", "--store", store_}), 0);
+  EXPECT_EQ(B64(ParseJson(out_.str()), "entry_base64"), "opaque bytes");
+  EXPECT_EQ(Run({"show", "10", "--store", store_}), 1);
+  EXPECT_EQ(Run({"show", "x", "--store", store_}), 2);
+}
+
+TEST_F(AuditToolTest, SearchFilters) {
+  auto log = OpenReadOnly();
+  auto indices = [&](const RecordFilter& f) {
+    std::vector<uint64_t> out;
+    auto hits = SearchLog(*log, f);
+    EXPECT_TRUE(hits.ok());
+    for (const auto& [i, r] : *hits) out.push_back(i);
+    return out;
+  };
+  RecordFilter f;
+  f.caller = "alice";
+  EXPECT_EQ(indices(f), (std::vector<uint64_t>{0, 4}));
+  f = RecordFilter();
+  f.outcome = passerelle::v1::AUDIT_DECISION_DENIED;
+  EXPECT_EQ(indices(f), (std::vector<uint64_t>{1}));
+  f = RecordFilter();
+  f.since = kT0 + absl::Minutes(1);
+  f.until = kT0 + absl::Minutes(6);
+  EXPECT_EQ(indices(f), (std::vector<uint64_t>{1, 2, 5}));
+
+  ASSERT_EQ(Run({"search", "--store", store_, "--caller", "alice", "--since",
+                 "2026-11-18T11:00:00Z", "--outcome", "partial"}),
+            0)
+      << err_.str();
+  std::vector<std::string> lines =
+      absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(lines[0], "4\t")) << lines[0];
+  EXPECT_EQ(Run({"search", "--store", store_, "--since", "noon"}), 2);
+  EXPECT_EQ(Run({"search", "--store", store_, "--outcome", "maybe"}), 2);
+}
+
+TEST_F(AuditToolTest, ExportJsonlAndFhir) {
+  ASSERT_EQ(Run({"export", "--store", store_, "--format", "jsonl"}), 0);
+  std::vector<std::string> lines =
+      absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 10u);
+  auto log = OpenReadOnly();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Struct row = ParseJson(lines[i]);
+    EXPECT_EQ(row.fields().at("index").number_value(), i);
+    EXPECT_EQ(B64(row, "leaf_hash"), *log->LeafHash(i));
+  }
+  ASSERT_EQ(Run({"export", "--store", store_, "--format=fhir"}), 0);
+  Struct bundle = ParseJson(out_.str());
+  EXPECT_EQ(bundle.fields().at("resourceType").string_value(), "Bundle");
+  const auto& entries = bundle.fields().at("entry").list_value().values();
+  EXPECT_EQ(entries.size(), 9);  // The opaque entry has no AuditEvent.
+  for (const auto& e : entries) {
+    const Struct& ev = e.struct_value().fields().at("resource").struct_value();
+    EXPECT_EQ(ev.fields().at("resourceType").string_value(), "AuditEvent");
+    EXPECT_EQ(ev.fields().at("action").string_value(), "E");
+  }
+  EXPECT_EQ(Run({"export", "--store", store_, "--format", "csv"}), 2);
+}
+
+TEST_F(AuditToolTest, ProofsVerifyIndependently) {
+  for (uint64_t size : {1, 5, 10}) {
+    for (uint64_t index = 0; index < size; ++index) {
+      ASSERT_EQ(Run({"proof", "--store", store_, "--index", absl::StrCat(index),
+                     "--size", absl::StrCat(size)}),
+                0)
+          << err_.str();
+      Struct p = ParseJson(out_.str());
+      EXPECT_EQ(p.fields().at("leafIdx").number_value(), index);
+      EXPECT_EQ(p.fields().at("treeSize").number_value(), size);
+      EXPECT_TRUE(VerifyInclusion(B64(p, "leafHash"), index, size,
+                                  B64List(p, "proof"), B64(p, "root"))
+                      .ok());
+    }
+  }
+  // Without --size: the whole log; the root is the latest checkpoint's.
+  ASSERT_EQ(Run({"proof", "--store", store_, "--index", "3"}), 0);
+  Struct p = ParseJson(out_.str());
+  ASSERT_EQ(Run({"checkpoint", "--store", store_}), 0);
+  auto pub = VerifyingKey::FromRaw(key_->public_key());
+  auto cp = OpenCheckpoint(out_.str(), "passerelle.test/gateway", *pub);
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ(cp->size, 10u);
+  EXPECT_EQ(B64(p, "root"), cp->root_hash);
+  EXPECT_EQ(B64(p, "leafHash"), HashLeaf("opaque bytes"));
+
+  for (uint64_t a = 1; a <= 10; ++a) {
+    for (uint64_t b = a; b <= 10; ++b) {
+      ASSERT_EQ(Run({"consistency", "--store", store_, "--from",
+                     absl::StrCat(a), "--to", absl::StrCat(b)}),
+                0)
+          << err_.str();
+      Struct c = ParseJson(out_.str());
+      EXPECT_TRUE(VerifyConsistency(a, b, B64List(c, "proof"), B64(c, "root1"),
+                                    B64(c, "root2"))
+                      .ok())
+          << a << " -> " << b;
+    }
+  }
+  EXPECT_EQ(Run({"proof", "--store", store_, "--index", "3", "--size", "11"}),
+            1);
+  EXPECT_EQ(Run({"consistency", "--store", store_, "--from", "3"}), 2);
+}
+
+TEST_F(AuditToolTest, PublicKeyAndUsageErrors) {
+  ASSERT_EQ(Run({"public-key", "--store", store_}), 0);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "BEGIN PUBLIC KEY"));
+  EXPECT_TRUE(absl::StrContains(
+      out_.str(),
+      NoteVerifierKey("passerelle.test/gateway", key_->public_key())));
+  EXPECT_EQ(Run({}), 2);
+  EXPECT_EQ(Run({"help"}), 0);
+  EXPECT_EQ(Run({"verify"}), 2);
+  EXPECT_EQ(Run({"frobnicate", "--store", store_}), 2);
+  EXPECT_EQ(Run({"verify", "--store", store_, "--bogus", "1"}), 2);
+  EXPECT_EQ(Run({"verify", "--store", dir_ + "/nowhere"}), 1);
+}
+
+TEST_F(AuditToolTest, CliEntryPoint) {
+  EXPECT_EQ(cli::RunAuditCommand({"verify", "--store", store_}), 0);
+  EXPECT_EQ(cli::RunAuditCommand({"nonsense"}), 2);
+}
+
+}  // namespace
+}  // namespace passerelle::audit
