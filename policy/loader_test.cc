@@ -11,7 +11,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-constexpr char kFederation[] = R"pb(
+constexpr char kFederation[] = R"txt(
   federation {
     id: "test"
     gateway_identity: "spiffe://passerelle/gateway"
@@ -19,39 +19,39 @@ constexpr char kFederation[] = R"pb(
     site { id: "qc" }
     disclosure { min_cell_size: 10 mechanism: LAPLACE epsilon_per_query: 0.5 }
     allow {
-      domains: [ "condition" ]
-      vocabularies: [ "icd10" ]
-      criteria: [ "event" ]
-      dimensions: [ "sex" ]
+      domains: ["condition"]
+      vocabularies: ["icd10"]
+      criteria: ["event"]
+      dimensions: ["sex"]
     }
   }
   project {
     id: "p1"
-    purposes: [ "DUO:0000006" ]
+    purposes: ["DUO:0000006"]
     valid_from: "2026-01-01"
     valid_until: "2026-12-31"
-    sites: [ "fr", "qc" ]
+    sites: ["fr", "qc"]
     member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
     budget { epsilon_cap: 10 }
   }
   forbid { id: "floor" min_cell_size_below: 5 }
-)pb";
+)txt";
 
-constexpr char kSiteFr[] = R"pb(
+constexpr char kSiteFr[] = R"txt(
   site {
     id: "fr"
-    callers: [ "spiffe://passerelle/gateway" ]
+    callers: ["spiffe://passerelle/gateway"]
     disclosure { min_cell_size: 10 }
   }
-)pb";
+)txt";
 
-constexpr char kSiteQc[] = R"pb(
+constexpr char kSiteQc[] = R"txt(
   site {
     id: "qc"
-    callers: [ "spiffe://passerelle/gateway" ]
+    callers: ["spiffe://passerelle/gateway"]
     disclosure { min_cell_size: 5 }
   }
-)pb";
+)txt";
 
 absl::StatusOr<std::shared_ptr<const Policy>> LoadWith(
     const std::string& federation, const std::string& fr = kSiteFr,

@@ -24,93 +24,71 @@ constexpr char kCarol[] = "spiffe://passerelle/user/carol";
 constexpr char kDora[] = "spiffe://passerelle/user/dora";
 constexpr char kGateway[] = "spiffe://passerelle/gateway";
 
-constexpr char kFederation[] = R"pb(
-  federation {
-    id: "demo"
-    gateway_identity: "spiffe://passerelle/gateway"
-    site { id: "fr" }
-    site { id: "qc" }
-    member { identity: "spiffe://passerelle/user/dora" role: AUDITOR }
-    disclosure {
-      min_cell_size: 10
-      mechanism: LAPLACE
-      epsilon_per_query: 0.5
-      rounding: 1
-    }
-    allow {
-      domains: [ "condition", "drug", "measurement", "observation" ]
-      vocabularies: [ "icd10", "atc", "loinc", "snomed" ]
-      criteria: [ "sex", "age", "event", "not", "sequence", "window" ]
-      dimensions: [ "sex", "age_band", "site" ]
-      min_age_band_width: 5
-      max_breakdown_cells: 100
-    }
+constexpr char kFederation[] = R"txt(
+federation {
+  id: "demo"
+  gateway_identity: "spiffe://passerelle/gateway"
+  site { id: "fr" }
+  site { id: "qc" }
+  member { identity: "spiffe://passerelle/user/dora" role: AUDITOR }
+  disclosure { min_cell_size: 10 mechanism: LAPLACE epsilon_per_query: 0.5 rounding: 1 }
+  allow {
+    domains: ["condition", "drug", "measurement", "observation"]
+    vocabularies: ["icd10", "atc", "loinc", "snomed"]
+    criteria: ["sex", "age", "event", "not", "sequence", "window"]
+    dimensions: ["sex", "age_band", "site"]
+    min_age_band_width: 5
+    max_breakdown_cells: 100
   }
-  project {
-    id: "diabetes-fr-qc"
-    purposes: [ "DUO:0000006" ]
-    valid_from: "2026-01-01"
-    valid_until: "2026-12-31"
-    sites: [ "fr", "qc" ]
-    member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
-    member { identity: "spiffe://passerelle/user/bob" role: AUDITOR }
-    member { identity: "spiffe://passerelle/user/carol" role: STEWARD }
-    allow {
-      dimensions: [ "sex", "age_band" ]
-      max_breakdown_cells: 24
-    }
-    budget { epsilon_cap: 10 researcher_epsilon_cap: 4 reset_period_days: 30 }
-  }
-  project {
-    id: "two-purposes"
-    purposes: [ "DUO:0000006", "DUO:0000007" ]
-    valid_until: "2030-01-01"
-    sites: [ "fr" ]
-    member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
-    budget { epsilon_cap: 3 }
-  }
-  forbid {
-    id: "floor"
-    description: "no cell below 5, ever"
-    min_cell_size_below: 5
-  }
-  forbid {
-    id: "no-two-purposes-on-qc"
-    description: "not on Quebec"
-    projects: [ "two-purposes" ]
-    sites: [ "qc" ]
-  }
-)pb";
+}
+project {
+  id: "diabetes-fr-qc"
+  purposes: ["DUO:0000006"]
+  valid_from: "2026-01-01"
+  valid_until: "2026-12-31"
+  sites: ["fr", "qc"]
+  member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+  member { identity: "spiffe://passerelle/user/bob" role: AUDITOR }
+  member { identity: "spiffe://passerelle/user/carol" role: STEWARD }
+  allow { dimensions: ["sex", "age_band"] max_breakdown_cells: 24 }
+  budget { epsilon_cap: 10 researcher_epsilon_cap: 4 reset_period_days: 30 }
+}
+project {
+  id: "two-purposes"
+  purposes: ["DUO:0000006", "DUO:0000007"]
+  valid_until: "2030-01-01"
+  sites: ["fr"]
+  member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+  budget { epsilon_cap: 3 }
+}
+forbid { id: "floor" description: "no cell below 5, ever" min_cell_size_below: 5 }
+forbid {
+  id: "no-two-purposes-on-qc"
+  description: "not on Quebec"
+  projects: ["two-purposes"]
+  sites: ["qc"]
+}
+)txt";
 
-constexpr char kSiteFr[] = R"pb(
-  site {
-    id: "fr"
-    callers: [ "spiffe://passerelle/gateway" ]
-    disclosure { min_cell_size: 11 rounding: 5 }
-    allow {
-      vocabularies: [ "icd10", "atc" ]
-      min_age_band_width: 10
-    }
-    forbid {
-      id: "fr-no-drug-sequences"
-      domains: [ "drug" ]
-      criteria: [ "sequence" ]
-    }
-  }
-)pb";
+constexpr char kSiteFr[] = R"txt(
+site {
+  id: "fr"
+  callers: ["spiffe://passerelle/gateway"]
+  disclosure { min_cell_size: 11 rounding: 5 }
+  allow { vocabularies: ["icd10", "atc"] min_age_band_width: 10 }
+  forbid { id: "fr-no-drug-sequences" domains: ["drug"] criteria: ["sequence"] }
+}
+)txt";
 
-constexpr char kSiteQc[] = R"pb(
-  site {
-    id: "qc"
-    callers: [ "spiffe://passerelle/gateway" ]
-    projects: [ "diabetes-fr-qc" ]
-    disclosure { min_cell_size: 5 epsilon_per_query: 0.25 }
-    forbid {
-      id: "qc-no-site"
-      dimensions: [ "site" ]
-    }
-  }
-)pb";
+constexpr char kSiteQc[] = R"txt(
+site {
+  id: "qc"
+  callers: ["spiffe://passerelle/gateway"]
+  projects: ["diabetes-fr-qc"]
+  disclosure { min_cell_size: 5 epsilon_per_query: 0.25 }
+  forbid { id: "qc-no-site" dimensions: ["site"] }
+}
+)txt";
 
 std::shared_ptr<const Policy> Load(const std::string& federation = kFederation,
                                    const std::string& fr = kSiteFr,
@@ -130,7 +108,7 @@ v1::Query Q(const std::string& text) {
 
 // condition icd10:E11* [group by ...]
 v1::Query Diabetes(const std::string& group_by = "") {
-  return Q(R"pb(where {
+  return Q(R"txt(where {
                   criterion {
                     event {
                       event {
@@ -139,7 +117,7 @@ v1::Query Diabetes(const std::string& group_by = "") {
                       }
                     }
                   }
-                })pb" +
+                })txt" +
            group_by);
 }
 
@@ -324,7 +302,7 @@ TEST(DecideTest, MissingSitePolicyIsDenied) {
 
 TEST(DecideTest, ScopeChecksNameTheLevel) {
   auto p = Load();
-  v1::Query drug = Q(R"pb(where {
+  v1::Query drug = Q(R"txt(where {
                             criterion {
                               event {
                                 event {
@@ -333,7 +311,7 @@ TEST(DecideTest, ScopeChecksNameTheLevel) {
                                 }
                               }
                             }
-                          })pb");
+                          })txt");
   v1::Decision d = p->Decide(Req(&drug));
   EXPECT_FALSE(d.allow());
   EXPECT_THAT(Reasons(d), HasSubstr("vocabulary \"rxnorm\" is not allowed by "
@@ -342,12 +320,12 @@ TEST(DecideTest, ScopeChecksNameTheLevel) {
                                     "site fr (site-fr.textproto:2)"));
 
   v1::Query birth =
-      Q(R"pb(where { criterion { birth_year { min: 1950 } } })pb");
+      Q(R"txt(where { criterion { birth_year { min: 1950 } } })txt");
   EXPECT_THAT(Reasons(p->Decide(Req(&birth))),
               HasSubstr("criterion kind \"birth_year\" is not allowed"));
 
   // France narrows vocabularies to icd10 and atc; loinc is fine at qc only.
-  v1::Query loinc = Q(R"pb(where {
+  v1::Query loinc = Q(R"txt(where {
                              criterion {
                                event {
                                  event {
@@ -356,14 +334,14 @@ TEST(DecideTest, ScopeChecksNameTheLevel) {
                                  }
                                }
                              }
-                           })pb");
+                           })txt");
   AccessRequest r = Req(&loinc);
   EXPECT_FALSE(p->Decide(r).allow());
   r.sites = {"qc"};
   EXPECT_TRUE(p->Decide(r).allow()) << Reasons(p->Decide(r));
 
   // icd10 allowed covers the cim10 variant.
-  v1::Query cim = Q(R"pb(where {
+  v1::Query cim = Q(R"txt(where {
                            criterion {
                              event {
                                event {
@@ -372,7 +350,7 @@ TEST(DecideTest, ScopeChecksNameTheLevel) {
                                }
                              }
                            }
-                         })pb");
+                         })txt");
   EXPECT_TRUE(p->Decide(Req(&cim)).allow());
 
   v1::Query bad = Q("where { criterion {} }");
@@ -412,7 +390,7 @@ TEST(DecideTest, ForbidOverridesPermit) {
   auto p = Load();
   // The federation and France permit drugs and sequences; France forbids
   // the combination.
-  v1::Query seq = Q(R"pb(where {
+  v1::Query seq = Q(R"txt(where {
                            criterion {
                              sequence {
                                first {
@@ -425,7 +403,7 @@ TEST(DecideTest, ForbidOverridesPermit) {
                                }
                              }
                            }
-                         })pb");
+                         })txt");
   AccessRequest r = Req(&seq);
   v1::Decision d = p->Decide(r);
   EXPECT_FALSE(d.allow());
@@ -566,8 +544,7 @@ TEST(DecideNodeTest, RefusesWhatTheGatewayWouldLetThrough) {
   auto loaded = Policy::LoadFromSources({{"site-fr.textproto", kSiteFr}});
   ASSERT_TRUE(loaded.ok());
   absl::Time now = Day(2026, 6, 1);
-  v1::Query q =
-      Q(R"pb(where {
+  v1::Query q = Q(R"txt(where {
                criterion {
                  event {
                    event {
@@ -576,7 +553,7 @@ TEST(DecideNodeTest, RefusesWhatTheGatewayWouldLetThrough) {
                    }
                  }
                }
-             })pb");
+             })txt");
   v1::Decision d = (*loaded)->DecideNode("fr", kGateway, Count(q, 11), now);
   EXPECT_FALSE(d.allow());
   EXPECT_THAT(Reasons(d), HasSubstr("vocabulary \"icd9\" is not allowed by "

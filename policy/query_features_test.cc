@@ -21,7 +21,7 @@ TEST(QueryFeaturesTest, CollectsDomainsVocabulariesCriteriaAndDimensions) {
   // condition [icd10:E11*, icd9:250*] before drug atc:A10BA02 within 365 days
   // and not (sex = male or age between 40 and 65)
   // group by sex, age_band(10)
-  v1::Query q = Q(R"pb(
+  v1::Query q = Q(R"txt(
     where {
       and {
         terms {
@@ -69,7 +69,7 @@ TEST(QueryFeaturesTest, CollectsDomainsVocabulariesCriteriaAndDimensions) {
     }
     group_by { kind: SEX }
     group_by { kind: AGE_BAND width: 10 }
-  )pb");
+  )txt");
   absl::StatusOr<QueryFeatures> f = ExtractFeatures(q);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_THAT(f->domains, ElementsAre("condition", "drug", "measurement"));
