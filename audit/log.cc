@@ -205,25 +205,30 @@ absl::Status AuditLog::Load() {
     start += uint64_t{1} << level;
   }
 
-  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> latest_size,
-                              GetU64(*store_, log_keys::kLatestCheckpoint));
   latest_.reset();
-  if (!latest_size.has_value()) return absl::OkStatus();
-  PASSERELLE_ASSIGN_OR_RETURN(
-      std::optional<std::string> note,
-      store_->Get(log_keys::CheckpointKey(*latest_size)));
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<LogStore::KeyValue> last,
+                              store_->Last(log_keys::kCheckpointPrefix));
   if (options_.signing_key == nullptr) {
     // Read-only: keep what parses; Verify() reports anything wrong.
-    if (note.has_value()) {
-      absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(*note);
+    if (last.has_value()) {
+      absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(last->second);
       if (cp.ok()) latest_ = *std::move(cp);
     }
     return absl::OkStatus();
   }
-  if (!note.has_value()) {
-    return absl::DataLossError(absl::StrCat(
-        "latest checkpoint (size ", *latest_size, ") is missing from store"));
+  // The writer: the checkpoint of the last interval multiple must be there,
+  // or we could not tell whether what we sign is consistent with it.
+  const uint64_t due =
+      checkpoint_interval_ == 0 ? 0 : size_ - size_ % checkpoint_interval_;
+  if (!last.has_value()) {
+    if (due > 0) {
+      return absl::DataLossError(
+          absl::StrCat("no signed checkpoint in a log of ", size_,
+                       " entries (one for size ", due, " is due); run verify"));
+    }
+    return absl::OkStatus();
   }
+  const std::string* note = &last->second;
   PASSERELLE_ASSIGN_OR_RETURN(
       VerifyingKey own,
       VerifyingKey::FromRaw(options_.signing_key->public_key()));
@@ -231,6 +236,11 @@ absl::Status AuditLog::Load() {
   if (!cp.ok()) {
     return absl::DataLossError(absl::StrCat(
         "latest checkpoint does not verify: ", cp.status().message()));
+  }
+  if (cp->size < due) {
+    return absl::DataLossError(absl::StrCat("the signed checkpoint for size ",
+                                            due, " is missing (latest is for ",
+                                            cp->size, "); run verify"));
   }
   latest_ = *std::move(cp);
   return CheckLatestCheckpoint(own);
@@ -299,7 +309,6 @@ absl::Status AuditLog::AddCheckpointLocked(
       std::string note,
       audit::SignCheckpoint(cp, origin_, *options_.signing_key));
   puts->emplace_back(log_keys::CheckpointKey(size), std::move(note));
-  puts->emplace_back(log_keys::kLatestCheckpoint, EncodeU64(size));
   *signed_cp = std::move(cp);
   return absl::OkStatus();
 }
@@ -429,10 +438,10 @@ absl::StatusOr<std::vector<std::string>> AuditLog::ConsistencyProof(
 }
 
 absl::StatusOr<std::optional<std::string>> AuditLog::LatestCheckpoint() const {
-  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> size,
-                              GetU64(*store_, log_keys::kLatestCheckpoint));
-  if (!size.has_value()) return std::optional<std::string>();
-  return store_->Get(log_keys::CheckpointKey(*size));
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<LogStore::KeyValue> last,
+                              store_->Last(log_keys::kCheckpointPrefix));
+  if (!last.has_value()) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(last->second));
 }
 
 absl::StatusOr<std::vector<std::string>> AuditLog::Checkpoints() const {
@@ -455,15 +464,25 @@ absl::StatusOr<VerifyingKey> AuditLog::StoredPublicKey() const {
   return VerifyingKey::FromPem(*pem);
 }
 
-absl::Status AuditLog::Verify(const VerifyingKey& key,
-                              VerifySummary* summary) const {
+absl::Status AuditLog::Verify(
+    const VerifyingKey& key, VerifySummary* summary,
+    const std::vector<std::string>& trusted_checkpoints) const {
+  for (const std::string& note : trusted_checkpoints) {
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, origin_, key);
+    if (!cp.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trusted checkpoint does not verify: ", cp.status().message()));
+    }
+  }
   absl::MutexLock lock(&mu_);
   VerifySummary local;
-  return VerifyLocked(key, summary != nullptr ? summary : &local);
+  return VerifyLocked(key, summary != nullptr ? summary : &local,
+                      trusted_checkpoints);
 }
 
-absl::Status AuditLog::VerifyLocked(const VerifyingKey& key,
-                                    VerifySummary* summary) const {
+absl::Status AuditLog::VerifyLocked(
+    const VerifyingKey& key, VerifySummary* summary,
+    const std::vector<std::string>& trusted) const {
   *summary = VerifySummary();
   PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> stored_size,
                               GetU64(*store_, log_keys::kSize));
@@ -650,6 +669,27 @@ absl::Status AuditLog::VerifyLocked(const VerifyingKey& key,
              absl::StrCat("the signed checkpoint for size ", s, " is missing"));
         break;
       }
+    }
+  }
+
+  // 4. Checkpoints the auditor kept must still be extended by the log.
+  for (const std::string& note : trusted) {
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, origin_, key);
+    if (!cp.ok()) return cp.status();  // Checked by Verify() already.
+    if (cp->size > n) {
+      Keep(&problem, n,
+           absl::StrCat("a trusted checkpoint covers ", cp->size,
+                        " entries but the log has ", n, " (log truncated)"));
+      continue;
+    }
+    if (cp->size > good) continue;  // An entry problem below it is reported.
+    PASSERELLE_ASSIGN_OR_RETURN(std::string root,
+                                audit::RootAt(tree, cp->size));
+    if (root != cp->root_hash) {
+      Keep(&problem, 0,
+           absl::StrCat("the log does not extend the trusted checkpoint for "
+                        "size ",
+                        cp->size, " (rewritten or forked)"));
     }
   }
 

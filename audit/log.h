@@ -9,12 +9,13 @@
 //                   (index + 1) << level); level 0 is the leaf hash
 //   "checkpoint/" + be64(tree size)          -> signed checkpoint note
 //   "meta/size"                              -> be64(number of entries)
-//   "meta/latest_checkpoint"                 -> be64(size of the latest one)
 //   "meta/origin"                            -> checkpoint origin (key name)
 //   "meta/public_key"                        -> PEM public key of the signer
 //   "meta/checkpoint_interval"               -> be64(interval)
 // One Append writes the entry, its leaf hash, every subtree it completes,
-// the new size and (when due) a checkpoint in a single synced batch.
+// the new size and (when due) a checkpoint in a single synced batch. The
+// latest checkpoint is the last "checkpoint/" key; there is no pointer to it
+// that could be rewound separately.
 #ifndef PASSERELLE_AUDIT_LOG_H_
 #define PASSERELLE_AUDIT_LOG_H_
 
@@ -41,7 +42,6 @@ inline constexpr char kEntryPrefix[] = "entry/";
 inline constexpr char kNodePrefix[] = "node/";
 inline constexpr char kCheckpointPrefix[] = "checkpoint/";
 inline constexpr char kSize[] = "meta/size";
-inline constexpr char kLatestCheckpoint[] = "meta/latest_checkpoint";
 inline constexpr char kOrigin[] = "meta/origin";
 inline constexpr char kPublicKey[] = "meta/public_key";
 inline constexpr char kCheckpointInterval[] = "meta/checkpoint_interval";
@@ -125,11 +125,15 @@ class AuditLog {
   // Recomputes every leaf hash from the stored entries and the whole tree,
   // compares the stored subtree hashes, checks every checkpoint's signature
   // against `key`, its root, and its consistency with the previous one.
+  // `trusted_checkpoints` are notes the auditor kept from earlier (e.g. from
+  // a witness); the log must still contain and extend each of them, which
+  // catches a truncation that also removed the later checkpoints.
   // kDataLoss naming the first bad index when anything was changed,
-  // deleted, reordered or truncated; other codes for I/O errors.
-  absl::Status Verify(const VerifyingKey& key,
-                      VerifySummary* summary = nullptr) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // deleted, reordered or truncated; kInvalidArgument when a trusted
+  // checkpoint does not verify; other codes for I/O errors.
+  absl::Status Verify(const VerifyingKey& key, VerifySummary* summary = nullptr,
+                      const std::vector<std::string>& trusted_checkpoints = {})
+      const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct FrontierNode {
@@ -157,8 +161,8 @@ class AuditLog {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckSize(uint64_t size) const ABSL_LOCKS_EXCLUDED(mu_);
   static std::string FoldFrontier(const std::vector<FrontierNode>& frontier);
-  absl::Status VerifyLocked(const VerifyingKey& key,
-                            VerifySummary* summary) const
+  absl::Status VerifyLocked(const VerifyingKey& key, VerifySummary* summary,
+                            const std::vector<std::string>& trusted) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<LogStore> store_;

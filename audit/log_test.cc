@@ -54,6 +54,16 @@ class MemLogStore : public LogStore {
     }
     return absl::OkStatus();
   }
+  absl::StatusOr<std::optional<KeyValue>> Last(
+      absl::string_view prefix) const override {
+    absl::MutexLock lock(&mu_);
+    std::optional<KeyValue> last;
+    for (auto it = data_.lower_bound(std::string(prefix));
+         it != data_.end() && absl::StartsWith(it->first, prefix); ++it) {
+      last = *it;
+    }
+    return last;
+  }
   void Put(const std::string& k, const std::string& v) {
     absl::MutexLock lock(&mu_);
     data_[k] = v;
@@ -79,6 +89,10 @@ class SharedStore : public LogStore {
   }
   absl::Status Commit(const std::vector<KeyValue>& puts) override {
     return s_->Commit(puts);
+  }
+  absl::StatusOr<std::optional<KeyValue>> Last(
+      absl::string_view prefix) const override {
+    return s_->Last(prefix);
   }
   absl::Status Scan(
       absl::string_view prefix,
@@ -456,7 +470,6 @@ TEST_F(TamperTest, TruncatedTailWithSizeAndTreeRewound) {
       Delete(db, log_keys::Node(0, i));
     }
     Write(db, log_keys::kSize, log_keys::EncodeU64(7));
-    Write(db, log_keys::kLatestCheckpoint, log_keys::EncodeU64(7));
   });
   EXPECT_EQ(FirstBadIndex(), 7);
 }
@@ -502,6 +515,47 @@ TEST_F(TamperTest, ReplacedMiddleCheckpoint) {
 TEST_F(TamperTest, DeletedCheckpoint) {
   Tamper([](rocksdb::DB* db) { Delete(db, log_keys::CheckpointKey(6)); });
   EXPECT_EQ(FirstBadIndex(), 5);
+}
+
+TEST_F(TamperTest, DeletedLatestCheckpointStopsTheWriter) {
+  Tamper(
+      [](rocksdb::DB* db) { Delete(db, log_keys::CheckpointKey(kEntries)); });
+  EXPECT_EQ(FirstBadIndex(), kEntries - 1);
+  EXPECT_EQ(AuditLog::OpenDirectory(dir_.path(), Options(key_)).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(TamperTest, TruncationWithCheckpointsRemovedNeedsATrustedCheckpoint) {
+  std::string kept;  // What an auditor saved after the 10th entry.
+  {
+    auto log = AuditLog::OpenDirectory(dir_.path(), AuditLogOptions());
+    ASSERT_TRUE(log.ok());
+    kept = **(*log)->LatestCheckpoint();
+  }
+  // Remove every trace of entries 7..9, checkpoints included.
+  Tamper([](rocksdb::DB* db) {
+    for (int i = 7; i < kEntries; ++i) {
+      Delete(db, log_keys::Entry(i));
+      Delete(db, log_keys::Node(0, i));
+      Delete(db, log_keys::CheckpointKey(i + 1));
+    }
+    Write(db, log_keys::kSize, log_keys::EncodeU64(7));
+  });
+  EXPECT_EQ(FirstBadIndex(), -1);  // Undetectable from the store alone...
+  auto log = AuditLog::OpenDirectory(dir_.path(), AuditLogOptions());
+  ASSERT_TRUE(log.ok());
+  VerifySummary summary;
+  absl::Status st = (*log)->Verify(PublicOf(*key_), &summary, {kept});
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);  // ...but not with it.
+  EXPECT_EQ(summary.first_bad_index, 7u);
+  // A trusted checkpoint that does not verify is the caller's error.
+  Checkpoint bogus{"passerelle.test/gateway", 3, Sha256("x")};
+  auto other = SigningKey::Generate();
+  EXPECT_EQ((*log)
+                ->Verify(PublicOf(*key_), nullptr,
+                         {*SignCheckpoint(bogus, bogus.origin, **other)})
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(TamperTest, ChangedStoredSubtreeHash) {

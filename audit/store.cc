@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
@@ -55,6 +56,21 @@ class RocksDbLogStore : public LogStore {
     rocksdb::WriteOptions options;
     options.sync = true;  // Durable before we return: audit before release.
     return FromRocksDb(db_->Write(options, &batch), "audit store write");
+  }
+
+  absl::StatusOr<std::optional<KeyValue>> Last(
+      absl::string_view prefix) const override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions()));
+    // Every key of ours under a prefix is shorter than prefix + 16 x 0xff.
+    const std::string upper = absl::StrCat(prefix, std::string(16, '\xff'));
+    it->SeekForPrev(upper);
+    if (it->Valid() && it->key().starts_with(ToSlice(prefix))) {
+      return std::optional<KeyValue>(
+          KeyValue(it->key().ToString(), it->value().ToString()));
+    }
+    PASSERELLE_RETURN_IF_ERROR(FromRocksDb(it->status(), "audit store seek"));
+    return std::optional<KeyValue>();
   }
 
   absl::Status Scan(

@@ -30,6 +30,9 @@ class LogStore {
   // Writes every pair atomically and durably (fsync'd) before returning OK;
   // on error none of them may be visible.
   virtual absl::Status Commit(const std::vector<KeyValue>& puts) = 0;
+  // The greatest key starting with `prefix` and its value, if any.
+  virtual absl::StatusOr<std::optional<KeyValue>> Last(
+      absl::string_view prefix) const = 0;
   // Calls `fn` for each key starting with `prefix`, in byte order, until it
   // returns false.
   virtual absl::Status Scan(

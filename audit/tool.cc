@@ -1,8 +1,10 @@
 #include "audit/tool.h"
 
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -27,8 +29,9 @@ std::string B64List(const std::vector<std::string>& hashes) {
 constexpr char kUsage[] =
     "usage: passerelle audit <command> --store DIR [--public-key FILE]\n"
     "commands:\n"
-    "  verify                          recompute the tree, check every\n"
-    "                                  checkpoint; names the first bad index\n"
+    "  verify [--checkpoint FILE]      recompute the tree, check every\n"
+    "                                  checkpoint (and one you kept); names\n"
+    "                                  the first bad index\n"
     "  show N                          print entry N as JSON\n"
     "  search [--caller C] [--project P] [--since RFC3339]\n"
     "         [--until RFC3339] [--outcome allowed|denied|failed|partial]\n"
@@ -47,10 +50,11 @@ struct Args {
 
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
   static const auto* const kKnown = new std::map<std::string, bool>{
-      {"store", true},   {"public-key", true}, {"caller", true},
-      {"project", true}, {"since", true},      {"until", true},
-      {"outcome", true}, {"format", true},     {"index", true},
-      {"size", true},    {"from", true},       {"to", true}};
+      {"store", true},     {"public-key", true}, {"caller", true},
+      {"project", true},   {"since", true},      {"until", true},
+      {"outcome", true},   {"format", true},     {"index", true},
+      {"size", true},      {"from", true},       {"to", true},
+      {"checkpoint", true}};
   Args out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -100,6 +104,14 @@ absl::StatusOr<uint64_t> ParseU64(absl::string_view what,
   return v;
 }
 
+absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
 std::optional<std::string> Flag(const Args& a, const std::string& name) {
   auto it = a.flags.find(name);
   if (it == a.flags.end()) return std::nullopt;
@@ -109,9 +121,10 @@ std::optional<std::string> Flag(const Args& a, const std::string& name) {
 }  // namespace
 
 absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
-                          std::string* report) {
+                          std::string* report,
+                          const std::vector<std::string>& trusted_checkpoints) {
   VerifySummary s;
-  absl::Status st = log.Verify(key, &s);
+  absl::Status st = log.Verify(key, &s, trusted_checkpoints);
   std::string r;
   absl::StrAppend(&r, "origin: ", log.origin(), "\n");
   absl::StrAppend(&r, "key: ", NoteVerifierKey(log.origin(), key.raw()), "\n");
@@ -241,8 +254,14 @@ absl::Status Run(const Args& a, std::ostream& out, std::ostream& err,
       err << "warning: verifying with the public key stored in the log "
              "itself; pass --public-key FILE for an independent check\n";
     }
+    std::vector<std::string> trusted;
+    if (auto file = Flag(a, "checkpoint")) {
+      PASSERELLE_ASSIGN_OR_RETURN(std::string note, ReadTextFile(*file));
+      trusted.push_back(std::move(note));
+    }
     std::string report;
-    absl::Status st = VerifyReport(*log, *key, &report);
+    absl::Status st = VerifyReport(*log, *key, &report, trusted);
+    if (absl::IsInvalidArgument(st)) return st;
     out << report;
     if (!st.ok()) *verify_failed = true;
     return absl::OkStatus();

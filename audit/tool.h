@@ -19,8 +19,9 @@ namespace passerelle::audit {
 
 // Verifies `log` with `key` and returns a human-readable report; the status
 // is Verify()'s (kDataLoss naming the first bad index on tampering).
-absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
-                          std::string* report);
+absl::Status VerifyReport(
+    const AuditLog& log, const VerifyingKey& key, std::string* report,
+    const std::vector<std::string>& trusted_checkpoints = {});
 
 // The entry at `index` as pretty JSON with its index and leaf hash.
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index);

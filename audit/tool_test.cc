@@ -139,6 +139,18 @@ TEST_F(AuditToolTest, VerifyPassesWithStoredOrGivenKey) {
       << out_.str() << err_.str();
   EXPECT_FALSE(absl::StrContains(err_.str(), "warning"));
   EXPECT_TRUE(absl::StrContains(out_.str(), "entries: 10 (10 verified)"));
+  // With a checkpoint the auditor kept.
+  ASSERT_EQ(Run({"checkpoint", "--store", store_}), 0);
+  ASSERT_TRUE(
+      WriteFileSynced(dir_ + "/kept.note", out_.str(), 0644, false).ok());
+  EXPECT_EQ(Run({"verify", "--store", store_, "--public-key", dir_ + "/log.pub",
+                 "--checkpoint", dir_ + "/kept.note"}),
+            0)
+      << out_.str() << err_.str();
+  ASSERT_TRUE(WriteFileSynced(dir_ + "/bad.note", "junk\n", 0644, false).ok());
+  EXPECT_EQ(
+      Run({"verify", "--store", store_, "--checkpoint", dir_ + "/bad.note"}),
+      2);
 }
 
 TEST_F(AuditToolTest, VerifyNamesTheFirstBadIndex) {
