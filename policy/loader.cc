@@ -609,6 +609,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
         policy_->federation_ = f.federation();
         federation_item = &item;
         policy_->federation_where_ = fw.Short();
+        policy_->federation_allow_where_ = fw.Nested("allow").Short();
         for (int i = 0; i < f.federation().site().size(); ++i) {
           const v1::SiteRef& s = f.federation().site(i);
           if (!ValidSiteId(s.id())) {
@@ -631,7 +632,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
         continue;
       }
       auto [it, inserted] = policy_->projects_.emplace(
-          p.id(), Policy::Located<v1::Project>{p, pw.Short()});
+          p.id(), Policy::Located<v1::Project>{p, pw.Short(),
+                                               pw.Nested("allow").Short()});
       if (!inserted) {
         Error(pw.At("id"),
               absl::StrCat("duplicate project id \"", p.id(), "\" (first at ",
@@ -648,7 +650,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
         continue;
       }
       auto [it, inserted] = policy_->sites_.emplace(
-          s.id(), Policy::Located<v1::SitePolicy>{s, sw.Short()});
+          s.id(), Policy::Located<v1::SitePolicy>{s, sw.Short(),
+                                                  sw.Nested("allow").Short()});
       if (!inserted) {
         Error(sw.At("id"),
               absl::StrCat("duplicate site policy \"", s.id(), "\" (first at ",
@@ -662,7 +665,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
     }
     for (int i = 0; i < f.forbid().size(); ++i) {
       policy_->forbids_.push_back(Policy::Located<v1::ForbidRule>{
-          f.forbid(i), item.where.Nested("forbid", i).Short()});
+          f.forbid(i), item.where.Nested("forbid", i).Short(), ""});
     }
   }
 
@@ -739,6 +742,29 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
         errors_.push_back(absl::StrCat(
             policy_->federation_where_, ": federation min_cell_size ", fed_min,
             " breaks forbid rule \"", r.id(), "\" (", rule.where, ")"));
+      }
+      if (!only_min) continue;
+      // Lower values elsewhere are harmless (the strictest wins) but
+      // misleading to whoever reads that file.
+      for (const auto& [id, site] : policy_->sites_) {
+        int64_t m = site.msg.disclosure().min_cell_size();
+        if (m > 0 && m < r.min_cell_size_below()) {
+          Warn(site.where,
+               absl::StrCat("site \"", id, "\" min_cell_size ", m,
+                            " is below forbid rule \"", r.id(), "\" (",
+                            rule.where, "); the federation's ", fed_min,
+                            " applies"));
+        }
+      }
+      for (const auto& [id, project] : policy_->projects_) {
+        int64_t m = project.msg.disclosure().min_cell_size();
+        if (m > 0 && m < r.min_cell_size_below()) {
+          Warn(project.where,
+               absl::StrCat("project \"", id, "\" min_cell_size ", m,
+                            " is below forbid rule \"", r.id(), "\" (",
+                            rule.where, "); the federation's ", fed_min,
+                            " applies"));
+        }
       }
     }
   }

@@ -282,6 +282,16 @@ TEST(LoaderTest, WarnsWhenASiteDoesNotAnswerTheGateway) {
   EXPECT_THAT((*p)->warnings()[0], HasSubstr("does not answer the gateway"));
 }
 
+TEST(LoaderTest, WarnsAboutMinimumsBelowAGuardRail) {
+  auto p = LoadWith(kFederation, kSiteFr,
+                    Replace(kSiteQc, "min_cell_size: 5", "min_cell_size: 3"));
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ((*p)->warnings().size(), 1u);
+  EXPECT_THAT((*p)->warnings()[0],
+              HasSubstr("site-qc.textproto:2: site \"qc\" min_cell_size 3 is "
+                        "below forbid rule \"floor\""));
+}
+
 TEST(LoaderTest, ShippedDemoPolicyIsValid) {
   const char* src = std::getenv("PASSERELLE_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "PASSERELLE_SOURCE_DIR is not set";

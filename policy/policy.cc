@@ -395,16 +395,16 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
 
   // The levels that may restrict the query.
   std::vector<Level> levels;
-  levels.push_back(Level{"the federation", federation_where_,
+  levels.push_back(Level{"the federation", federation_allow_where_,
                          fed.has_allow() ? &fed.allow() : nullptr, true});
   if (project.has_allow()) {
-    levels.push_back(Level{absl::StrCat("project ", project.id()), pwhere,
-                           &project.allow(), false});
+    levels.push_back(Level{absl::StrCat("project ", project.id()),
+                           pit->second.allow_where, &project.allow(), false});
   }
   for (const auto* sp : site_policies) {
     if (sp->msg.has_allow()) {
-      levels.push_back(Level{absl::StrCat("site ", sp->msg.id()), sp->where,
-                             &sp->msg.allow(), false});
+      levels.push_back(Level{absl::StrCat("site ", sp->msg.id()),
+                             sp->allow_where, &sp->msg.allow(), false});
     }
   }
   for (const std::string& dim : AllowedDimensions(levels)) {
@@ -630,8 +630,8 @@ v1::Decision Policy::DecideNode(absl::string_view site,
 
   std::vector<Level> levels;
   if (sp.has_allow()) {
-    levels.push_back(
-        Level{absl::StrCat("site ", sp.id()), swhere, &sp.allow(), false});
+    levels.push_back(Level{absl::StrCat("site ", sp.id()),
+                           sit->second.allow_where, &sp.allow(), false});
   }
   for (const std::string& dim : AllowedDimensions(levels)) {
     ob.add_allowed_dimensions(dim);

@@ -100,13 +100,15 @@ class Policy {
   template <typename T>
   struct Located {
     T msg;
-    std::string where;  // "federation.textproto:12"
+    std::string where;        // "federation.textproto:12"
+    std::string allow_where;  // Of its `allow` block, if any.
   };
 
   Policy() = default;
 
   std::optional<passerelle::v1::Federation> federation_;
   std::string federation_where_;
+  std::string federation_allow_where_;
   std::map<std::string, Located<passerelle::v1::Project>, std::less<>>
       projects_;
   std::map<std::string, Located<passerelle::v1::SitePolicy>, std::less<>>

@@ -315,9 +315,9 @@ TEST(DecideTest, ScopeChecksNameTheLevel) {
   v1::Decision d = p->Decide(Req(&drug));
   EXPECT_FALSE(d.allow());
   EXPECT_THAT(Reasons(d), HasSubstr("vocabulary \"rxnorm\" is not allowed by "
-                                    "the federation (federation.textproto:2)"));
+                                    "the federation (federation.textproto:9)"));
   EXPECT_THAT(Reasons(d), HasSubstr("vocabulary \"rxnorm\" is not allowed by "
-                                    "site fr (site-fr.textproto:2)"));
+                                    "site fr (site-fr.textproto:6)"));
 
   v1::Query birth =
       Q(R"txt(where { criterion { birth_year { min: 1950 } } })txt");
