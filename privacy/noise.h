@@ -1,0 +1,174 @@
+// Noise for sensitivity-1 counts: the parameters, the distribution's
+// intervals, and the sources the disclosure step draws from.
+//
+// Parameter handling. Policy gives epsilon (discrete Laplace) or rho
+// (discrete Gaussian) as doubles. They are converted to micro-units rounding
+// DOWN (privacy/units.h), and the noise is calibrated with that smaller
+// value: scale t = 10^6 / epsilon_micros, sigma^2 = 10^6 / (2 rho_micros),
+// exact rationals. The noise is therefore at least as large as the policy
+// claims, and never smaller than what the cost (rounded UP) pays for.
+// Supported: epsilon and rho in [1e-6, 100].
+//
+// Timing (privacy.md requirement 10). The production source is a NoisePool:
+// a background thread pre-draws samples for each (mechanism, parameter) it
+// has seen and the request path only pops integers already drawn, so the
+// time to answer does not depend on the values released. When a pool cannot
+// serve a request (first use of a parameter that was not prewarmed, or a
+// burst larger than the pool), the samples are drawn inline and the call is
+// padded to a deadline computed from the number of samples alone
+// (slow_path_fixed + n * slow_path_per_sample); only a draw slower than that
+// deadline (not observed for the supported parameters) would show.
+#ifndef PASSERELLE_PRIVACY_NOISE_H_
+#define PASSERELLE_PRIVACY_NOISE_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "privacy/random.h"
+#include "privacy/samplers.h"
+
+namespace passerelle::privacy {
+
+enum class Mechanism {
+  kDiscreteLaplace,   // Pure epsilon-DP; the default.
+  kDiscreteGaussian,  // rho-zCDP.
+};
+
+// "discrete_laplace" | "discrete_gaussian" (as in Precision.mechanism).
+const char* MechanismName(Mechanism m);
+
+// One noise distribution, exactly.
+struct NoiseSpec {
+  Mechanism mechanism = Mechanism::kDiscreteLaplace;
+  // Laplace: the scale t. Gaussian: sigma^2. Reduced.
+  Rational parameter;
+  // The epsilon or rho (micro-units) the parameter was derived from.
+  int64_t privacy_micros = 0;
+
+  std::string Key() const;  // Identifies the distribution (for pools).
+};
+
+// Sensitivity-1 discrete Laplace for `epsilon` (rounded down to 1e-6).
+absl::StatusOr<NoiseSpec> LaplaceSpecForEpsilon(double epsilon);
+// Sensitivity-1 discrete Gaussian for `rho` (rounded down to 1e-6).
+absl::StatusOr<NoiseSpec> GaussianSpecForRho(double rho);
+
+// One exact draw.
+absl::StatusOr<int64_t> SampleNoise(RandomSource& random,
+                                    const NoiseSpec& spec);
+
+// The smallest m >= 0 such that P[|Z_1 + ... + Z_k| <= m] >= level for k
+// independent draws of `spec`, computed from the exact pmf (in floating
+// point: this is metadata, not sampling). When the exact convolution would be
+// too large, a conservative union bound is used instead (k times the
+// single-draw half-width at level 1 - (1 - level)/k), which covers at least
+// `level`.
+absl::StatusOr<int64_t> NoiseHalfWidth(const NoiseSpec& spec, int k,
+                                       double level);
+
+// Where the disclosure step gets its noise. Implementations are thread-safe.
+class NoiseSource {
+ public:
+  virtual ~NoiseSource() = default;
+  // Fills `out` with independent draws of `spec`. Any error stops the query.
+  virtual absl::Status Draw(const NoiseSpec& spec, absl::Span<int64_t> out) = 0;
+  // Prepares to serve `spec` quickly (a pool fills itself); a no-op for
+  // sources that draw inline.
+  virtual absl::Status Prewarm(const NoiseSpec& spec) {
+    (void)spec;
+    return absl::OkStatus();
+  }
+};
+
+// Draws inline from `random` (which must outlive it and be thread-safe if
+// the source is shared). Thread-safe if `random` is. For tests and as the
+// pool's backend; the gateway uses NewProductionNoiseSource.
+class DirectNoiseSource : public NoiseSource {
+ public:
+  explicit DirectNoiseSource(RandomSource* random) : random_(random) {}
+  absl::Status Draw(const NoiseSpec& spec, absl::Span<int64_t> out) override;
+
+ private:
+  RandomSource* const random_;
+};
+
+struct NoisePoolOptions {
+  // Samples kept ready per distribution; refilled below half.
+  size_t capacity = 16384;
+  // Samples drawn per refill step (outside the lock).
+  size_t refill_batch = 1024;
+  // Distinct distributions pooled at once; more is RESOURCE_EXHAUSTED.
+  size_t max_specs = 64;
+  // Slow-path padding (see the file comment).
+  absl::Duration slow_path_fixed = absl::Milliseconds(2);
+  absl::Duration slow_path_per_sample = absl::Microseconds(10);
+  // How to wait until a deadline; tests inject a no-op.
+  std::function<void(absl::Duration)> sleep = [](absl::Duration d) {
+    absl::SleepFor(d);
+  };
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+// Pre-draws noise off the request path (see the file comment). Safe for
+// concurrent use from multiple threads.
+class NoisePool : public NoiseSource {
+ public:
+  // `random` must be thread-safe and outlive the pool.
+  NoisePool(RandomSource* random, NoisePoolOptions options);
+  ~NoisePool() override;
+  NoisePool(const NoisePool&) = delete;
+  NoisePool& operator=(const NoisePool&) = delete;
+
+  absl::Status Draw(const NoiseSpec& spec, absl::Span<int64_t> out) override;
+
+  // Fills the pool for `spec` to capacity on the calling thread (at startup,
+  // for the parameters the policy uses).
+  absl::Status Prewarm(const NoiseSpec& spec) override;
+
+  // Samples ready for `spec` (for tests and health checks).
+  size_t Ready(const NoiseSpec& spec) const;
+  // Draw calls that took the padded slow path (for tests and metrics).
+  int64_t slow_path_calls() const;
+
+ private:
+  struct Pool {
+    NoiseSpec spec;
+    std::deque<int64_t> ready;
+  };
+  void RefillLoop();
+  bool RefillWanted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Append(const std::string& key, const std::vector<int64_t>& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  RandomSource* const random_;
+  DirectNoiseSource direct_;
+  const NoisePoolOptions options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // Sticky generator failure.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t slow_path_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread refiller_;
+};
+
+// The gateway's source: a NoisePool with default options over `random`
+// (an OpenSslRandomSource), which must outlive it.
+absl::StatusOr<std::unique_ptr<NoiseSource>> NewProductionNoiseSource(
+    RandomSource* random);
+
+}  // namespace passerelle::privacy
+
+#endif  // PASSERELLE_PRIVACY_NOISE_H_
