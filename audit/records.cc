@@ -3,10 +3,14 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
@@ -52,7 +56,10 @@ Value Coding(absl::string_view system, absl::string_view code,
               {"display", Str(display)}});
 }
 
+// An entity detail; none (a value Prune drops) when `value` is empty, since
+// R4 requires a value.
 Value Detail(absl::string_view type, absl::string_view value) {
+  if (value.empty()) return Value();
   return Obj({{"type", Str(type)}, {"valueString", Str(value)}});
 }
 
@@ -70,6 +77,38 @@ absl::StatusOr<std::string> ToJson(const google::protobuf::Message& m,
   return out;
 }
 
+// FHIR forbids empty strings, arrays and objects: drop them recursively.
+// Returns false when `v` itself ends up empty.
+bool Prune(Value* v) {
+  switch (v->kind_case()) {
+    case Value::kStringValue:
+      return !v->string_value().empty();
+    case Value::kListValue: {
+      auto* values = v->mutable_list_value()->mutable_values();
+      for (int i = values->size() - 1; i >= 0; --i) {
+        if (!Prune(values->Mutable(i))) values->DeleteSubrange(i, 1);
+      }
+      return !values->empty();
+    }
+    case Value::kStructValue: {
+      auto* fields = v->mutable_struct_value()->mutable_fields();
+      for (auto it = fields->begin(); it != fields->end();) {
+        if (!Prune(&it->second)) {
+          it = fields->erase(it);
+        } else {
+          ++it;
+        }
+      }
+      return !fields->empty();
+    }
+    case Value::KIND_NOT_SET:
+    case Value::kNullValue:
+      return false;
+    default:
+      return true;
+  }
+}
+
 // FHIR R4 AuditEvent.outcome: 0 success, 4 minor failure, 8 serious failure.
 const char* FhirOutcome(AuditDecision d) {
   switch (d) {
@@ -83,7 +122,115 @@ const char* FhirOutcome(AuditDecision d) {
   }
 }
 
+void AppendJsonString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppend(
+              out, "\\u00",
+              absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendJson(const Value& v, bool pretty, int depth, std::string* out) {
+  const std::string pad = pretty ? std::string(2 * (depth + 1), ' ') : "";
+  const std::string close_pad = pretty ? std::string(2 * depth, ' ') : "";
+  const char* nl = pretty ? "\n" : "";
+  switch (v.kind_case()) {
+    case Value::kStringValue:
+      AppendJsonString(v.string_value(), out);
+      return;
+    case Value::kBoolValue:
+      out->append(v.bool_value() ? "true" : "false");
+      return;
+    case Value::kNumberValue: {
+      const double d = v.number_value();
+      if (d == static_cast<double>(static_cast<int64_t>(d)) &&
+          d > -9007199254740992.0 && d < 9007199254740992.0) {
+        absl::StrAppend(out, static_cast<int64_t>(d));
+      } else {
+        absl::StrAppend(out, absl::StrFormat("%.17g", d));
+      }
+      return;
+    }
+    case Value::kListValue: {
+      const auto& values = v.list_value().values();
+      if (values.empty()) {
+        out->append("[]");
+        return;
+      }
+      absl::StrAppend(out, "[", nl);
+      for (int i = 0; i < values.size(); ++i) {
+        out->append(pad);
+        AppendJson(values[i], pretty, depth + 1, out);
+        absl::StrAppend(out, i + 1 < values.size() ? "," : "", nl);
+      }
+      absl::StrAppend(out, close_pad, "]");
+      return;
+    }
+    case Value::kStructValue: {
+      std::vector<std::string> keys;
+      for (const auto& [k, unused] : v.struct_value().fields()) {
+        keys.push_back(k);
+      }
+      std::sort(keys.begin(), keys.end(),
+                [](const std::string& a, const std::string& b) {
+                  if ((a == "resourceType") != (b == "resourceType")) {
+                    return a == "resourceType";
+                  }
+                  return a < b;
+                });
+      if (keys.empty()) {
+        out->append("{}");
+        return;
+      }
+      absl::StrAppend(out, "{", nl);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        out->append(pad);
+        AppendJsonString(keys[i], out);
+        out->append(pretty ? ": " : ":");
+        AppendJson(v.struct_value().fields().at(keys[i]), pretty, depth + 1,
+                   out);
+        absl::StrAppend(out, i + 1 < keys.size() ? "," : "", nl);
+      }
+      absl::StrAppend(out, close_pad, "}");
+      return;
+    }
+    default:
+      out->append("null");
+  }
+}
+
 }  // namespace
+
+std::string StableJson(const Value& value, bool pretty) {
+  std::string out;
+  AppendJson(value, pretty, 0, &out);
+  if (pretty) out.push_back('\n');
+  return out;
+}
 
 std::string EncodeRecord(const passerelle::v1::AuditEntry& entry) {
   AuditRecord record;
@@ -190,16 +337,17 @@ absl::StatusOr<std::string> RecordToJson(const AuditRecord& record,
 
 absl::StatusOr<std::string> JsonlRow(uint64_t index, absl::string_view entry,
                                      absl::string_view leaf_hash) {
-  const std::string head =
-      absl::StrCat("{\"index\":", index, ",\"leaf_hash\":\"",
-                   absl::Base64Escape(leaf_hash), "\",");
+  // The raw bytes go along so anyone can recompute the leaf hash.
+  std::string row = absl::StrCat(
+      "{\"index\":", index, ",\"leaf_hash\":\"", absl::Base64Escape(leaf_hash),
+      "\",\"entry_base64\":\"", absl::Base64Escape(entry), "\"");
   absl::StatusOr<AuditRecord> record = DecodeRecord(entry);
-  if (!record.ok()) {
-    return absl::StrCat(head, "\"entry_base64\":\"", absl::Base64Escape(entry),
-                        "\"}");
+  if (record.ok()) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string json, ToJson(*record, false));
+    absl::StrAppend(&row, ",\"record\":", json);
   }
-  PASSERELLE_ASSIGN_OR_RETURN(std::string json, ToJson(*record, false));
-  return absl::StrCat(head, "\"record\":", json, "}");
+  absl::StrAppend(&row, "}");
+  return row;
 }
 
 absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
@@ -237,8 +385,10 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
   if (!v.caller_role.empty())
     roles.push_back(Obj({{"text", Str(v.caller_role)}}));
   f["agent"] = List({Obj({
-      {"who", Obj({{"identifier", Obj({{"value", Str(v.caller)}})},
-                   {"display", Str(v.caller)}})},
+      {"who",
+       Obj({{"identifier",
+             Obj({{"value", Str(v.caller.empty() ? "unknown" : v.caller)}})},
+            {"display", Str(v.caller)}})},
       {"requestor", Bool(true)},
       {"role", List(std::move(roles))},
   })});
@@ -276,10 +426,12 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
         absl::StrAppend(&s, " reason=", site.reason());
       details.push_back(Detail(absl::StrCat("site:", site.site()), s));
     }
-    passerelle::v1::AuditEntry cells_only;
-    *cells_only.mutable_released_cells() = e.released_cells();
-    PASSERELLE_ASSIGN_OR_RETURN(std::string cells, ToJson(cells_only, false));
-    details.push_back(Detail("released_cells", cells));
+    if (e.released_cells_size() > 0) {
+      passerelle::v1::AuditEntry cells_only;
+      *cells_only.mutable_released_cells() = e.released_cells();
+      PASSERELLE_ASSIGN_OR_RETURN(std::string cells, ToJson(cells_only, false));
+      details.push_back(Detail("released_cells", cells));
+    }
   } else {
     const auto& e = record.node();
     details.push_back(Detail("site", e.site()));
@@ -297,7 +449,10 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
       {"query", Str(absl::Base64Escape(v.canonical_query))},
       {"detail", List(std::move(details))},
   })});
-  return ToJson(event, pretty);
+  Value root;
+  *root.mutable_struct_value() = std::move(event);
+  Prune(&root);
+  return StableJson(root, pretty);
 }
 
 }  // namespace passerelle::audit

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
 #include "passerelle/v1/audit.pb.h"
 
 namespace passerelle::audit {
@@ -58,12 +59,17 @@ bool Matches(const passerelle::v1::AuditRecord& record,
 // Parses an RFC 3339 time ("2026-11-22T10:00:00Z").
 absl::StatusOr<absl::Time> ParseRfc3339(absl::string_view text);
 
+// Serialises a google.protobuf.Value as JSON with object keys in a stable
+// order ("resourceType" first, then sorted), indented by two spaces when
+// `pretty`. Protobuf's own printer leaves map order unspecified.
+std::string StableJson(const google::protobuf::Value& value, bool pretty);
+
 // The record as proto3 JSON (field names as in audit.proto).
 absl::StatusOr<std::string> RecordToJson(
     const passerelle::v1::AuditRecord& record, bool pretty);
 
-// One JSON Lines row: {"index":N,"leaf_hash":"<b64>","record":{...}}; an
-// undecodable entry is exported as {"index":N,...,"entry_base64":"..."}.
+// One JSON Lines row: {"index":N,"leaf_hash":"<b64>","entry_base64":"<b64>",
+// "record":{...}}; "record" is absent when the entry is not an AuditRecord.
 absl::StatusOr<std::string> JsonlRow(uint64_t index, absl::string_view entry,
                                      absl::string_view leaf_hash);
 

@@ -150,8 +150,29 @@ TEST(RecordsTest, JsonlRowIsOneJsonLine) {
       "req-1");
   auto opaque = JsonlRow(4, "opaque bytes", HashLeaf("y"));
   ASSERT_TRUE(opaque.ok());
-  EXPECT_EQ(Field(ParseJson(*opaque), "entry_base64").string_value(),
+  Struct o = ParseJson(*opaque);
+  EXPECT_EQ(Field(o, "entry_base64").string_value(),
             absl::Base64Escape("opaque bytes"));
+  EXPECT_EQ(o.fields().count("record"), 0u);
+}
+
+TEST(RecordsTest, StableJsonOrdersKeysAndEscapes) {
+  Value v;
+  auto& f = *v.mutable_struct_value()->mutable_fields();
+  f["zeta"].set_number_value(1795000000123456.0);
+  f["alpha"].set_string_value("quote\" slash\\ nl\n ctl\x01 é");
+  f["resourceType"].set_string_value("AuditEvent");
+  f["list"].mutable_list_value()->add_values()->set_bool_value(true);
+  f["half"].set_number_value(0.5);
+  EXPECT_EQ(StableJson(v, false),
+            "{\"resourceType\":\"AuditEvent\",\"alpha\":\"quote\\\" slash\\\\ "
+            "nl\\n ctl\\u0001 é\",\"half\":0.5,\"list\":[true],"
+            "\"zeta\":1795000000123456}");
+  // Pretty output parses back to the same value.
+  Struct back = ParseJson(StableJson(v, true));
+  EXPECT_EQ(back.fields().at("alpha").string_value(),
+            f["alpha"].string_value());
+  EXPECT_EQ(back.fields().at("zeta").number_value(), 1795000000123456.0);
 }
 
 TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
@@ -159,6 +180,11 @@ TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
   auto json = ToFhirAuditEvent(g, 7, HashLeaf("x"), "passerelle/gateway",
                                /*pretty=*/true);
   ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_TRUE(
+      absl::StartsWith(*json, "{\n  \"resourceType\": \"AuditEvent\","));
+  // Deterministic: the same record exports to the same bytes.
+  EXPECT_EQ(*json,
+            *ToFhirAuditEvent(g, 7, HashLeaf("x"), "passerelle/gateway", true));
   Struct ev = ParseJson(*json);
   EXPECT_EQ(Field(ev, "resourceType").string_value(), "AuditEvent");
   EXPECT_EQ(Field(ev, "action").string_value(), "E");
@@ -195,6 +221,17 @@ TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
   // A source with an observer is mandatory in R4.
   const Struct& source = Field(ev, "source").struct_value();
   EXPECT_EQ(source.fields().count("observer"), 1u);
+
+  // FHIR has no empty strings: unset fields are left out, not "".
+  EXPECT_FALSE(absl::StrContains(*json, "\"\""));
+  AuditEntry sparse;
+  sparse.set_decision(passerelle::v1::AUDIT_DECISION_DENIED);
+  auto sparse_json = ToFhirAuditEvent(*DecodeRecord(EncodeRecord(sparse)), 1,
+                                      HashLeaf("z"), "o", false);
+  ASSERT_TRUE(sparse_json.ok());
+  EXPECT_FALSE(absl::StrContains(*sparse_json, "\"\"")) << *sparse_json;
+  EXPECT_FALSE(absl::StrContains(*sparse_json, "[]")) << *sparse_json;
+  EXPECT_FALSE(absl::StrContains(*sparse_json, "{}")) << *sparse_json;
 
   AuditRecord n = *DecodeRecord(EncodeRecord(NodeEntry()));
   auto node_json =

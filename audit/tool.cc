@@ -1,5 +1,8 @@
 #include "audit/tool.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <fstream>
 #include <map>
 #include <optional>
@@ -153,16 +156,13 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
   PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(index));
   PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
-  const std::string head =
-      absl::StrCat("{\n  \"index\": ", index, ",\n  \"leaf_hash\": \"",
-                   absl::Base64Escape(leaf), "\",\n");
-  absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
-  if (!record.ok()) {
-    return absl::StrCat(head, "  \"entry_base64\": \"",
-                        absl::Base64Escape(entry), "\"\n}\n");
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row, JsonlRow(index, entry, leaf));
+  // Re-print the row indented.
+  google::protobuf::Value v;
+  if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
+    return row + "\n";
   }
-  PASSERELLE_ASSIGN_OR_RETURN(std::string json, RecordToJson(*record, true));
-  return absl::StrCat(head, "  \"record\": ", json, "}\n");
+  return StableJson(v, /*pretty=*/true);
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, passerelle::v1::AuditRecord>>>
