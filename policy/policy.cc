@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
@@ -216,6 +218,11 @@ void Finish(v1::Decision& d, std::vector<std::string>& deny,
     d.set_allow(false);
     deny.push_back("deny: no rule permits this request (default deny)");
   }
+  if (d.allow()) {
+    d.set_code(static_cast<int>(absl::StatusCode::kOk));
+  } else if (d.code() == 0) {
+    d.set_code(static_cast<int>(absl::StatusCode::kPermissionDenied));
+  }
   for (std::string& r : deny) d.add_reasons(std::move(r));
   for (std::string& r : permit) d.add_reasons(std::move(r));
 }
@@ -246,6 +253,7 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
   const v1::Federation& fed = *federation_;
   if (req.identity.empty()) {
     deny.push_back("deny: the caller has no identity");
+    d.set_code(static_cast<int>(absl::StatusCode::kUnauthenticated));
     Finish(d, deny, permit);
     return d;
   }
@@ -417,11 +425,13 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
   bool have_features = false;
   if (req.query == nullptr) {
     deny.push_back("deny: no query");
+    d.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
   } else {
     absl::StatusOr<QueryFeatures> f = ExtractFeatures(*req.query);
     if (!f.ok()) {
       deny.push_back(
           absl::StrCat("deny: invalid query: ", f.status().message()));
+      d.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
     } else {
       features = *std::move(f);
       have_features = true;
@@ -568,6 +578,9 @@ v1::Decision Policy::DecideNode(absl::string_view site,
   }
   const v1::SitePolicy& sp = sit->second.msg;
   const std::string& swhere = sit->second.where;
+  if (identity.empty()) {
+    d.set_code(static_cast<int>(absl::StatusCode::kUnauthenticated));
+  }
   if (identity.empty() || !Contains(sp.callers(), identity)) {
     deny.push_back(absl::StrCat("deny: caller \"", identity,
                                 "\" is not among site ", sp.id(),
@@ -643,6 +656,7 @@ v1::Decision Policy::DecideNode(absl::string_view site,
   absl::StatusOr<QueryFeatures> f = ExtractFeatures(req.query());
   if (!f.ok()) {
     deny.push_back(absl::StrCat("deny: invalid query: ", f.status().message()));
+    d.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
   } else {
     features = *std::move(f);
     have_features = true;
@@ -692,6 +706,7 @@ v1::Decision Policy::DecideRole(absl::string_view identity,
   std::vector<std::string> deny, permit;
   if (identity.empty()) {
     deny.push_back("deny: the caller has no identity");
+    d.set_code(static_cast<int>(absl::StatusCode::kUnauthenticated));
     Finish(d, deny, permit);
     return d;
   }
@@ -728,6 +743,17 @@ v1::Decision Policy::DecideRole(absl::string_view identity,
   }
   Finish(d, deny, permit);
   return d;
+}
+
+absl::Status DecisionStatus(const v1::Decision& decision) {
+  if (decision.allow()) return absl::OkStatus();
+  std::vector<std::string> deny;
+  for (const std::string& r : decision.reasons()) {
+    if (absl::StartsWith(r, "deny: ")) deny.push_back(r.substr(6));
+  }
+  absl::StatusCode code = static_cast<absl::StatusCode>(decision.code());
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kPermissionDenied;
+  return absl::Status(code, absl::StrJoin(deny, "; "));
 }
 
 }  // namespace passerelle::policy

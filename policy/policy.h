@@ -122,6 +122,10 @@ class Policy {
   std::vector<std::string> warnings_;
 };
 
+// OK when `decision` allows; otherwise a status with the decision's code and
+// its deny reasons, for answering the caller.
+absl::Status DecisionStatus(const passerelle::v1::Decision& decision);
+
 // Expands directories into the *.textproto files directly inside them
 // (sorted); files are kept as given. NOT_FOUND for a missing path.
 absl::StatusOr<std::vector<std::string>> ExpandPolicyPaths(

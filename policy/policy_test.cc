@@ -599,6 +599,34 @@ TEST(DecideRoleTest, ProjectAndFederationRoles) {
       p->DecideRole("", v1::Member::AUDITOR, "diabetes-fr-qc").allow());
 }
 
+TEST(DecisionStatusTest, CodesFollowTheCause) {
+  auto p = Load();
+  v1::Query q = Diabetes();
+  v1::Decision d = p->Decide(Req(&q));
+  EXPECT_EQ(d.code(), 0);
+  EXPECT_TRUE(DecisionStatus(d).ok());
+
+  d = p->Decide(Req(&q, "spiffe://passerelle/user/mallory"));
+  absl::Status s = DecisionStatus(d);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unknown identity"));
+  EXPECT_THAT(std::string(s.message()), Not(HasSubstr("deny: ")));
+
+  EXPECT_EQ(DecisionStatus(p->Decide(Req(&q, ""))).code(),
+            absl::StatusCode::kUnauthenticated);
+  v1::Query bad = Q("where { criterion {} }");
+  EXPECT_EQ(DecisionStatus(p->Decide(Req(&bad))).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      DecisionStatus(p->DecideNode("qc", "", Count(q, 10), Day(2026, 6, 1)))
+          .code(),
+      absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(DecisionStatus(
+                p->DecideRole(kAlice, v1::Member::AUDITOR, "diabetes-fr-qc"))
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 TEST(DecideTest, ConcurrentDecisionsAgree) {
   auto p = Load();
   v1::Query q = Diabetes("group_by { kind: SEX }");
