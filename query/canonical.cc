@@ -282,6 +282,51 @@ v1::Criterion CanonicalCriterion(const v1::Criterion& in) {
   return c;
 }
 
+using Terms = std::vector<std::pair<std::string, v1::Expr>>;
+
+// In an `and`, replaces every age (or birth_year) criterion by their
+// intersection, unless it is empty (then the terms stay: no criterion
+// expresses "no one").
+void MergeRanges(Terms* terms, v1::Criterion::KindCase kind) {
+  auto range_of = [kind](v1::Expr& e) -> v1::IntRange* {
+    if (!e.has_criterion() || e.criterion().kind_case() != kind) return nullptr;
+    return kind == v1::Criterion::kAge
+               ? e.mutable_criterion()->mutable_age()
+               : e.mutable_criterion()->mutable_birth_year();
+  };
+  v1::IntRange merged;
+  int count = 0;
+  for (auto& t : *terms) {
+    const v1::IntRange* r = range_of(t.second);
+    if (r == nullptr) continue;
+    ++count;
+    if (r->has_min() && (!merged.has_min() || r->min() > merged.min())) {
+      merged.set_min(r->min());
+    }
+    if (r->has_max() && (!merged.has_max() || r->max() < merged.max())) {
+      merged.set_max(r->max());
+    }
+  }
+  if (count < 2) return;
+  if (merged.has_min() && merged.has_max() && merged.min() > merged.max()) {
+    return;
+  }
+  Terms out;
+  bool placed = false;
+  for (auto& t : *terms) {
+    v1::IntRange* r = range_of(t.second);
+    if (r == nullptr) {
+      out.push_back(std::move(t));
+    } else if (!placed) {
+      *r = merged;
+      t.first = ExprText(t.second);
+      out.push_back(std::move(t));
+      placed = true;
+    }
+  }
+  *terms = std::move(out);
+}
+
 v1::Expr CanonicalExpr(const v1::Expr& e) {
   v1::Expr out;
   switch (e.kind_case()) {
@@ -298,7 +343,7 @@ v1::Expr CanonicalExpr(const v1::Expr& e) {
     case v1::Expr::kOr: {
       const bool is_and = e.has_and_();
       const v1::ExprList& list = is_and ? e.and_() : e.or_();
-      std::vector<std::pair<std::string, v1::Expr>> terms;
+      Terms terms;
       auto add = [&terms](v1::Expr&& t) {
         std::string text = ExprText(t);
         terms.emplace_back(std::move(text), std::move(t));
@@ -312,6 +357,10 @@ v1::Expr CanonicalExpr(const v1::Expr& e) {
         } else {
           add(std::move(c));
         }
+      }
+      if (is_and) {
+        MergeRanges(&terms, v1::Criterion::kAge);
+        MergeRanges(&terms, v1::Criterion::kBirthYear);
       }
       std::sort(terms.begin(), terms.end(),
                 [](const auto& a, const auto& b) { return a.first < b.first; });

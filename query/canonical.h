@@ -18,7 +18,9 @@ namespace passerelle::query {
 // icd10:E119 and icd10cm:E11*); `at least 1 times` dropped; within_days
 // cleared without has_within; -0 values as 0; width cleared on dimensions
 // other than age_band. Group-by order is kept (it orders the cells).
-// Meaning-preserving; idempotent. Intended for valid queries, total on any.
+// Ages (and birth years) under one `and` become one range when their
+// intersection is not empty. Meaning-preserving; idempotent. Intended for valid
+// queries, total on any.
 passerelle::v1::Query Canonicalize(const passerelle::v1::Query& query);
 
 // The canonical form printed in the cohort language (lower-case keywords,
