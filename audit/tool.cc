@@ -41,6 +41,9 @@ constexpr char kUsage[] =
     "  export --format jsonl|fhir      every entry, to stdout\n"
     "  proof --index N [--size S]      inclusion proof (base64 JSON)\n"
     "  consistency --from A --to B     consistency proof (base64 JSON)\n"
+    "  crosscheck --node-store DIR --site NAME\n"
+    "                                  compare the gateway's entries for a\n"
+    "                                  site with that site's own log\n"
     "  checkpoint                      the latest signed checkpoint\n"
     "  public-key                      the store's public key (PEM) and its\n"
     "                                  signed-note verifier key\n";
@@ -52,12 +55,10 @@ struct Args {
 };
 
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
-  static const auto* const kKnown = new std::map<std::string, bool>{
-      {"store", true},     {"public-key", true}, {"caller", true},
-      {"project", true},   {"since", true},      {"until", true},
-      {"outcome", true},   {"format", true},     {"index", true},
-      {"size", true},      {"from", true},       {"to", true},
-      {"checkpoint", true}};
+  static const auto* const kKnown = new std::set<std::string>{
+      "store", "public-key", "caller",     "project",    "since",
+      "until", "outcome",    "format",     "index",      "size",
+      "from",  "to",         "checkpoint", "node-store", "site"};
   Args out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -88,8 +89,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
   }
   if (out.command.empty()) return absl::InvalidArgumentError("no command");
   static const auto* const kCommands = new std::set<std::string>{
-      "verify", "show",        "search",     "export",
-      "proof",  "consistency", "checkpoint", "public-key"};
+      "verify",      "show",       "search",     "export",    "proof",
+      "consistency", "checkpoint", "public-key", "crosscheck"};
   if (kCommands->count(out.command) == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown audit command '", out.command, "'"));
@@ -231,6 +232,84 @@ absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
                       "\",\n  \"proof\": ", B64List(proof), "\n}\n");
 }
 
+absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
+    const AuditLog& gateway, const AuditLog& node, const std::string& site) {
+  std::vector<CrossCheckIssue> issues;
+  std::set<uint64_t> referenced;
+  const uint64_t node_size = node.Size();
+  const uint64_t n = gateway.Size();
+  for (uint64_t i = 0; i < n; ++i) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string bytes, gateway.Get(i));
+    absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(bytes);
+    if (!record.ok() || !record->has_gateway()) continue;
+    const passerelle::v1::AuditEntry& g = record->gateway();
+    for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
+      if (st.site() != site) continue;
+      if (!st.has_node_audit_index()) {
+        if (st.status() == "ok") {
+          issues.push_back({i, std::nullopt,
+                            absl::StrCat("site ", site,
+                                         " answered but no node entry is "
+                                         "referenced")});
+        }
+        continue;
+      }
+      const uint64_t j = st.node_audit_index();
+      referenced.insert(j);
+      if (j >= node_size) {
+        issues.push_back({i, j,
+                          absl::StrCat("references node entry ", j,
+                                       " but the node log has ", node_size)});
+        continue;
+      }
+      PASSERELLE_ASSIGN_OR_RETURN(std::string node_bytes, node.Get(j));
+      absl::StatusOr<passerelle::v1::AuditRecord> nr = DecodeRecord(node_bytes);
+      if (!nr.ok() || !nr->has_node()) {
+        issues.push_back({i, j, "referenced node entry is not a node record"});
+        continue;
+      }
+      const passerelle::v1::NodeAuditEntry& ne = nr->node();
+      std::vector<std::string> diffs;
+      if (ne.request_id() != g.request_id()) {
+        diffs.push_back(absl::StrCat("request_id '", ne.request_id(), "' vs '",
+                                     g.request_id(), "'"));
+      }
+      if (ne.project() != g.project()) {
+        diffs.push_back(absl::StrCat("project '", ne.project(), "' vs '",
+                                     g.project(), "'"));
+      }
+      if (ne.canonical_query() != g.canonical_query()) {
+        diffs.push_back("canonical query differs");
+      }
+      if (!st.snapshot().empty() && ne.snapshot() != st.snapshot()) {
+        diffs.push_back(absl::StrCat("snapshot '", ne.snapshot(), "' vs '",
+                                     st.snapshot(), "'"));
+      }
+      if (!ne.site().empty() && ne.site() != site) {
+        diffs.push_back(
+            absl::StrCat("node entry is for site '", ne.site(), "'"));
+      }
+      if (!diffs.empty()) {
+        issues.push_back({i, j, absl::StrJoin(diffs, "; ")});
+      }
+    }
+  }
+  for (uint64_t j = 0; j < node_size; ++j) {
+    if (referenced.count(j) != 0) continue;
+    PASSERELLE_ASSIGN_OR_RETURN(std::string node_bytes, node.Get(j));
+    absl::StatusOr<passerelle::v1::AuditRecord> nr = DecodeRecord(node_bytes);
+    if (!nr.ok() || !nr->has_node()) continue;
+    if (nr->node().decision() != passerelle::v1::AUDIT_DECISION_ALLOWED) {
+      continue;  // Refusals need not reach the gateway's log.
+    }
+    issues.push_back(
+        {std::nullopt, j,
+         absl::StrCat("node answered request '", nr->node().request_id(),
+                      "' but no gateway entry references it")});
+  }
+  return issues;
+}
+
 namespace {
 
 // Runs one command; usage errors come back as kInvalidArgument.
@@ -339,6 +418,34 @@ absl::Status Run(const Args& a, std::ostream& out, std::ostream& err,
     PASSERELLE_ASSIGN_OR_RETURN(std::string json,
                                 ConsistencyProofJson(*log, size1, size2));
     out << json;
+    return absl::OkStatus();
+  }
+  if (a.command == "crosscheck") {
+    std::optional<std::string> node_store = Flag(a, "node-store");
+    std::optional<std::string> site = Flag(a, "site");
+    if (!node_store.has_value() || !site.has_value()) {
+      return absl::InvalidArgumentError(
+          "crosscheck needs --node-store DIR --site NAME");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(
+        std::unique_ptr<AuditLog> node,
+        AuditLog::OpenDirectory(*node_store, AuditLogOptions()));
+    PASSERELLE_ASSIGN_OR_RETURN(std::vector<CrossCheckIssue> issues,
+                                CrossCheckSite(*log, *node, *site));
+    for (const CrossCheckIssue& issue : issues) {
+      out << "gateway "
+          << (issue.gateway_index ? absl::StrCat(*issue.gateway_index) : "-")
+          << "\tnode "
+          << (issue.node_index ? absl::StrCat(*issue.node_index) : "-") << "\t"
+          << issue.problem << "\n";
+    }
+    out << (issues.empty() ? "OK: gateway and node logs agree for site "
+                           : "MISMATCH: ")
+        << (issues.empty()
+                ? *site
+                : absl::StrCat(issues.size(), " issue(s) for site ", *site))
+        << "\n";
+    if (!issues.empty()) *verify_failed = true;
     return absl::OkStatus();
   }
   if (a.command == "checkpoint") {

@@ -5,6 +5,7 @@
 #define PASSERELLE_AUDIT_TOOL_H_
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -45,6 +46,21 @@ absl::StatusOr<std::string> InclusionProofJson(const AuditLog& log,
 absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
                                                  uint64_t size1,
                                                  uint64_t size2);
+
+// One disagreement between a gateway log and a site's node log.
+struct CrossCheckIssue {
+  std::optional<uint64_t> gateway_index;  // Absent for an unreferenced
+  std::optional<uint64_t> node_index;     // node entry, and vice versa.
+  std::string problem;
+};
+// Cross-checks the gateway's entries for `site` against that site's own log:
+// every node_audit_index the gateway recorded must name a node entry for the
+// same request, project, query and snapshot; a site reported "ok" must have
+// a node reference; and every node entry that answered (allowed) must be
+// referenced by some gateway entry (a gateway cannot hide a query the site
+// answered). Verify both logs first: this compares contents only.
+absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
+    const AuditLog& gateway, const AuditLog& node, const std::string& site);
 
 // `passerelle audit <command> --store DIR ...`; returns the exit code
 // (0 success, 1 failure such as a verification error, 2 usage error).

@@ -321,6 +321,85 @@ TEST_F(AuditToolTest, PublicKeyAndUsageErrors) {
   EXPECT_EQ(Run({"verify", "--store", dir_ + "/nowhere"}), 1);
 }
 
+TEST_F(AuditToolTest, CrossCheckGatewayAgainstNodeLog) {
+  auto make_log = [&](const std::string& dir, const std::string& origin) {
+    AuditLogOptions o;
+    o.origin = origin;
+    o.signing_key = std::shared_ptr<const SigningKey>(*SigningKey::Generate());
+    auto log = AuditLog::OpenDirectory(dir, o);
+    EXPECT_TRUE(log.ok()) << log.status();
+    return *std::move(log);
+  };
+  auto node_entry = [](const std::string& req, const std::string& query,
+                       passerelle::v1::AuditDecision d) {
+    NodeAuditEntry e;
+    e.set_request_id(req);
+    e.set_project("diab");
+    e.set_canonical_query(query);
+    e.set_snapshot("s1");
+    e.set_site("fr");
+    e.set_decision(d);
+    return EncodeRecord(e);
+  };
+  auto gw_entry = [](const std::string& req, const std::string& query,
+                     std::optional<uint64_t> node_index) {
+    AuditEntry e;
+    e.set_request_id(req);
+    e.set_project("diab");
+    e.set_canonical_query(query);
+    auto* site = e.add_sites();
+    site->set_site("fr");
+    site->set_status("ok");
+    site->set_snapshot("s1");
+    if (node_index.has_value()) site->set_node_audit_index(*node_index);
+    return EncodeRecord(e);
+  };
+  const std::string node_dir = dir_ + "/node";
+  const std::string gw_dir = dir_ + "/gw";
+  {
+    auto node = make_log(node_dir, "passerelle.test/fr");
+    auto gw = make_log(gw_dir, "passerelle.test/gw");
+    const auto allowed = passerelle::v1::AUDIT_DECISION_ALLOWED;
+    ASSERT_TRUE(node->Append(node_entry("req-1", "Q1", allowed)).ok());
+    ASSERT_TRUE(node->Append(node_entry("req-2", "Q2", allowed)).ok());
+    ASSERT_TRUE(node->Append(node_entry("req-3", "Q3", allowed)).ok());
+    ASSERT_TRUE(node->Append(node_entry("req-4", "Q4",
+                                        passerelle::v1::AUDIT_DECISION_DENIED))
+                    .ok());
+    ASSERT_TRUE(gw->Append(gw_entry("req-1", "Q1", 0)).ok());
+    ASSERT_TRUE(gw->Append(gw_entry("req-2", "Q2 altered", 1)).ok());
+    ASSERT_TRUE(gw->Append(gw_entry("req-5", "Q5", std::nullopt)).ok());
+    ASSERT_TRUE(gw->Append(gw_entry("req-6", "Q6", 9)).ok());
+  }
+  auto gw = AuditLog::OpenDirectory(gw_dir, AuditLogOptions());
+  auto node = AuditLog::OpenDirectory(node_dir, AuditLogOptions());
+  ASSERT_TRUE(gw.ok() && node.ok());
+  auto issues = CrossCheckSite(**gw, **node, "fr");
+  ASSERT_TRUE(issues.ok()) << issues.status();
+  ASSERT_EQ(issues->size(), 4u);
+  auto at = [&](int k) { return (*issues)[k]; };
+  EXPECT_EQ(at(0).gateway_index, 1u);
+  EXPECT_EQ(at(0).node_index, 1u);
+  EXPECT_TRUE(absl::StrContains(at(0).problem, "canonical query differs"));
+  EXPECT_EQ(at(1).gateway_index, 2u);
+  EXPECT_FALSE(at(1).node_index.has_value());
+  EXPECT_EQ(at(2).gateway_index, 3u);
+  EXPECT_EQ(at(2).node_index, 9u);
+  EXPECT_FALSE(at(3).gateway_index.has_value());
+  EXPECT_EQ(at(3).node_index, 2u);  // req-3: answered, never logged.
+  // Another site's view is empty: nothing to compare, nothing answered.
+  auto other = CrossCheckSite(**gw, **node, "qc");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->size(), 3u);  // Node entries 0..2 are unreferenced.
+
+  EXPECT_EQ(Run({"crosscheck", "--store", gw_dir, "--node-store", node_dir,
+                 "--site", "fr"}),
+            1);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "MISMATCH: 4 issue(s)"))
+      << out_.str();
+  EXPECT_EQ(Run({"crosscheck", "--store", gw_dir, "--site", "fr"}), 2);
+}
+
 TEST_F(AuditToolTest, CliEntryPoint) {
   EXPECT_EQ(cli::RunAuditCommand({"verify", "--store", store_}), 0);
   EXPECT_EQ(cli::RunAuditCommand({"nonsense"}), 2);
