@@ -1,0 +1,141 @@
+// The privacy-budget ledger (privacy.md requirement 6): per project, and per
+// researcher within a project, on RocksDB. Amounts are integers in
+// micro-units (1e-6) so decimal budgets never drift; a query's cost comes
+// from privacy/cost.h (rounded up) and caps are rounded down.
+//
+// Periods. With a reset period P, spending is counted per window
+// [k P, (k+1) P) measured from the Unix epoch (UTC); a new window starts from
+// zero. Without one, spending never resets.
+#ifndef PASSERELLE_LEDGER_LEDGER_H_
+#define PASSERELLE_LEDGER_LEDGER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "passerelle/v1/policy.pb.h"
+#include "privacy/cost.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace passerelle::ledger {
+
+// Caps in micro-units; 0 means no cap of that kind. A pure (epsilon) query
+// is checked against epsilon caps with its epsilon and against rho caps with
+// rho = epsilon^2/2; a zCDP query has no epsilon and is refused where an
+// epsilon cap applies.
+struct Caps {
+  int64_t project_epsilon_micros = 0;
+  int64_t project_rho_micros = 0;
+  int64_t researcher_epsilon_micros = 0;
+  int64_t researcher_rho_micros = 0;
+  // Zero: never resets.
+  absl::Duration reset_period = absl::ZeroDuration();
+  // Set when the budget the caps came from was invalid; Reserve refuses.
+  std::string error;
+};
+
+// From a policy budget (doubles in units, rounded DOWN to micro-units).
+Caps CapsFromBudget(const passerelle::v1::Budget& budget);
+
+// One recorded reservation.
+struct Charge {
+  uint64_t id = 0;
+  std::string project;
+  std::string researcher;
+  bool pure = true;
+  int64_t epsilon_micros = 0;
+  int64_t rho_micros = 0;
+  absl::Time time = absl::UnixEpoch();
+  int64_t period = 0;  // The reset window it was counted in.
+  bool refunded = false;
+};
+
+// Spending of one account in its current window.
+struct Account {
+  std::string researcher;  // Empty for the project itself.
+  int64_t epsilon_spent_micros = 0;
+  int64_t rho_spent_micros = 0;
+  int64_t epsilon_cap_micros = 0;  // 0: no cap.
+  int64_t rho_cap_micros = 0;      // 0: no cap.
+  // cap - spent (never negative); absent when there is no cap.
+  std::optional<int64_t> epsilon_remaining_micros;
+  std::optional<int64_t> rho_remaining_micros;
+};
+
+struct BudgetView {
+  std::string project;
+  Account project_account;
+  std::vector<Account> researchers;  // Sorted by researcher.
+  // Absent when the caps have no reset period.
+  std::optional<absl::Time> next_reset;
+};
+
+// Sums over recorded charges, for audit cross-checks against the audit log.
+struct ChargeTotals {
+  int64_t charges = 0;   // Not refunded.
+  int64_t refunded = 0;  // Refunded charges (not in the sums).
+  int64_t epsilon_micros = 0;
+  int64_t rho_micros = 0;
+};
+
+// Safe for concurrent use from multiple threads; one instance per store
+// (RocksDB locks the directory against a second process).
+class BudgetLedger {
+ public:
+  // Opens the store at `path`, creating it if absent. `clock` (for Show)
+  // must outlive the ledger.
+  static absl::StatusOr<std::unique_ptr<BudgetLedger>> Open(
+      const std::string& path, Clock* clock);
+  ~BudgetLedger();
+  BudgetLedger(const BudgetLedger&) = delete;
+  BudgetLedger& operator=(const BudgetLedger&) = delete;
+
+  // Atomically checks the project's and the researcher's caps and records
+  // the charge (one synced write) before returning. RESOURCE_EXHAUSTED when
+  // a cap would be exceeded (the message names the cap, what is spent and
+  // what remains); FAILED_PRECONDITION for a zCDP query against an epsilon
+  // cap; INVALID_ARGUMENT for bad names, costs or caps; UNAVAILABLE if the
+  // store cannot be written (nothing is recorded then).
+  absl::StatusOr<Charge> Reserve(const std::string& project,
+                                 const std::string& researcher,
+                                 const privacy::QueryCost& cost,
+                                 const Caps& caps, absl::Time now);
+
+  // Gives a charge back. Only for a query that reached no node (a query that
+  // touched data stays charged even if it failed later). NOT_FOUND for an
+  // unknown id, FAILED_PRECONDITION if already refunded. A charge from an
+  // earlier window is marked refunded without changing the current window.
+  absl::Status Refund(uint64_t charge_id);
+
+  // Spending and remaining budget of the project and each of its
+  // researchers now, under the caps of the project's latest reservation.
+  absl::StatusOr<BudgetView> Show(const std::string& project);
+
+  // All recorded charges of `project` ("" for every project), oldest first.
+  absl::StatusOr<std::vector<Charge>> ListCharges(const std::string& project);
+  // Their sums (all windows).
+  absl::StatusOr<ChargeTotals> SumCharges(const std::string& project);
+
+ private:
+  BudgetLedger(std::unique_ptr<rocksdb::DB> db, Clock* clock, uint64_t next_id);
+
+  std::unique_ptr<rocksdb::DB> db_;
+  Clock* const clock_;
+  absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace passerelle::ledger
+
+#endif  // PASSERELLE_LEDGER_LEDGER_H_

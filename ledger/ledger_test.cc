@@ -1,0 +1,286 @@
+#include "ledger/ledger.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace passerelle::ledger {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr ? base : "/tmp") + "/ledger_test_XXXXXX";
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_ + "/db"; }
+
+ private:
+  std::string path_;
+};
+
+privacy::QueryCost Laplace(double epsilon, int sites = 1) {
+  privacy::DisclosureParams p;
+  p.epsilon = epsilon;
+  return privacy::ComputeQueryCost(p, sites).value();
+}
+
+privacy::QueryCost Gaussian(double rho, int sites = 1) {
+  privacy::DisclosureParams p;
+  p.mechanism = privacy::Mechanism::kDiscreteGaussian;
+  p.rho = rho;
+  return privacy::ComputeQueryCost(p, sites).value();
+}
+
+Caps EpsilonCaps(double project, double researcher) {
+  v1::Budget b;
+  b.set_epsilon_cap(project);
+  b.set_researcher_epsilon_cap(researcher);
+  return CapsFromBudget(b);
+}
+
+const absl::Time kT0 = absl::FromUnixSeconds(1800000000);
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen() {
+    ledger_.reset();
+    absl::StatusOr<std::unique_ptr<BudgetLedger>> l =
+        BudgetLedger::Open(dir_.path(), &clock_);
+    ASSERT_TRUE(l.ok()) << l.status();
+    ledger_ = *std::move(l);
+  }
+  TempDir dir_;
+  FakeClock clock_{kT0};
+  std::unique_ptr<BudgetLedger> ledger_;
+};
+
+TEST(CapsFromBudgetTest, ConvertsToMicroUnitsWithoutDrift) {
+  v1::Budget b;
+  b.set_epsilon_cap(0.3);
+  b.set_rho_cap(0.1);
+  b.set_researcher_epsilon_cap(0.7);
+  b.set_reset_period_days(30);
+  const Caps caps = CapsFromBudget(b);
+  EXPECT_TRUE(caps.error.empty());
+  EXPECT_EQ(caps.project_epsilon_micros, 300000);
+  EXPECT_EQ(caps.project_rho_micros, 100000);
+  EXPECT_EQ(caps.researcher_epsilon_micros, 700000);
+  EXPECT_EQ(caps.researcher_rho_micros, 0);
+  EXPECT_EQ(caps.reset_period, absl::Hours(24 * 30));
+  b.set_rho_cap(-1);
+  EXPECT_THAT(CapsFromBudget(b).error, HasSubstr("budget.rho_cap"));
+}
+
+TEST_F(LedgerTest, ChargesUntilTheCapThenRefusesNamingTheCap) {
+  const Caps caps = EpsilonCaps(1.0, 0);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<Charge> c =
+        ledger_->Reserve("p1", "alice", Laplace(0.1), caps, kT0);
+    ASSERT_TRUE(c.ok()) << i << ": " << c.status();
+    EXPECT_EQ(c->epsilon_micros, 100000);
+  }
+  absl::StatusOr<Charge> refused =
+      ledger_->Reserve("p1", "alice", Laplace(0.1), caps, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("project \"p1\" epsilon cap 1"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("spent 1,"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("remaining 0,"));
+  absl::StatusOr<BudgetView> view = ledger_->Show("p1");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 1000000);
+  EXPECT_EQ(view->project_account.epsilon_remaining_micros, 0);
+  EXPECT_FALSE(view->next_reset.has_value());
+}
+
+TEST_F(LedgerTest, ResearcherCapIsCheckedInsideTheProject) {
+  const Caps caps = EpsilonCaps(1.0, 0.5);
+  ASSERT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.2, 2), caps, kT0).ok());
+  absl::StatusOr<Charge> refused =
+      ledger_->Reserve("p", "alice", Laplace(0.1, 2), caps, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(
+      refused.status().message(),
+      HasSubstr("researcher \"alice\" in project \"p\" epsilon cap 0.5"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("spent 0.4, remaining 0.1"));
+  // Bob still has his own allowance, and together they hit the project cap.
+  ASSERT_TRUE(ledger_->Reserve("p", "bob", Laplace(0.25, 2), caps, kT0).ok());
+  absl::StatusOr<Charge> project_full =
+      ledger_->Reserve("p", "carol", Laplace(0.1, 2), caps, kT0);
+  EXPECT_EQ(project_full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(project_full.status().message(),
+              HasSubstr("project \"p\" epsilon cap"));
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  ASSERT_EQ(view->researchers.size(), 2u);
+  EXPECT_EQ(view->researchers[0].researcher, "alice");
+  EXPECT_EQ(view->researchers[0].epsilon_spent_micros, 400000);
+  EXPECT_EQ(view->researchers[0].epsilon_remaining_micros, 100000);
+  EXPECT_EQ(view->researchers[1].researcher, "bob");
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 900000);
+}
+
+TEST_F(LedgerTest, PureQueriesCountAsRhoAgainstARhoCap) {
+  v1::Budget b;
+  b.set_rho_cap(0.01);
+  const Caps caps = CapsFromBudget(b);
+  // epsilon = 0.1 at 1 site: rho = 0.005.
+  ASSERT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.1), caps, kT0).ok());
+  ASSERT_TRUE(ledger_->Reserve("p", "alice", Gaussian(0.005), caps, kT0).ok());
+  EXPECT_EQ(ledger_->Reserve("p", "alice", Gaussian(0.000001), caps, kT0)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(LedgerTest, GaussianQueryCannotSpendAPureEpsilonCap) {
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Gaussian(0.01), EpsilonCaps(1.0, 0), kT0);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.status().message(), HasSubstr("pure epsilon cap"));
+}
+
+TEST_F(LedgerTest, RejectsBadNamesAndCaps) {
+  EXPECT_EQ(ledger_->Reserve("", "a", Laplace(1), Caps{}, kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ledger_->Reserve("p", std::string("a\0b", 3), Laplace(1), Caps{}, kT0)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  Caps bad;
+  bad.error = "budget.epsilon_cap must be a finite number";
+  EXPECT_EQ(ledger_->Reserve("p", "a", Laplace(1), bad, kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LedgerTest, SurvivesARestart) {
+  const Caps caps = EpsilonCaps(1.0, 0);
+  absl::StatusOr<Charge> first =
+      ledger_->Reserve("p", "alice", Laplace(0.6), caps, kT0);
+  ASSERT_TRUE(first.ok());
+  Reopen();
+  absl::StatusOr<Charge> refused =
+      ledger_->Reserve("p", "alice", Laplace(0.6), caps, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<Charge> second =
+      ledger_->Reserve("p", "alice", Laplace(0.4), caps, kT0);
+  ASSERT_TRUE(second.ok());
+  EXPECT_GT(second->id, first->id);
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 1000000);
+}
+
+TEST_F(LedgerTest, ConcurrentReservationsAdmitExactlyWhatFits) {
+  const Caps caps = EpsilonCaps(1.0, 0);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 5;
+  std::atomic<int> admitted{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::StatusOr<Charge> c = ledger_->Reserve("p", absl::StrCat("r", t),
+                                                    Laplace(0.1), caps, kT0);
+        if (c.ok()) {
+          ++admitted;
+        } else if (c.status().code() == absl::StatusCode::kResourceExhausted) {
+          ++refused;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(admitted.load(), 10);  // 10 x 0.1 = 1.0 exactly: no drift.
+  EXPECT_EQ(refused.load(), kThreads * kPerThread - 10);
+  EXPECT_EQ(other.load(), 0);
+  absl::StatusOr<ChargeTotals> totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 10);
+  EXPECT_EQ(totals->epsilon_micros, 1000000);
+}
+
+TEST_F(LedgerTest, RefundGivesBackOnce) {
+  const Caps caps = EpsilonCaps(1.0, 0);
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Laplace(1.0), caps, kT0);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(ledger_->Reserve("p", "alice", Laplace(0.5), caps, kT0).ok());
+  ASSERT_TRUE(ledger_->Refund(c->id).ok());
+  EXPECT_EQ(ledger_->Refund(c->id).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ledger_->Refund(9999).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.5), caps, kT0).ok());
+  absl::StatusOr<ChargeTotals> totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 1);
+  EXPECT_EQ(totals->refunded, 1);
+  EXPECT_EQ(totals->epsilon_micros, 500000);
+}
+
+TEST_F(LedgerTest, BudgetResetsAfterThePeriod) {
+  v1::Budget b;
+  b.set_epsilon_cap(1.0);
+  b.set_reset_period_days(30);
+  const Caps caps = CapsFromBudget(b);
+  absl::StatusOr<Charge> old =
+      ledger_->Reserve("p", "alice", Laplace(1.0), caps, kT0);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(
+      ledger_->Reserve("p", "alice", Laplace(0.1), caps, kT0).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE(view->next_reset.has_value());
+  EXPECT_GT(*view->next_reset, kT0);
+  EXPECT_LE(*view->next_reset, kT0 + absl::Hours(24 * 30));
+  const absl::Time later = *view->next_reset;
+  clock_.Set(later);
+  view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 0);
+  EXPECT_EQ(view->next_reset, later + absl::Hours(24 * 30));
+  ASSERT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.3), caps, later).ok());
+  // Refunding the old window's charge does not credit the new window.
+  ASSERT_TRUE(ledger_->Refund(old->id).ok());
+  view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 300000);
+}
+
+TEST_F(LedgerTest, ShowUnknownProjectIsNotFound) {
+  EXPECT_EQ(ledger_->Show("nobody").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(LedgerTest, ListChargesFiltersByProject) {
+  ASSERT_TRUE(ledger_->Reserve("a", "x", Laplace(0.1), Caps{}, kT0).ok());
+  ASSERT_TRUE(ledger_->Reserve("b", "x", Laplace(0.2), Caps{}, kT0).ok());
+  absl::StatusOr<std::vector<Charge>> a = ledger_->ListCharges("a");
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->size(), 1u);
+  EXPECT_EQ((*a)[0].epsilon_micros, 100000);
+  EXPECT_EQ((*a)[0].time, kT0);
+  absl::StatusOr<std::vector<Charge>> all = ledger_->ListCharges("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
+}
+
+}  // namespace
+}  // namespace passerelle::ledger
