@@ -138,6 +138,12 @@ class TableWriters : public PatientSink {
 
   absl::Status WriteConcepts() {
     CsvWriter& w = *writers_[kConcept];
+    // The sex concepts person.csv refers to (lowest ids, so the file stays
+    // sorted by concept_id).
+    w.Row({"8507", "MALE", "Gender", "Gender", "Gender", "S", "M", "1970-01-01",
+           "2099-12-31", ""});
+    w.Row({"8532", "FEMALE", "Gender", "Gender", "Gender", "S", "F",
+           "1970-01-01", "2099-12-31", ""});
     for (const Concept& c : generator_.concepts()) {
       w.Int(c.concept_id);
       w.Text(c.name);
@@ -151,11 +157,6 @@ class TableWriters : public PatientSink {
       w.Empty();
       w.EndRow();
     }
-    // The sex concepts person.csv refers to.
-    w.Row({"8507", "MALE", "Gender", "Gender", "Gender", "S", "M", "1970-01-01",
-           "2099-12-31", ""});
-    w.Row({"8532", "FEMALE", "Gender", "Gender", "Gender", "S", "F",
-           "1970-01-01", "2099-12-31", ""});
     stats_.concepts = static_cast<int64_t>(generator_.concepts().size()) + 2;
     return absl::OkStatus();
   }
