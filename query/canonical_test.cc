@@ -511,10 +511,7 @@ TEST(CanonicalTest, RandomisedTextPerturbationsKeepTheCanonicalText) {
         messy += c;
       }
     }
-    absl::StatusOr<v1::Query> q =
-        ParseQuery("(" + messy.substr(0, 0) + messy + ")");
-    // Wrapping in parentheses is only valid before "group by"/"as of".
-    if (!q.ok()) q = ParseQuery(messy);
+    absl::StatusOr<v1::Query> q = ParseQuery(messy);
     ASSERT_TRUE(q.ok()) << messy << ": " << q.status();
     EXPECT_EQ(CanonicalText(*q), text) << messy;
   }

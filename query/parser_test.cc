@@ -1,5 +1,6 @@
 #include "query/parser.h"
 
+#include <random>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -356,6 +357,99 @@ TEST(ParserTest, SizeIsBounded) {
   EXPECT_THAT(ErrorOf(criteria), HasSubstr("more than 512 criteria"));
   std::string long_code = "condition icd10:" + std::string(41, 'A');
   EXPECT_EQ(ErrorOf(long_code), "1:17: code longer than 40 characters");
+}
+
+
+// Every outcome of untrusted text is either a query that validates and
+// round-trips through its canonical text, or INVALID_ARGUMENT with a
+// "line:column: " position.
+void CheckOutcome(const std::string& text) {
+  absl::StatusOr<v1::Query> q = ParseQuery(text);
+  if (q.ok()) {
+    ASSERT_TRUE(ValidateQuery(*q).ok()) << text;
+    const std::string canonical = CanonicalText(*q);
+    absl::StatusOr<v1::Query> back = ParseQuery(canonical);
+    ASSERT_TRUE(back.ok()) << canonical << ": " << back.status();
+    ASSERT_EQ(CanonicalText(*back), canonical) << text;
+    return;
+  }
+  ASSERT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument) << text;
+  const std::string message(q.status().message());
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < message.size() && message[i] >= '0' && message[i] <= '9') ++i;
+    return i > start;
+  };
+  ASSERT_TRUE(digits() && i < message.size() && message[i++] == ':' &&
+              digits() && message.compare(i, 2, ": ") == 0)
+      << "no position in \"" << message << "\" for " << text;
+}
+
+TEST(ParserTest, MutatedQueriesNeverCrash) {
+  const std::vector<std::string> seeds = {
+      "condition [icd10:E11*, icd9:250*] and not drug atc:A10A*",
+      "condition icd10:E11* before drug atc:A10BA02 within 365 days group by "
+      "sex",
+      "measurement loinc:4548-4 value >= 7 in 2019 group by age_band(10), sex",
+      "(sex = female or birth_year < 1950) and age between 40 and 65 as of "
+      "2020-02-29",
+      "condition icd10:I10 between 2019-01-01 and 2019-06-30 at least 2 times",
+  };
+  const std::string alphabet =
+      "()[],:*=<>-. \n\tabcdeinorstvwxyz0123456789ABEIZ_\x01\xC3\xA9";
+  std::mt19937 rng(42);
+  int parsed = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string text = seeds[rng() % seeds.size()];
+    const int edits = 1 + rng() % 4;
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = text.empty() ? 0 : rng() % text.size();
+      switch (rng() % 4) {
+        case 0:
+          if (!text.empty()) text.erase(at, 1 + rng() % 3);
+          break;
+        case 1:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 2:
+          if (!text.empty()) text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        default: {  // Splice a piece of another seed.
+          const std::string& other = seeds[rng() % seeds.size()];
+          const size_t from = rng() % other.size();
+          text.insert(at, other.substr(from, 1 + rng() % 12));
+          break;
+        }
+      }
+    }
+    CheckOutcome(text);
+    if (HasFailure()) return;
+    parsed += ParseQuery(text).ok();
+  }
+  EXPECT_GT(parsed, 300);  // The mutations also produce valid queries.
+}
+
+TEST(ParserTest, RandomTokenSoupNeverCrashes) {
+  const char* tokens[] = {"condition", "drug", "icd10", ":", "E11", "*", "[",
+                          "]", ",", "(", ")", "and", "or", "not", "sex", "=",
+                          "female", "age", "between", "40", "65", "in",
+                          "2019", "2019-02-30", "2019-01-01", "at", "least",
+                          "times", "before", "within", "days", "group", "by",
+                          "age_band", "site", "as", "of", "value", ">=", "-3",
+                          "1e5", "deceased", "birth_year", "<", "measurement",
+                          "loinc", "4548-4", "icd10:"};
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 20000; ++round) {
+    std::string text;
+    const int n = 1 + rng() % 14;
+    for (int i = 0; i < n; ++i) {
+      text += tokens[rng() % std::size(tokens)];
+      if (rng() % 4) text += " ";
+    }
+    CheckOutcome(text);
+    if (HasFailure()) return;
+  }
 }
 
 }  // namespace
