@@ -179,8 +179,9 @@ absl::StatusOr<VerifyingKey> VerifyingKey::FromRaw(absl::string_view raw) {
     return absl::InvalidArgumentError(
         absl::StrCat("Ed25519 public key is ", raw.size(), " bytes, want 32"));
   }
-  PASSERELLE_RETURN_IF_ERROR(PublicKeyFromRaw(raw).status());
-  return VerifyingKey(std::string(raw));
+  PASSERELLE_ASSIGN_OR_RETURN(ScopedEvpPkey key, PublicKeyFromRaw(raw));
+  return VerifyingKey(std::string(raw),
+                      std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free));
 }
 
 absl::StatusOr<VerifyingKey> VerifyingKey::FromPem(absl::string_view pem) {
@@ -195,15 +196,15 @@ absl::StatusOr<VerifyingKey> VerifyingKey::FromPem(absl::string_view pem) {
     return absl::InvalidArgumentError("public key is not Ed25519");
   }
   PASSERELLE_ASSIGN_OR_RETURN(std::string raw, RawPublicKey(key.get()));
-  return VerifyingKey(std::move(raw));
+  return VerifyingKey(std::move(raw),
+                      std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free));
 }
 
 absl::Status VerifyingKey::Verify(absl::string_view message,
                                   absl::string_view signature) const {
-  PASSERELLE_ASSIGN_OR_RETURN(ScopedEvpPkey key, PublicKeyFromRaw(raw_));
   ScopedMdCtx ctx(EVP_MD_CTX_new());
   if (ctx == nullptr) return absl::ResourceExhaustedError("EVP_MD_CTX_new");
-  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) !=
+  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) !=
       1) {
     return OpenSslError(absl::StatusCode::kInternal, "EVP_DigestVerifyInit");
   }
@@ -219,9 +220,8 @@ absl::Status VerifyingKey::Verify(absl::string_view message,
 }
 
 absl::StatusOr<std::string> VerifyingKey::ToPem() const {
-  PASSERELLE_ASSIGN_OR_RETURN(ScopedEvpPkey key, PublicKeyFromRaw(raw_));
   ScopedBio bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) {
+  if (bio == nullptr || PEM_write_bio_PUBKEY(bio.get(), key_.get()) != 1) {
     return OpenSslError(absl::StatusCode::kInternal,
                         "cannot encode public key");
   }

@@ -64,8 +64,11 @@ class VerifyingKey {
   absl::StatusOr<std::string> ToPem() const;
 
  private:
-  explicit VerifyingKey(std::string raw) : raw_(std::move(raw)) {}
+  VerifyingKey(std::string raw, std::shared_ptr<EVP_PKEY> key)
+      : raw_(std::move(raw)), key_(std::move(key)) {}
   std::string raw_;
+  // Parsed once; OpenSSL allows concurrent verification with one EVP_PKEY.
+  std::shared_ptr<EVP_PKEY> key_;
 };
 
 // Loads the PEM private key at `path`, or creates one there (mode 0600,
