@@ -117,6 +117,8 @@ absl::Status CsvReader::Fill() {
   // A record longer than a quarter of the buffer: grow, within bounds.
   if (capacity_ - end_ < capacity_ / 4) {
     if (end_ > options_.max_record_bytes) {
+      // Where the oversized record ends is unknown, so reading cannot resume.
+      broken_ = true;
       return absl::InvalidArgumentError(
           absl::StrCat(path_, ":", line_, ": record longer than ",
                        options_.max_record_bytes, " bytes"));
@@ -131,6 +133,7 @@ absl::Status CsvReader::Fill() {
     const ssize_t n = ::read(fd_, buffer_.get() + end_, capacity_ - end_);
     if (n < 0) {
       if (errno == EINTR) continue;
+      broken_ = true;
       return ErrnoStatus(errno, "cannot read", path_);
     }
     if (n == 0) eof_ = true;
@@ -273,6 +276,11 @@ absl::Status CsvReader::SkipLine() {
 }
 
 absl::StatusOr<bool> CsvReader::ReadRecord() {
+  if (broken_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ":", line_,
+                     ": reading stopped after an earlier unrecoverable error"));
+  }
   if (skip_after_error_) {
     skip_after_error_ = false;
     PASSERELLE_RETURN_IF_ERROR(SkipLine());

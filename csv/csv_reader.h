@@ -82,7 +82,9 @@ class CsvReader {
   // malformed record (unterminated quote, text after a closing quote, wrong
   // field count, record too large) or an Internal error for an I/O failure.
   // After a malformed record the reader resumes at the next line, so a caller
-  // may count rejected rows and keep going.
+  // may count rejected rows and keep going; after an error it cannot resume
+  // from (a record over max_record_bytes, an I/O error) every later call
+  // fails with FailedPrecondition, so such a loop always ends.
   absl::StatusOr<bool> Next();
 
   // The current record's fields (valid until the next call to Next()).
@@ -148,6 +150,9 @@ class CsvReader {
   // first line break from there.
   size_t skip_offset_ = 0;
   bool skip_after_error_ = false;
+  // Set after an error the reader cannot resume from (an oversized record,
+  // an I/O error): every later Next() fails with FailedPrecondition.
+  bool broken_ = false;
 };
 
 }  // namespace passerelle::csv

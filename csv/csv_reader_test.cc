@@ -237,6 +237,11 @@ TEST(CsvReaderTest, RecordLargerThanLimitIsAnError) {
   auto bad = (*reader)->Next();
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("big.csv:2:"));
+  // The reader cannot resume: later calls fail instead of looping.
+  auto after = (*reader)->Next();
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*reader)->Next().status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // Deterministic pseudo-random text full of characters that need quoting.
