@@ -15,13 +15,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "policy/fixtures.h"
 #include "policy/policy.h"
-
-// The query parser is used when the build has it; a build without the query
-// component (policy's own tests) defines PASSERELLE_POLICY_CMD_NO_PARSER.
-#if __has_include("query/parser.h") && !defined(PASSERELLE_POLICY_CMD_NO_PARSER)
 #include "query/parser.h"
-#define PASSERELLE_POLICY_CMD_HAS_PARSER 1
-#endif
 
 namespace passerelle::cli {
 namespace {
@@ -243,12 +237,9 @@ int Explain(const Args& a, const policy::QueryParser& parser, std::ostream& out,
              "'condition icd10:E11* group by sex'\n";
       return 2;
     }
-    if (!parser) {
-      err << "policy explain: this build has no query parser; give "
-             "--ast FILE (a passerelle.v1.Query in text format)\n";
-      return 2;
-    }
-    absl::StatusOr<v1::Query> q = parser(a.positional[0]);
+    absl::StatusOr<v1::Query> q =
+        parser ? parser(a.positional[0])
+               : passerelle::query::ParseQuery(a.positional[0]);
     if (!q.ok()) {
       err << "query: " << q.status().message() << "\n";
       return 2;
@@ -362,13 +353,8 @@ int RunPolicyCommand(const std::vector<std::string>& args,
 }
 
 int RunPolicyCommand(const std::vector<std::string>& args) {
-  policy::QueryParser parser;
-#ifdef PASSERELLE_POLICY_CMD_HAS_PARSER
-  parser = [](absl::string_view text) {
-    return passerelle::query::ParseQuery(text);
-  };
-#endif
-  return RunPolicyCommand(args, parser, std::cout, std::cerr);
+  return RunPolicyCommand(args, passerelle::query::ParseQuery, std::cout,
+                          std::cerr);
 }
 
 }  // namespace passerelle::cli

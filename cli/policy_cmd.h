@@ -18,7 +18,7 @@ namespace passerelle::cli {
 int RunPolicyCommand(const std::vector<std::string>& args);
 
 // Same, with the query parser and the streams injected (for tests). An empty
-// `parser` makes query text an error; `--ast FILE` still works.
+// `parser` means passerelle::query::ParseQuery.
 int RunPolicyCommand(const std::vector<std::string>& args,
                      const policy::QueryParser& parser, std::ostream& out,
                      std::ostream& err);

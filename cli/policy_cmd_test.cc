@@ -148,10 +148,13 @@ TEST_F(PolicyCmdTest, ExplainParsesQueryTextWithTheParser) {
   args.back() = "condition icd10:";
   EXPECT_EQ(Run(args, parser), 2);
   EXPECT_THAT(err_.str(), HasSubstr("query: 1:1: unexpected"));
-  // Without a parser the error says what to do instead.
+  // By default, the query component's parser.
   args.back() = "condition icd10:E11* group by sex";
+  EXPECT_EQ(Run(args), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("breakdown_cells: 4"));
+  args.back() = "condition icd10:";
   EXPECT_EQ(Run(args), 2);
-  EXPECT_THAT(err_.str(), HasSubstr("--ast FILE"));
+  EXPECT_THAT(err_.str(), HasSubstr("query: 1:"));
 }
 
 TEST_F(PolicyCmdTest, ExplainUsageErrors) {

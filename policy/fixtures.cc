@@ -12,6 +12,8 @@
 #include "common/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "query/parser.h"
 
 namespace passerelle::policy {
 
@@ -141,19 +143,26 @@ absl::StatusOr<v1::Decision> EvaluateCase(const Policy& policy,
   }
   PASSERELLE_ASSIGN_OR_RETURN(absl::Time at, ParsePolicyTime(test.at()));
   v1::Query query;
-  if (test.has_query_ast()) {
-    query = test.query_ast();
-  } else if (!test.query().empty()) {
-    if (!parser) {
-      return absl::FailedPreconditionError(
-          "`query` text needs the query parser; give `query_ast` instead");
-    }
-    absl::StatusOr<v1::Query> parsed = parser(test.query());
+  if (!test.query().empty()) {
+    absl::StatusOr<v1::Query> parsed =
+        parser ? parser(test.query())
+               : passerelle::query::ParseQuery(test.query());
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("query: ", parsed.status().message()));
     }
     query = *std::move(parsed);
+    // When both are given they must say the same thing, or the fixture
+    // would test something other than what it shows.
+    if (test.has_query_ast() &&
+        !google::protobuf::util::MessageDifferencer::Equals(query,
+                                                            test.query_ast())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`query` and `query_ast` differ; the text parses to: ",
+                       query.ShortDebugString()));
+    }
+  } else if (test.has_query_ast()) {
+    query = test.query_ast();
   } else {
     return absl::InvalidArgumentError("neither `query` nor `query_ast` given");
   }

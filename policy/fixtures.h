@@ -17,8 +17,7 @@
 
 namespace passerelle::policy {
 
-// Turns cohort language text into an AST. Injected so this library does not
-// depend on the query parser; may be empty (then cases need `query_ast`).
+// Turns cohort language text into an AST. Empty: passerelle::query::ParseQuery.
 using QueryParser =
     std::function<absl::StatusOr<passerelle::v1::Query>(absl::string_view)>;
 
@@ -41,7 +40,8 @@ struct FixtureResult {
 absl::StatusOr<std::vector<FixtureCase>> LoadFixtures(const std::string& dir);
 
 // The decision for one case: DecideRole when `role` is set, DecideNode when
-// `node_site` is set, Decide otherwise.
+// `node_site` is set, Decide otherwise. The query is `query` parsed, or
+// `query_ast`; when both are given they must be equal.
 absl::StatusOr<passerelle::v1::Decision> EvaluateCase(
     const Policy& policy, const passerelle::v1::PolicyTestCase& test,
     const QueryParser& parser);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -36,7 +37,7 @@ TEST(ShippedFixturesTest, EveryFixturePasses) {
   for (const FixtureCase& c : *cases) (c.expect_allow ? allow : deny)++;
   EXPECT_GE(allow, 5);
   EXPECT_GE(deny, 10);
-  // Without a parser every case must carry its AST.
+  // With the query component's parser.
   std::vector<FixtureResult> results = RunFixtures(**policy, *cases, nullptr);
   ASSERT_EQ(results.size(), cases->size());
   for (const FixtureResult& r : results) {
@@ -144,10 +145,10 @@ TEST(FixturesTest, ReportsEveryMismatch) {
   dir.Write("allow/no-time.textproto",
             "identity: \"alice\" project: \"p\" "
             "query: \"x\"");
-  // Query text without a parser.
-  dir.Write("deny/text-only.textproto",
-            "identity: \"alice\" project: \"p\" at: \"2026-01-01\" query: "
-            "\"condition icd10:E11\"");
+  // Query text that says something else than its AST.
+  dir.Write("deny/text-differs.textproto",
+            absl::StrReplaceAll(kCase, {{"query: \"condition icd10:E11\"",
+                                         "query: \"condition icd10:E11*\""}}));
   auto policy = Policy::Load({dir.path()});
   ASSERT_TRUE(policy.ok()) << policy.status();
   auto cases = LoadFixtures(dir.path());
@@ -169,18 +170,22 @@ TEST(FixturesTest, ReportsEveryMismatch) {
   EXPECT_THAT(by_name["wrong-details"]->failure,
               Not(HasSubstr("epsilon_per_query")));
   EXPECT_THAT(by_name["no-time"]->failure, HasSubstr("`at` is missing"));
-  EXPECT_THAT(by_name["text-only"]->failure, HasSubstr("query parser"));
+  EXPECT_THAT(by_name["text-differs"]->failure,
+              HasSubstr("`query` and `query_ast` differ"));
 
-  // With a parser, text works.
+  // An injected parser replaces the query component's.
   v1::Query ast = by_name["ok"]->fixture->test.query_ast();
+  int calls = 0;
   QueryParser parser =
       [&](absl::string_view text) -> absl::StatusOr<v1::Query> {
-    EXPECT_EQ(text, "condition icd10:E11");
+    ++calls;
+    if (text == "x") return absl::InvalidArgumentError("1:1: nope");
     return ast;
   };
   results = RunFixtures(**policy, *cases, parser);
+  EXPECT_GE(calls, 3);
   for (const FixtureResult& r : results) {
-    if (fs::path(r.fixture->path).stem() == "text-only") {
+    if (fs::path(r.fixture->path).stem() == "text-differs") {
       EXPECT_EQ(r.failure, "expected deny, got allow");
     }
   }

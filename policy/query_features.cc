@@ -5,6 +5,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "query/cells.h"
+#include "query/validate.h"
+#include "query/vocabulary.h"
 
 namespace passerelle::policy {
 namespace {
@@ -93,6 +96,10 @@ absl::Status Walk(const v1::Expr& expr, int depth, QueryFeatures& out) {
 }  // namespace
 
 absl::StatusOr<QueryFeatures> ExtractFeatures(const v1::Query& query) {
+  // The query component's own checks first (vocabularies, codes, ranges,
+  // limits), so the gateway, the nodes and the policy agree on what is a
+  // query; the walk below only adds what the policy needs.
+  PASSERELLE_RETURN_IF_ERROR(passerelle::query::ValidateQuery(query));
   QueryFeatures out;
   if (!query.has_where()) {
     return absl::InvalidArgumentError("query without a cohort expression");
@@ -129,7 +136,11 @@ absl::StatusOr<int64_t> BreakdownCells(const v1::Query& query,
           return absl::InvalidArgumentError(absl::StrCat(
               "age_band width must be at least 1, got ", d.width()));
         }
-        n = (110 + int64_t{d.width()} - 1) / d.width() + 1;
+        n = passerelle::query::AgeBandCount(d.width());
+        if (n == 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("age_band width ", d.width(), " is out of range"));
+        }
         break;
       case v1::Dimension::SITE:
         n = site_count;
@@ -149,11 +160,14 @@ const std::set<std::string>& KnownDomains() {
   return *kSet;
 }
 
-// TODO(policy): take the list from query/vocabulary.h once it lands.
 const std::set<std::string>& KnownVocabularies() {
-  static const auto* kSet = new std::set<std::string>{
-      "icd10", "icd10cm", "icd10ca", "cim10", "icd9", "icd9cm", "atc",
-      "ccam",  "snomed",  "rxnorm",  "loinc", "ndc",  "concept"};
+  static const auto* kSet = [] {
+    auto* set = new std::set<std::string>();
+    for (absl::string_view v : passerelle::query::KnownVocabularies()) {
+      set->insert(std::string(v));
+    }
+    return set;
+  }();
   return *kSet;
 }
 
@@ -171,12 +185,7 @@ const std::set<std::string>& KnownDimensions() {
 }
 
 bool VocabularyCovers(absl::string_view allowed, absl::string_view used) {
-  if (allowed == used) return true;
-  if (allowed == "icd10") {
-    return used == "icd10cm" || used == "icd10ca" || used == "cim10";
-  }
-  if (allowed == "icd9") return used == "icd9cm";
-  return false;
+  return passerelle::query::VocabularyCovers(allowed, used);
 }
 
 std::string DomainName(v1::Domain domain) {

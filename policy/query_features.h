@@ -25,15 +25,14 @@ struct QueryFeatures {
   std::vector<int32_t> age_band_widths;
 };
 
-// Walks `query`. Returns INVALID_ARGUMENT for an AST no parser produces
-// (an empty criterion, an unspecified domain or dimension, an age band width
-// below 1, an empty code set).
+// Validates `query` (query/validate.h) and walks it. INVALID_ARGUMENT for an
+// AST the query component rejects.
 absl::StatusOr<QueryFeatures> ExtractFeatures(
     const passerelle::v1::Query& query);
 
 // Number of cells of the query's breakdown (1 without group by), from the
-// public domains of query-language.md: sex has 4 values, age_band(W) has
-// ceil(110 / W) + 1 bands, site has `site_count` values.
+// public domains of query-language.md (query/cells.h): sex has 4 values,
+// age_band(W) has ceil(110 / W) + 1 bands, site has `site_count` values.
 absl::StatusOr<int64_t> BreakdownCells(const passerelle::v1::Query& query,
                                        int64_t site_count);
 

@@ -112,7 +112,9 @@ TEST(QueryFeaturesTest, BreakdownCellsFollowThePublicDomains) {
   EXPECT_EQ(*BreakdownCells(Q("group_by { kind: AGE_BAND width: 10 }"), 2), 12);
   // [0,7) ... [105,112), then 112+.
   EXPECT_EQ(*BreakdownCells(Q("group_by { kind: AGE_BAND width: 7 }"), 2), 17);
-  EXPECT_EQ(*BreakdownCells(Q("group_by { kind: AGE_BAND width: 200 }"), 2), 2);
+  EXPECT_EQ(*BreakdownCells(Q("group_by { kind: AGE_BAND width: 120 }"), 2), 2);
+  EXPECT_FALSE(
+      BreakdownCells(Q("group_by { kind: AGE_BAND width: 200 }"), 2).ok());
   EXPECT_EQ(*BreakdownCells(Q("group_by { kind: SITE }"), 3), 3);
   EXPECT_EQ(*BreakdownCells(Q("group_by { kind: SEX } group_by { kind: "
                               "AGE_BAND width: 5 } group_by { kind: SITE }"),
