@@ -13,7 +13,11 @@ constexpr int kMaxSites = 1000;
 absl::StatusOr<int64_t> PerSite(double value, const char* name) {
   absl::StatusOr<int64_t> micros = ToMicrosCeil(value, name);
   if (!micros.ok()) return micros.status();
-  if (*micros < 1 || *micros > kMaxPerSiteMicros) {
+  // The same range as the noise calibration (which rounds down): a value the
+  // samplers would refuse is refused here, before anything is charged.
+  absl::StatusOr<int64_t> floor = ToMicrosFloor(value, name);
+  if (!floor.ok()) return floor.status();
+  if (*floor < 1 || *micros > kMaxPerSiteMicros) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, " per query must be in [0.000001, 100], got ", value));
   }

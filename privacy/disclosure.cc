@@ -129,7 +129,7 @@ ReleasedCell NoisedCell(const CellKey& key, int64_t noisy, int64_t threshold,
   // |shown - noisy| <= step/2 (or shown = 0 > noisy); the interval around
   // `shown` widened by step/2 and clipped at 0 covers the true count with at
   // least the noise interval's probability.
-  const int64_t slack = step / 2 + (step % 2);
+  const int64_t slack = step / 2;  // 0 without rounding.
   c.set_interval_low(std::max<int64_t>(0, shown - half_width - slack));
   c.set_interval_high(shown + half_width + slack);
   return c;
