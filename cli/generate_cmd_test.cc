@@ -1,0 +1,104 @@
+#include "cli/generate_cmd.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace passerelle::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+class GenerateCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/generate_cmd_test_XXXXXX";
+    dir_ = ::mkdtemp(pattern.data());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs the command and returns its exit code; stderr goes to `*err`.
+  int Run(const std::vector<std::string>& args, std::string* err) {
+    ::testing::internal::CaptureStdout();
+    ::testing::internal::CaptureStderr();
+    const int code = RunGenerateCommand(args);
+    *err = ::testing::internal::GetCapturedStderr();
+    ::testing::internal::GetCapturedStdout();
+    return code;
+  }
+
+  static std::string Slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    return content.str();
+  }
+
+  std::string dir_;
+};
+
+TEST_F(GenerateCommandTest, UsageErrorsNameTheBadFlag) {
+  std::string err;
+  EXPECT_EQ(Run({"--patients", "x", "--seed", "1", "--site", "fr", "--out",
+                 dir_ + "/o"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--patients"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "-1", "--site", "fr", "--out",
+                 dir_ + "/o"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--seed"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "F R", "--out",
+                 dir_ + "/o"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--site"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr"}, &err), 2);
+  EXPECT_THAT(err, HasSubstr("--out is required"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr", "--out",
+                 dir_ + "/o", "--colour", "red"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--colour"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/o"));
+}
+
+TEST_F(GenerateCommandTest, WritesIdenticalTablesForTheSameFlags) {
+  std::string err;
+  for (const char* out : {"/a/nested", "/b"}) {
+    ASSERT_EQ(Run({"--patients", "50", "--seed", "9", "--site", "qc",
+                   "--out=" + dir_ + out},
+                  &err),
+              0)
+        << err;
+  }
+  for (const char* file :
+       {"person.csv", "condition_occurrence.csv", "drug_exposure.csv",
+        "procedure_occurrence.csv", "measurement.csv", "visit_occurrence.csv",
+        "observation.csv", "death.csv", "concept.csv"}) {
+    const std::string a = Slurp(dir_ + "/a/nested/" + file);
+    EXPECT_FALSE(a.empty()) << file;
+    EXPECT_EQ(a, Slurp(dir_ + "/b/" + file)) << file;
+  }
+}
+
+TEST_F(GenerateCommandTest, UnwritableOutputFails) {
+  std::ofstream(dir_ + "/file") << "x";
+  std::string err;
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr", "--out",
+                 dir_ + "/file/sub"},
+                &err),
+            1);
+  EXPECT_THAT(err, HasSubstr("file/sub"));
+}
+
+}  // namespace
+}  // namespace passerelle::cli
