@@ -199,9 +199,16 @@ absl::Status AuditLog::Load() {
   uint64_t start = 0;
   for (int level = 63; level >= 0; --level) {
     if ((size_ >> level & 1) == 0) continue;
-    PASSERELLE_ASSIGN_OR_RETURN(std::string h,
-                                nodes.GetNode(level, start >> level));
-    frontier_.push_back({level, std::move(h)});
+    absl::StatusOr<std::string> h = nodes.GetNode(level, start >> level);
+    if (!h.ok()) {
+      // A reader still opens a damaged store so that Verify can say where
+      // it is damaged; a writer must not build on it.
+      if (options_.signing_key != nullptr) return h.status();
+      frontier_.clear();
+      frontier_valid_ = false;
+      break;
+    }
+    frontier_.push_back({level, *std::move(h)});
     start += uint64_t{1} << level;
   }
 
@@ -243,10 +250,10 @@ absl::Status AuditLog::Load() {
                                             cp->size, "); run verify"));
   }
   latest_ = *std::move(cp);
-  return CheckLatestCheckpoint(own);
+  return CheckLatestCheckpoint();
 }
 
-absl::Status AuditLog::CheckLatestCheckpoint(const VerifyingKey& /*key*/) {
+absl::Status AuditLog::CheckLatestCheckpoint() {
   if (!latest_.has_value()) return absl::OkStatus();
   if (latest_->size > size_) {
     return absl::DataLossError(
@@ -386,6 +393,7 @@ uint64_t AuditLog::Size() const {
 
 std::string AuditLog::Root() const {
   absl::MutexLock lock(&mu_);
+  if (!frontier_valid_) return "";
   return FoldFrontier(frontier_);
 }
 

@@ -103,7 +103,8 @@ class AuditLog {
   absl::StatusOr<std::string> SignCheckpoint() ABSL_LOCKS_EXCLUDED(mu_);
 
   uint64_t Size() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Root of the current tree (EmptyRoot() when empty).
+  // Root of the current tree (EmptyRoot() when empty). Empty string in a
+  // read-only log whose store lacks the tree's edge hashes (see Verify).
   std::string Root() const ABSL_LOCKS_EXCLUDED(mu_);
   // Root of the first `size` entries; kOutOfRange beyond Size().
   absl::StatusOr<std::string> RootAt(uint64_t size) const;
@@ -150,8 +151,7 @@ class AuditLog {
         origin_(std::move(origin)) {}
 
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status CheckLatestCheckpoint(const VerifyingKey& key)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckLatestCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds a signed checkpoint of (size, root) to `puts`, after checking it is
   // consistent with the latest one through `nodes`.
   absl::Status AddCheckpointLocked(uint64_t size, const std::string& root,
@@ -174,6 +174,7 @@ class AuditLog {
   uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   // Perfect subtrees covering [0, size_), largest first.
   std::vector<FrontierNode> frontier_ ABSL_GUARDED_BY(mu_);
+  bool frontier_valid_ ABSL_GUARDED_BY(mu_) = true;
   std::optional<Checkpoint> latest_ ABSL_GUARDED_BY(mu_);
 };
 

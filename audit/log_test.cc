@@ -576,6 +576,15 @@ TEST_F(TamperTest, ChangedFrontierHashStopsTheWriter) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST_F(TamperTest, DeletedFrontierHashIsReportedNotFatalToReaders) {
+  Tamper([](rocksdb::DB* db) { Delete(db, log_keys::Node(1, 4)); });
+  EXPECT_EQ(FirstBadIndex(), 8);
+  EXPECT_EQ(AuditLog::OpenDirectory(dir_.path(), Options(key_))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST_F(TamperTest, WrongPublicKeyFailsAtTheFirstCheckpoint) {
   auto other = NewKey();
   const VerifyingKey wrong = PublicOf(*other);
