@@ -150,6 +150,28 @@ TEST(SamplersTest, GeneratorFailureStopsSampling) {
             absl::StatusCode::kUnavailable);
 }
 
+TEST(SamplersTest, ExtremesOfTheSupportedRangeStayExact) {
+  SeededRandomSource random(21);
+  const uint64_t big = kMaxRationalPart;
+  for (const Rational& r :
+       {Rational{big, 1}, Rational{1, big}, Rational{big - 1, big}}) {
+    for (int i = 0; i < 200; ++i) {
+      absl::StatusOr<int64_t> l = SampleDiscreteLaplace(random, r);
+      ASSERT_TRUE(l.ok()) << RationalToString(r) << ": " << l.status();
+      absl::StatusOr<int64_t> g = SampleDiscreteGaussian(random, r);
+      ASSERT_TRUE(g.ok()) << RationalToString(r) << ": " << g.status();
+      if (r.num == 1) {
+        // Scale / variance 2^-40: essentially always 0.
+        EXPECT_EQ(*l, 0);
+        EXPECT_EQ(*g, 0);
+      } else if (r.den == 1) {
+        // Scale 2^40 (sigma 2^20): far from 0 almost surely, never absurd.
+        EXPECT_LT(std::llabs(*g), int64_t{1} << 27);
+      }
+    }
+  }
+}
+
 TEST(SamplersTest, SameSeedSameDraws) {
   SeededRandomSource a(20), b(20);
   for (int i = 0; i < 100; ++i) {
