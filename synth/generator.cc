@@ -948,6 +948,8 @@ void PatientBuilder::Build(int64_t person_id, int64_t index) {
                                       rng_.Below(span), rng_.Below(span)));
     window_end_ = p.death_day;
   }
+  p.observation_start_day = window_start_;
+  p.observation_end_day = window_end_;
   age_end_ = AgeAt(window_end_);
   const uint32_t span = static_cast<uint32_t>(window_end_ - window_start_ + 1);
 

@@ -87,6 +87,11 @@ struct Person {
   int32_t month_of_birth;  // 0 when only the year is known.
   int32_t day_of_birth;    // 0 when unknown.
   int32_t death_day;       // -1 if alive at the end of 2024.
+  // The span every event of the person lies in: from the later of
+  // 2010-01-01 and birth, to the earlier of 2024-12-31 and death (drug
+  // supply may run past death).
+  int32_t observation_start_day;
+  int32_t observation_end_day;
 };
 
 struct Event {

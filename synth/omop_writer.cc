@@ -12,15 +12,16 @@
 
 namespace passerelle::synth {
 
-const char* const kOmopTableFiles[9] = {"person.csv",
-                                        "visit_occurrence.csv",
-                                        "condition_occurrence.csv",
-                                        "drug_exposure.csv",
-                                        "procedure_occurrence.csv",
-                                        "measurement.csv",
-                                        "observation.csv",
-                                        "death.csv",
-                                        "concept.csv"};
+const char* const kOmopTableFiles[10] = {"person.csv",
+                                         "visit_occurrence.csv",
+                                         "condition_occurrence.csv",
+                                         "drug_exposure.csv",
+                                         "procedure_occurrence.csv",
+                                         "measurement.csv",
+                                         "observation.csv",
+                                         "death.csv",
+                                         "concept.csv",
+                                         "observation_period.csv"};
 
 namespace {
 
@@ -82,6 +83,9 @@ constexpr const char* kObservationHeader =
 constexpr const char* kDeathHeader =
     "person_id,death_date,death_datetime,death_type_concept_id,"
     "cause_concept_id,cause_source_value,cause_source_concept_id";
+constexpr const char* kPeriodHeader =
+    "observation_period_id,person_id,observation_period_start_date,"
+    "observation_period_end_date,period_type_concept_id";
 constexpr const char* kConceptHeader =
     "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,"
     "standard_concept,concept_code,valid_start_date,valid_end_date,"
@@ -97,6 +101,7 @@ enum Table {
   kObservation,
   kDeath,
   kConcept,
+  kPeriod,
   kNumTables
 };
 
@@ -107,9 +112,9 @@ class TableWriters : public PatientSink {
 
   absl::Status Open(const std::string& dir) {
     static const char* const kHeaders[kNumTables] = {
-        kPersonHeader,      kVisitHeader,     kConditionHeader,
-        kDrugHeader,        kProcedureHeader, kMeasurementHeader,
-        kObservationHeader, kDeathHeader,     kConceptHeader};
+        kPersonHeader,    kVisitHeader,       kConditionHeader,   kDrugHeader,
+        kProcedureHeader, kMeasurementHeader, kObservationHeader, kDeathHeader,
+        kConceptHeader,   kPeriodHeader};
     for (int t = 0; t < kNumTables; ++t) {
       const std::string path =
           (std::filesystem::path(dir) / kOmopTableFiles[t]).string();
@@ -221,6 +226,14 @@ class TableWriters : public PatientSink {
     w.Empty();
     w.Int(0);
     w.EndRow();
+
+    CsvWriter& period = *writers_[kPeriod];
+    period.Int(p.person_id);  // One period per person: reuse the id.
+    period.Int(p.person_id);
+    Date(period, p.observation_start_day);
+    Date(period, p.observation_end_day);
+    period.Int(kTypeEhr);
+    period.EndRow();
   }
 
   void WriteEvent(const Event& e) {

@@ -26,10 +26,11 @@ struct OmopWriteStats {
 
 // The files written, in this order: person.csv, visit_occurrence.csv,
 // condition_occurrence.csv, drug_exposure.csv, procedure_occurrence.csv,
-// measurement.csv, observation.csv, death.csv, concept.csv. All use ',' and
+// measurement.csv, observation.csv, death.csv, concept.csv,
+// observation_period.csv (one row per person). All use ',' and
 // "\n", a header line with the OMOP CDM 5.4 column names, ISO dates, and empty
 // fields for NULL.
-extern const char* const kOmopTableFiles[9];
+extern const char* const kOmopTableFiles[10];
 
 // Creates `out_dir` (and parents) if needed and writes every table there,
 // replacing files of the same name. Memory use is bounded (one patient plus

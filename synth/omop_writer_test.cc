@@ -116,33 +116,56 @@ TEST_F(OmopWriterTest, TablesAreConsistent) {
     }
     EXPECT_EQ(static_cast<int64_t>(persons.size()), stats.persons);
 
+    // One observation period per person, covering all their events.
+    std::map<int64_t, std::pair<std::string, std::string>> periods;
+    {
+      auto reader = csv::CsvReader::Open(dir + "/observation_period.csv");
+      ASSERT_TRUE(reader.ok()) << reader.status();
+      const int person = *(*reader)->RequireColumn("person_id");
+      const int start =
+          *(*reader)->RequireColumn("observation_period_start_date");
+      const int end = *(*reader)->RequireColumn("observation_period_end_date");
+      while (*(*reader)->Next()) {
+        const int64_t id = ToInt((*reader)->field(person));
+        EXPECT_TRUE(persons.count(id));
+        EXPECT_LE((*reader)->field(start), (*reader)->field(end));
+        periods[id] = {std::string((*reader)->field(start)),
+                       std::string((*reader)->field(end))};
+      }
+    }
+    EXPECT_EQ(periods.size(), persons.size());
+
     std::set<int64_t> visits;
     struct TableSpec {
       const char* file;
       Domain domain;
       const char* id;
+      const char* date;
       const char* concept;
       const char* source_value;
       const char* source_concept;
     };
     const TableSpec kTables[] = {
         {"visit_occurrence.csv", Domain::kVisit, "visit_occurrence_id",
-         "visit_concept_id", "visit_source_value", "visit_source_concept_id"},
+         "visit_start_date", "visit_concept_id", "visit_source_value",
+         "visit_source_concept_id"},
         {"condition_occurrence.csv", Domain::kCondition,
-         "condition_occurrence_id", "condition_concept_id",
-         "condition_source_value", "condition_source_concept_id"},
+         "condition_occurrence_id", "condition_start_date",
+         "condition_concept_id", "condition_source_value",
+         "condition_source_concept_id"},
         {"drug_exposure.csv", Domain::kDrug, "drug_exposure_id",
-         "drug_concept_id", "drug_source_value", "drug_source_concept_id"},
+         "drug_exposure_start_date", "drug_concept_id", "drug_source_value",
+         "drug_source_concept_id"},
         {"procedure_occurrence.csv", Domain::kProcedure,
-         "procedure_occurrence_id", "procedure_concept_id",
+         "procedure_occurrence_id", "procedure_date", "procedure_concept_id",
          "procedure_source_value", "procedure_source_concept_id"},
         {"measurement.csv", Domain::kMeasurement, "measurement_id",
-         "measurement_concept_id", "measurement_source_value",
-         "measurement_source_concept_id"},
+         "measurement_date", "measurement_concept_id",
+         "measurement_source_value", "measurement_source_concept_id"},
         {"observation.csv", Domain::kObservation, "observation_id",
-         "observation_concept_id", "observation_source_value",
-         "observation_source_concept_id"},
-        {"death.csv", Domain::kDeath, nullptr, "cause_concept_id",
+         "observation_date", "observation_concept_id",
+         "observation_source_value", "observation_source_concept_id"},
+        {"death.csv", Domain::kDeath, nullptr, "death_date", "cause_concept_id",
          "cause_source_value", "cause_source_concept_id"},
     };
     std::set<int64_t> event_ids;
@@ -152,6 +175,7 @@ TEST_F(OmopWriterTest, TablesAreConsistent) {
       ASSERT_TRUE(reader.ok()) << reader.status();
       csv::CsvReader& r = **reader;
       const int person = *r.RequireColumn("person_id");
+      const int date_column = *r.RequireColumn(table.date);
       const int concept = *r.RequireColumn(table.concept);
       const int source_value = *r.RequireColumn(table.source_value);
       const int source_concept = *r.RequireColumn(table.source_concept);
@@ -166,8 +190,13 @@ TEST_F(OmopWriterTest, TablesAreConsistent) {
         ASSERT_TRUE(next.ok()) << next.status();
         if (!*next) break;
         ++rows;
-        EXPECT_TRUE(persons.count(ToInt(r.field(person))))
-            << table.file << ":" << r.line();
+        const int64_t person_id = ToInt(r.field(person));
+        EXPECT_TRUE(persons.count(person_id)) << table.file << ":" << r.line();
+        const auto& period = periods[person_id];
+        const std::string date(r.field(date_column));
+        // ISO dates compare as strings.
+        EXPECT_GE(date, period.first) << table.file << ":" << r.line();
+        EXPECT_LE(date, period.second) << table.file << ":" << r.line();
         const int64_t c = ToInt(r.field(concept));
         EXPECT_EQ(c, ToInt(r.field(source_concept)));
         auto it = concept_code.find(c);
