@@ -1,5 +1,6 @@
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -300,6 +301,20 @@ TEST(LoaderTest, ShippedDemoPolicyIsValid) {
   EXPECT_EQ((*p)->files().size(), 3u);
   EXPECT_THAT((*p)->warnings(), IsEmpty());
   EXPECT_NE((*p)->FindProject("diabetes-fr-qc"), nullptr);
+}
+
+TEST(LoaderTest, ShippedSiteFilesLoadAloneAsANodeLoadsThem) {
+  const char* src = std::getenv("PASSERELLE_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "PASSERELLE_SOURCE_DIR is not set";
+  for (const char* site : {"fr", "qc"}) {
+    auto p = Policy::Load(
+        {absl::StrCat(src, "/deploy/policy/site-", site, ".textproto")});
+    ASSERT_TRUE(p.ok()) << site << ": " << p.status();
+    EXPECT_FALSE((*p)->has_federation());
+    ASSERT_NE((*p)->FindSite(site), nullptr);
+    EXPECT_THAT((*p)->FindSite(site)->callers(),
+                ::testing::ElementsAre("spiffe://passerelle/gateway"));
+  }
 }
 
 TEST(LoaderTest, MissingPathsAndEmptyDirectories) {
