@@ -254,6 +254,48 @@ absl::StatusOr<AuditRecord> DecodeRecord(absl::string_view bytes) {
   return record;
 }
 
+std::string SiteStatusName(passerelle::v1::SiteStatus status) {
+  switch (status) {
+    case passerelle::v1::SITE_STATUS_OK:
+      return "ok";
+    case passerelle::v1::SITE_STATUS_FAILED:
+      return "failed";
+    case passerelle::v1::SITE_STATUS_TIMED_OUT:
+      return "timed_out";
+    case passerelle::v1::SITE_STATUS_REFUSED:
+      return "refused";
+    default:
+      return "unspecified";
+  }
+}
+
+void FillFromResponse(const passerelle::v1::QueryResponse& response,
+                      const std::map<std::string, uint64_t>& node_audit_indices,
+                      passerelle::v1::AuditEntry* entry) {
+  entry->set_request_id(response.request_id());
+  entry->set_canonical_query(response.canonical_query());
+  entry->set_policy_version(response.policy_version());
+  entry->set_epsilon_charged(response.epsilon_charged());
+  entry->set_rho_charged(response.rho_charged());
+  entry->set_decision(response.complete()
+                          ? passerelle::v1::AUDIT_DECISION_ALLOWED
+                          : passerelle::v1::AUDIT_DECISION_PARTIAL);
+  entry->clear_sites();
+  entry->clear_sites_requested();
+  for (const passerelle::v1::SiteResult& site : response.sites()) {
+    passerelle::v1::AuditSiteStatus* s = entry->add_sites();
+    s->set_site(site.site());
+    s->set_status(SiteStatusName(site.status()));
+    s->set_reason(site.reason());
+    s->set_snapshot(site.snapshot());
+    auto it = node_audit_indices.find(site.site());
+    if (it != node_audit_indices.end()) s->set_node_audit_index(it->second);
+    *s->mutable_released_cells() = site.cells();
+    entry->add_sites_requested(site.site());
+  }
+  *entry->mutable_released_cells() = response.combined();
+}
+
 absl::StatusOr<AuditDecision> ParseOutcome(absl::string_view text) {
   const std::string t = absl::AsciiStrToLower(text);
   if (t == "allowed") return passerelle::v1::AUDIT_DECISION_ALLOWED;

@@ -5,6 +5,7 @@
 #define PASSERELLE_AUDIT_RECORDS_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -22,6 +23,18 @@ std::string EncodeRecord(const passerelle::v1::NodeAuditEntry& entry);
 // kInvalidArgument unless `bytes` is an AuditRecord with one kind set.
 absl::StatusOr<passerelle::v1::AuditRecord> DecodeRecord(
     absl::string_view bytes);
+
+// Copies what the gateway released in `response` into `entry`: request id,
+// canonical query, policy version, privacy cost, per-site status with the
+// site's released cells, and the combined released cells; the decision is
+// ALLOWED or PARTIAL (complete or not). `node_audit_indices` maps a site to
+// its CountResponse.audit_index. The caller sets time, caller, role,
+// project, purpose, reasons and latency.
+void FillFromResponse(const passerelle::v1::QueryResponse& response,
+                      const std::map<std::string, uint64_t>& node_audit_indices,
+                      passerelle::v1::AuditEntry* entry);
+// "ok" | "failed" | "timed_out" | "refused" | "unspecified".
+std::string SiteStatusName(passerelle::v1::SiteStatus status);
 
 // "allowed" | "denied" | "failed" | "partial" (and back).
 absl::StatusOr<passerelle::v1::AuditDecision> ParseOutcome(

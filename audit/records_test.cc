@@ -95,6 +95,45 @@ TEST(RecordsTest, EncodeDecodeBothKinds) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RecordsTest, FillFromResponseCopiesWhatWasReleased) {
+  passerelle::v1::QueryResponse r;
+  r.set_request_id("req-7");
+  r.set_complete(false);
+  r.set_canonical_query("count");
+  r.set_policy_version("v3");
+  r.set_epsilon_charged(0.5);
+  r.set_rho_charged(0.02);
+  auto* fr = r.add_sites();
+  fr->set_site("fr");
+  fr->set_status(passerelle::v1::SITE_STATUS_OK);
+  fr->set_snapshot("s1");
+  fr->add_cells()->set_count(100);
+  auto* qc = r.add_sites();
+  qc->set_site("qc");
+  qc->set_status(passerelle::v1::SITE_STATUS_TIMED_OUT);
+  qc->set_reason("deadline");
+  r.add_combined()->set_count(100);
+  AuditEntry e;
+  FillFromResponse(r, {{"fr", 12}}, &e);
+  EXPECT_EQ(e.request_id(), "req-7");
+  EXPECT_EQ(e.decision(), passerelle::v1::AUDIT_DECISION_PARTIAL);
+  EXPECT_EQ(e.policy_version(), "v3");
+  EXPECT_EQ(e.epsilon_charged(), 0.5);
+  EXPECT_EQ(e.rho_charged(), 0.02);
+  ASSERT_EQ(e.sites_size(), 2);
+  EXPECT_EQ(e.sites(0).status(), "ok");
+  EXPECT_EQ(e.sites(0).node_audit_index(), 12u);
+  EXPECT_EQ(e.sites(0).released_cells(0).count(), 100);
+  EXPECT_EQ(e.sites(1).status(), "timed_out");
+  EXPECT_EQ(e.sites(1).reason(), "deadline");
+  EXPECT_FALSE(e.sites(1).has_node_audit_index());
+  EXPECT_EQ(e.released_cells_size(), 1);
+  r.set_complete(true);
+  FillFromResponse(r, {}, &e);
+  EXPECT_EQ(e.decision(), passerelle::v1::AUDIT_DECISION_ALLOWED);
+  EXPECT_EQ(e.sites_size(), 2);  // Replaced, not appended.
+}
+
 TEST(RecordsTest, Outcomes) {
   for (const char* name : {"allowed", "denied", "failed", "partial"}) {
     auto d = ParseOutcome(name);
