@@ -2,10 +2,12 @@
 // validation of the stewards' files, and decisions (allow or deny, with the
 // reasons and the obligations the gateway and the nodes must apply).
 //
-//   PASSERELLE_ASSIGN_OR_RETURN(auto policy,
-//   Policy::Load({"/etc/passerelle/policy"})); passerelle::v1::Decision d =
-//   policy->Decide(request); if (!d.allow()) return
-//   absl::PermissionDeniedError(d.reasons(0));
+// Usage (the gateway; hot reload through PolicyStore in policy/store.h):
+//
+//   auto store = PolicyStore::Create({"/etc/passerelle/policy"});
+//   passerelle::v1::Decision d = (*store)->Current()->Decide(request);
+//   audit_entry.set_policy_version(d.policy_version());
+//   PASSERELLE_RETURN_IF_ERROR(DecisionStatus(d));
 //
 // Schema and combination rules: proto/passerelle/v1/policy.proto.
 #ifndef PASSERELLE_POLICY_POLICY_H_
