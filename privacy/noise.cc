@@ -187,7 +187,7 @@ absl::Status DirectNoiseSource::Draw(const NoiseSpec& spec,
 }
 
 NoisePool::NoisePool(RandomSource* random, NoisePoolOptions options)
-    : random_(random), direct_(random), options_(std::move(options)) {
+    : direct_(random), options_(std::move(options)) {
   refiller_ = std::thread([this] { RefillLoop(); });
 }
 

@@ -153,7 +153,6 @@ class NoisePool : public NoiseSource {
   void Append(const std::string& key, const std::vector<int64_t>& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  RandomSource* const random_;
   DirectNoiseSource direct_;
   const NoisePoolOptions options_;
   mutable absl::Mutex mu_;
