@@ -359,7 +359,6 @@ TEST(ParserTest, SizeIsBounded) {
   EXPECT_EQ(ErrorOf(long_code), "1:17: code longer than 40 characters");
 }
 
-
 // Every outcome of untrusted text is either a query that validates and
 // round-trips through its canonical text, or INVALID_ARGUMENT with a
 // "line:column: " position.
@@ -431,14 +430,15 @@ TEST(ParserTest, MutatedQueriesNeverCrash) {
 }
 
 TEST(ParserTest, RandomTokenSoupNeverCrashes) {
-  const char* tokens[] = {"condition", "drug", "icd10", ":", "E11", "*", "[",
-                          "]", ",", "(", ")", "and", "or", "not", "sex", "=",
-                          "female", "age", "between", "40", "65", "in",
-                          "2019", "2019-02-30", "2019-01-01", "at", "least",
-                          "times", "before", "within", "days", "group", "by",
-                          "age_band", "site", "as", "of", "value", ">=", "-3",
-                          "1e5", "deceased", "birth_year", "<", "measurement",
-                          "loinc", "4548-4", "icd10:"};
+  const char* tokens[] = {
+      "condition",  "drug",  "icd10",       ":",        "E11",    "*",
+      "[",          "]",     ",",           "(",        ")",      "and",
+      "or",         "not",   "sex",         "=",        "female", "age",
+      "between",    "40",    "65",          "in",       "2019",   "2019-02-30",
+      "2019-01-01", "at",    "least",       "times",    "before", "within",
+      "days",       "group", "by",          "age_band", "site",   "as",
+      "of",         "value", ">=",          "-3",       "1e5",    "deceased",
+      "birth_year", "<",     "measurement", "loinc",    "4548-4", "icd10:"};
   std::mt19937 rng(1234);
   for (int round = 0; round < 20000; ++round) {
     std::string text;
