@@ -156,6 +156,17 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::OpenDirectory(
   return Open(std::move(store), std::move(options));
 }
 
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
+    const std::string& dir, const std::string& key_file,
+    const std::string& origin) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<SigningKey> key,
+                              LoadOrCreateSigningKey(key_file));
+  AuditLogOptions options;
+  options.origin = origin;
+  options.signing_key = std::shared_ptr<const SigningKey>(std::move(key));
+  return OpenDirectory(dir, std::move(options));
+}
+
 absl::Status AuditLog::Load() {
   absl::MutexLock lock(&mu_);
   std::vector<LogStore::KeyValue> meta;

@@ -91,6 +91,13 @@ class AuditLog {
   // Open over RocksDB at `dir`; read-only unless a signing key is given.
   static absl::StatusOr<std::unique_ptr<AuditLog>> OpenDirectory(
       const std::string& dir, AuditLogOptions options);
+  // The writer's usual open: RocksDB at `dir`, signing with the Ed25519 key
+  // at `key_file` (created with mode 0600 if missing, see
+  // LoadOrCreateSigningKey), checkpoint origin `origin`, a checkpoint per
+  // append.
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(
+      const std::string& dir, const std::string& key_file,
+      const std::string& origin);
 
   // Durably appends `entry_bytes` (synced before returning) and returns its
   // index. On error nothing was appended and the caller must release

@@ -231,6 +231,32 @@ TEST(AuditLogTest, ReopenContinuesTheSameTree) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(AuditLogTest, OpenWithKeyFileCreatesKeyAndLog) {
+  TempDir dir;
+  const std::string store = dir.path() + "/audit";
+  const std::string key_file = dir.path() + "/audit.key";
+  {
+    auto log = AuditLog::Open(store, key_file, "passerelle/site/fr");
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE((*log)->Append("a").ok());
+  }
+  EXPECT_TRUE(fs::exists(key_file));
+  auto again = AuditLog::Open(store, key_file, "passerelle/site/fr");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->Size(), 1u);
+  auto key = LoadOrCreateSigningKey(key_file);
+  ASSERT_TRUE(key.ok());
+  EXPECT_TRUE((*again)->Verify(PublicOf(**key)).ok());
+  // One writer at a time.
+  EXPECT_EQ(
+      AuditLog::Open(store, key_file, "passerelle/site/fr").status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  again->reset();
+  EXPECT_EQ(
+      AuditLog::Open(store, key_file, "passerelle/site/qc").status().code(),
+      absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(AuditLogTest, RefusesAnotherKeyOrOrigin) {
   TempDir dir;
   auto key = NewKey();
@@ -579,9 +605,7 @@ TEST_F(TamperTest, ChangedFrontierHashStopsTheWriter) {
 TEST_F(TamperTest, DeletedFrontierHashIsReportedNotFatalToReaders) {
   Tamper([](rocksdb::DB* db) { Delete(db, log_keys::Node(1, 4)); });
   EXPECT_EQ(FirstBadIndex(), 8);
-  EXPECT_EQ(AuditLog::OpenDirectory(dir_.path(), Options(key_))
-                .status()
-                .code(),
+  EXPECT_EQ(AuditLog::OpenDirectory(dir_.path(), Options(key_)).status().code(),
             absl::StatusCode::kDataLoss);
 }
 

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
@@ -107,6 +108,11 @@ absl::StatusOr<std::unique_ptr<LogStore>> OpenRocksDbLogStore(
                           ? rocksdb::DB::OpenForReadOnly(options, dir, &raw)
                           : rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) {
+    if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "audit store ", dir,
+          " is open for writing by another process: ", s.ToString()));
+    }
     return FromRocksDb(s, absl::StrCat("cannot open audit store ", dir));
   }
   return std::unique_ptr<LogStore>(
