@@ -13,11 +13,16 @@ namespace passerelle::query {
 // Parses one query (every form of the grammar, keywords case-insensitive).
 // Codes come out normalised (NormalizeCode), vocabularies lower-case,
 // `in YEAR` as the window YEAR-01-01..YEAR-12-31, `birth_year < 1950` as the
-// range max 1949. Beyond the grammar it accepts `age CMP INT` and
-// `at least 1 time`. Errors are INVALID_ARGUMENT "line:column: message", e.g.
+// range max 1949, and-chains as one flat `and` (nested parentheses are kept;
+// Canonicalize flattens them). Beyond the grammar it accepts `age CMP INT`,
+// `at least 1 time` and `within N day`, whitespace around ':' and around an
+// ICD dot (`icd10:E11 . 9`). A value filter is allowed on measurement and
+// observation only. Columns count UTF-8 code points. Errors are
+// INVALID_ARGUMENT "line:column: message", e.g.
 // `1:17: expected a code after "icd10:", found end of input`. The text is
-// untrusted: length, nesting and size are bounded (query/limits.h). The
-// result always passes ValidateQuery.
+// untrusted: length, nesting, criteria and codes are bounded
+// (query/limits.h), and literals are range-checked before any arithmetic.
+// The result always passes ValidateQuery.
 absl::StatusOr<passerelle::v1::Query> ParseQuery(absl::string_view text);
 
 }  // namespace passerelle::query
