@@ -402,7 +402,6 @@ absl::Status BudgetLedger::Refund(uint64_t charge_id) {
 
 absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project) {
   PASSERELLE_RETURN_IF_ERROR(CheckName(project, "project"));
-  const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   std::string value;
   rocksdb::Status s =
@@ -413,7 +412,20 @@ absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project) {
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
   PASSERELLE_ASSIGN_OR_RETURN(Stored stored, DecodeStored(value, true));
-  const Caps caps = stored.caps;
+  return ShowLocked(project, stored.caps);
+}
+
+absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project,
+                                              const Caps& caps) {
+  PASSERELLE_RETURN_IF_ERROR(CheckName(project, "project"));
+  if (!caps.error.empty()) return absl::InvalidArgumentError(caps.error);
+  absl::MutexLock lock(&mu_);
+  return ShowLocked(project, caps);
+}
+
+absl::StatusOr<BudgetView> BudgetLedger::ShowLocked(const std::string& project,
+                                                    const Caps& caps) {
+  const absl::Time now = clock_->Now();
   const int64_t period = PeriodOf(now, caps.reset_period);
   PASSERELLE_ASSIGN_OR_RETURN(
       Stored p, ReadAccount(db_.get(), AccountKey(project, ""), true, period));

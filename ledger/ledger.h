@@ -121,6 +121,9 @@ class BudgetLedger {
   // Spending and remaining budget of the project and each of its
   // researchers now, under the caps of the project's latest reservation.
   absl::StatusOr<BudgetView> Show(const std::string& project);
+  // The same under the given caps (e.g. the current policy's); a project
+  // without any reservation shows nothing spent.
+  absl::StatusOr<BudgetView> Show(const std::string& project, const Caps& caps);
 
   // All recorded charges of `project` ("" for every project), oldest first.
   absl::StatusOr<std::vector<Charge>> ListCharges(const std::string& project);
@@ -129,6 +132,9 @@ class BudgetLedger {
 
  private:
   BudgetLedger(std::unique_ptr<rocksdb::DB> db, Clock* clock, uint64_t next_id);
+  absl::StatusOr<BudgetView> ShowLocked(const std::string& project,
+                                        const Caps& caps)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::unique_ptr<rocksdb::DB> db_;
   Clock* const clock_;

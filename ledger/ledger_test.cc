@@ -269,6 +269,22 @@ TEST_F(LedgerTest, ShowUnknownProjectIsNotFound) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(LedgerTest, ShowUnderGivenCapsWorksBeforeAnyReservation) {
+  absl::StatusOr<BudgetView> view = ledger_->Show("new", EpsilonCaps(2.0, 0.5));
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 0);
+  EXPECT_EQ(view->project_account.epsilon_remaining_micros, 2000000);
+  EXPECT_FALSE(view->project_account.rho_remaining_micros.has_value());
+  EXPECT_TRUE(view->researchers.empty());
+  ASSERT_TRUE(
+      ledger_->Reserve("new", "alice", Laplace(0.2), EpsilonCaps(2.0, 0.5), kT0)
+          .ok());
+  view = ledger_->Show("new", EpsilonCaps(2.0, 0.5));
+  ASSERT_TRUE(view.ok());
+  ASSERT_EQ(view->researchers.size(), 1u);
+  EXPECT_EQ(view->researchers[0].epsilon_remaining_micros, 300000);
+}
+
 TEST_F(LedgerTest, ListChargesFiltersByProject) {
   ASSERT_TRUE(ledger_->Reserve("a", "x", Laplace(0.1), Caps{}, kT0).ok());
   ASSERT_TRUE(ledger_->Reserve("b", "x", Laplace(0.2), Caps{}, kT0).ok());
