@@ -393,6 +393,41 @@ TEST(AuditLogTest, ConcurrentAppendsGetDistinctIndices) {
   EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
 }
 
+TEST(AuditLogTest, ProofsDuringAppendsVerify) {
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::make_unique<MemLogStore>(), Options(key));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Append("seed").ok());
+  std::thread writer([&] {
+    for (int i = 0; i < 150; ++i)
+      ASSERT_TRUE((*log)->Append(EntryText(i)).ok());
+  });
+  // Each proof is for a size the log had; it must verify against that
+  // size's root whatever the writer does meanwhile.
+  int checked = 0;
+  for (uint64_t round = 0; round < 300; ++round) {
+    const uint64_t size = (*log)->Size();
+    const uint64_t index = round % size;
+    auto root = (*log)->RootAt(size);
+    auto leaf = (*log)->LeafHash(index);
+    auto proof = (*log)->InclusionProof(index, size);
+    ASSERT_TRUE(root.ok() && leaf.ok() && proof.ok());
+    EXPECT_TRUE(VerifyInclusion(*leaf, index, size, *proof, *root).ok());
+    if (size > 1) {
+      auto cons = (*log)->ConsistencyProof(size / 2 + 1, size);
+      ASSERT_TRUE(cons.ok());
+      EXPECT_TRUE(VerifyConsistency(size / 2 + 1, size, *cons,
+                                    *(*log)->RootAt(size / 2 + 1), *root)
+                      .ok());
+    }
+    ++checked;
+  }
+  writer.join();
+  EXPECT_EQ(checked, 300);
+  EXPECT_EQ((*log)->Size(), 151u);
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
 // ---------------------------------------------------------------------------
 // Tampering with the RocksDB store directly, then verifying read-only.
 
