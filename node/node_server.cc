@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +19,7 @@
 #include "node/node_service.h"
 #include "node/store.h"
 #include "passerelle/v1/audit.pb.h"
+#include "policy/store.h"
 #include "tls/tls.h"
 
 namespace passerelle::node {
@@ -46,6 +50,25 @@ class LogAuditSink : public NodeAuditSink {
  private:
   const std::string site_;
   audit::AuditLog* const log_;
+};
+
+// The site policy from the steward's files (hot reloaded by the store).
+class PolicyAuthorizer : public RequestAuthorizer {
+ public:
+  PolicyAuthorizer(std::string site, policy::PolicyStore* store)
+      : site_(std::move(site)), store_(store) {}
+  absl::Status Authorize(const std::string& caller,
+                         const v1::CountRequest& request,
+                         absl::Time now) const override {
+    const v1::Decision d = store_->Current()->DecideNode(site_, caller, request, now);
+    if (d.allow()) return absl::OkStatus();
+    return absl::PermissionDeniedError(absl::StrCat(
+        "site ", site_, " refuses: ", absl::StrJoin(d.reasons(), "; ")));
+  }
+
+ private:
+  const std::string site_;
+  policy::PolicyStore* const store_;
 };
 
 tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
@@ -84,9 +107,11 @@ absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
   if (c.tls().ca_file().empty()) return missing("tls.ca_file");
   if (c.tls().cert_file().empty()) return missing("tls.cert_file");
   if (c.tls().key_file().empty()) return missing("tls.key_file");
-  if (c.allowed_callers().empty()) return missing("allowed_callers");
-  if (c.min_cell_size() < 1) {
-    return absl::InvalidArgumentError("node config: min_cell_size must be >= 1");
+  if (c.policy_files().empty()) {
+    if (c.allowed_callers().empty()) return missing("allowed_callers (or policy_files)");
+    if (c.min_cell_size() < 1) {
+      return absl::InvalidArgumentError("node config: min_cell_size must be >= 1");
+    }
   }
   return absl::OkStatus();
 }
@@ -113,10 +138,25 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
       audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
                             absl::StrCat("passerelle/site/", config.site())));
   LogAuditSink sink(config.site(), log.get());
-  AllowListAuthorizer authorizer(
-      {config.allowed_callers().begin(), config.allowed_callers().end()},
-      config.min_cell_size());
-  NodeCore core(config.site(), NewIndexEngine(snap), &authorizer, &sink,
+  // The site policy: the steward's files when given, else a fixed allow-list.
+  std::unique_ptr<policy::PolicyStore> policies;
+  std::unique_ptr<RequestAuthorizer> authorizer;
+  if (!config.policy_files().empty()) {
+    PASSERELLE_ASSIGN_OR_RETURN(
+        policies, policy::PolicyStore::Create(
+                      {config.policy_files().begin(), config.policy_files().end()}));
+    if (policies->Current()->FindSite(config.site()) == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the site policy files define no site \"", config.site(), "\""));
+    }
+    authorizer = std::make_unique<PolicyAuthorizer>(config.site(), policies.get());
+  } else {
+    authorizer = std::make_unique<AllowListAuthorizer>(
+        std::vector<std::string>{config.allowed_callers().begin(),
+                                 config.allowed_callers().end()},
+        config.min_cell_size());
+  }
+  NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
                 Clock::Real());
   NodeServiceImpl service(&core);
 
@@ -138,7 +178,21 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   std::cerr << "passerelle node " << config.site() << ": serving snapshot "
             << snap->meta.version << " (" << snap->meta.persons
             << " persons) on port " << port << " with mTLS\n";
+  absl::Notification stopping;
+  std::thread reloader([&] {
+    while (policies != nullptr &&
+           !stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
+      absl::StatusOr<bool> st = policies->MaybeReload();
+      if (!st.ok()) {
+        std::cerr << "passerelle node " << config.site()
+                  << ": site policy reload rejected, previous version keeps serving: "
+                  << st.status().message() << "\n";
+      }
+    }
+  });
   const int sig = WaitForTerminationSignal();
+  stopping.Notify();
+  reloader.join();
   std::cerr << "passerelle node " << config.site() << ": signal " << sig
             << ", draining\n";
   server->GetHealthCheckService()->SetServingStatus(false);

@@ -44,25 +44,6 @@ const EventTable kEventTables[] = {
      true},
 };
 
-const char* DomainName(v1::Domain d) {
-  switch (d) {
-    case v1::DOMAIN_CONDITION:
-      return "condition";
-    case v1::DOMAIN_DRUG:
-      return "drug";
-    case v1::DOMAIN_PROCEDURE:
-      return "procedure";
-    case v1::DOMAIN_MEASUREMENT:
-      return "measurement";
-    case v1::DOMAIN_VISIT:
-      return "visit";
-    case v1::DOMAIN_OBSERVATION:
-      return "observation";
-    default:
-      return "?";
-  }
-}
-
 struct Concept {
   std::string vocabulary;
   std::string code;
@@ -211,8 +192,16 @@ absl::Status LoadOmopDirectory(const std::string& dir,
     PASSERELLE_ASSIGN_OR_RETURN(rules,
                                 ParseVocabularyRules(options.vocabulary_rules_file));
   }
+  // Optional tables: absent is fine, ambiguous (person.csv and PERSON.csv)
+  // is an error rather than a guess.
+  auto optional_table = [&](absl::string_view name) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> path = FindTable(dir, name);
+    if (!path.ok() && path.status().code() == absl::StatusCode::kNotFound) return std::string();
+    return path;
+  };
   absl::flat_hash_map<int64_t, Concept> concepts;
-  if (absl::StatusOr<std::string> path = FindTable(dir, "concept"); path.ok()) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string concept_path, optional_table("concept"));
+  if (absl::StatusOr<std::string> path = concept_path; !concept_path.empty()) {
     PASSERELLE_ASSIGN_OR_RETURN(concepts, LoadConcepts(*path));
     report->tables.push_back(*path);
   }
@@ -263,7 +252,8 @@ absl::Status LoadOmopDirectory(const std::string& dir,
   report->persons = builder->persons();
 
   // Deaths.
-  if (absl::StatusOr<std::string> path = FindTable(dir, "death"); path.ok()) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string death_path, optional_table("death"));
+  if (absl::StatusOr<std::string> path = death_path; !death_path.empty()) {
     PASSERELLE_ASSIGN_OR_RETURN(
         TableReader reader,
         TableReader::Open(*path, {"person_id", "death_date"}, {true, true}));
@@ -287,8 +277,9 @@ absl::Status LoadOmopDirectory(const std::string& dir,
   // Events.
   int64_t unmapped = 0;
   for (const EventTable& table : kEventTables) {
-    absl::StatusOr<std::string> path = FindTable(dir, table.name);
-    if (!path.ok()) continue;
+    PASSERELLE_ASSIGN_OR_RETURN(std::string table_path, optional_table(table.name));
+    if (table_path.empty()) continue;
+    absl::StatusOr<std::string> path = table_path;
     const std::string p = table.prefix;
     std::vector<std::string> columns = {"person_id", table.date_column,
                                         p + "_concept_id", p + "_source_concept_id",

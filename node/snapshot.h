@@ -19,6 +19,14 @@
 #include "passerelle/v1/query.pb.h"
 #include "roaring/roaring.hh"
 
+// Debian 12's CRoaring (0.2.66) declares its C++ class in the global
+// namespace; later releases moved it into `roaring`. One spelling here.
+#if !defined(ROARING_VERSION_MAJOR) || ROARING_VERSION_MAJOR < 1
+namespace roaring {
+using Roaring = ::Roaring;
+}  // namespace roaring
+#endif
+
 namespace passerelle::node {
 
 // Dates inside a node are days since 1970-01-01 (proleptic Gregorian).

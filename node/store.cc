@@ -253,7 +253,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     Reader r(v);
     while (!r.done()) {
       int32_t key;
-      uint8_t sex, dead;
+      uint8_t sex = 0, dead = 0;
       r.Get(&key);
       r.Get(&sex);
       r.Get(&dead);

@@ -1,10 +1,8 @@
 #include "node/table_reader.h"
 
-#include <filesystem>
-
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "csv/csv_reader.h"
+#include "csv/table_file.h"
 
 namespace passerelle::node {
 
@@ -56,18 +54,7 @@ absl::Status TableReader::ForEach(const RowFn& row, const RejectFn& reject) {
 }
 
 absl::StatusOr<std::string> FindTable(const std::string& dir, absl::string_view name) {
-  std::error_code ec;
-  const std::string want = absl::AsciiStrToLower(absl::StrCat(name, ".csv"));
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file()) continue;
-    if (absl::AsciiStrToLower(entry.path().filename().string()) == want) {
-      return entry.path().string();
-    }
-  }
-  if (ec) {
-    return absl::NotFoundError(absl::StrCat("cannot read directory ", dir, ": ", ec.message()));
-  }
-  return absl::NotFoundError(absl::StrCat("no ", name, ".csv in ", dir));
+  return csv::FindTableFile(dir, name);
 }
 
 }  // namespace passerelle::node

@@ -48,7 +48,7 @@ class TableReader {
 };
 
 // The file `name`.csv in `dir`, any letter case (person.csv, PERSON.csv);
-// NOT_FOUND when absent.
+// NOT_FOUND when absent, INVALID_ARGUMENT when several files match.
 absl::StatusOr<std::string> FindTable(const std::string& dir,
                                       absl::string_view name);
 

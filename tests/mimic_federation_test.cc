@@ -1,6 +1,7 @@
 // The MIMIC-IV demo (OMOP CDM 5.3, 100 real de-identified patients) split
 // into two sites by person_id parity: the federated total must equal the
 // count on the whole set and the count sqlite3 computes on the same CSVs.
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/numbers.h"

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Mints a fresh federation PKI into DIR (never committed: run at deploy or
+# test time). Everything is ECDSA P-256, signed by one federation CA:
+#   ca.pem / ca.key                 the federation CA (keep ca.key offline)
+#   gateway.pem / .key              spiffe://passerelle/gateway
+#   node-<site>.pem / .key          spiffe://passerelle/site/<site>/node
+#   <user>.pem / .key               spiffe://passerelle/user/<user>
+#   ca.crl.pem, crl/                the CRL, and its hashed directory for servers
+# Server certificates also carry DNS:localhost and IP:127.0.0.1 for loopback.
+# Usage: deploy/pki/mint.sh DIR [--sites "fr qc"] [--users "alice bob ..."] [--days N]
+#        deploy/pki/mint.sh DIR --issue NAME SPIFFE_ID   (one more leaf)
+#        deploy/pki/mint.sh DIR --revoke NAME            (add NAME.pem to the CRL)
+set -euo pipefail
+if [ $# -lt 1 ]; then
+  echo "usage: $0 DIR [--sites LIST] [--users LIST] [--days N] | DIR --issue NAME ID | DIR --revoke NAME" >&2
+  exit 2
+fi
+dir="$1"; shift
+sites="fr qc"
+users="alice bob carol dora erin"
+days=30
+mkdir -p "$dir/crl"
+cd "$dir"
+
+ca_conf() {
+  cat > ca.cnf <<CNF
+[ ca ]
+default_ca = fed
+[ fed ]
+dir = .
+database = index.txt
+new_certs_dir = newcerts
+certificate = ca.pem
+private_key = ca.key
+serial = serial
+crlnumber = crlnumber
+default_md = sha256
+default_crl_days = $days
+policy = any
+[ any ]
+commonName = supplied
+CNF
+  mkdir -p newcerts
+  [ -f index.txt ] || : > index.txt
+  [ -f serial ] || echo 1000 > serial
+  [ -f crlnumber ] || echo 1000 > crlnumber
+}
+
+# leaf NAME SPIFFE_ID [server]
+leaf() {
+  local name="$1" id="$2" kind="${3:-client}"
+  local san="URI:$id"
+  local eku="clientAuth"
+  if [ "$kind" = server ]; then san="$san,DNS:localhost,IP:127.0.0.1"; eku="serverAuth,clientAuth"; fi
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key" 2>/dev/null
+  chmod 600 "$name.key"
+  openssl req -new -key "$name.key" -subj "/O=Passerelle/CN=$name" -out "$name.csr" 2>/dev/null
+  cat > "$name.ext" <<EXT
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = $eku
+subjectAltName = $san
+EXT
+  openssl ca -batch -config ca.cnf -notext -days "$days" -in "$name.csr" \
+    -extfile "$name.ext" -out "$name.pem" 2>/dev/null
+  rm -f "$name.csr" "$name.ext"
+}
+
+refresh_crl() {
+  openssl ca -config ca.cnf -gencrl -out ca.crl.pem 2>/dev/null
+  rm -f crl/*
+  local h
+  h="$(openssl crl -in ca.crl.pem -noout -hash)"
+  cp ca.crl.pem "crl/$h.r0"
+}
+
+if [ "${1:-}" = "--issue" ]; then
+  ca_conf; leaf "$2" "$3" "${4:-client}"; exit 0
+fi
+if [ "${1:-}" = "--revoke" ]; then
+  ca_conf; openssl ca -config ca.cnf -revoke "$2.pem" 2>/dev/null; refresh_crl; exit 0
+fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sites) sites="$2"; shift 2 ;;
+    --users) users="$2"; shift 2 ;;
+    --days) days="$2"; shift 2 ;;
+    *) echo "mint.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+rm -f index.txt* serial* crlnumber* newcerts/* 2>/dev/null || true
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+chmod 600 ca.key
+openssl req -new -x509 -key ca.key -days "$days" -sha256 \
+  -subj "/O=Passerelle/CN=Passerelle federation CA" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.pem 2>/dev/null
+ca_conf
+
+leaf gateway "spiffe://passerelle/gateway" server
+for site in $sites; do leaf "node-$site" "spiffe://passerelle/site/$site/node" server; done
+for user in $users; do leaf "$user" "spiffe://passerelle/user/$user"; done
+refresh_crl
+echo "minted federation CA and certificates in $(pwd)"

@@ -1,0 +1,353 @@
+#include "gateway/gateway_core.h"
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ledger/ledger.h"
+#include "policy/policy.h"
+#include "privacy/noise.h"
+#include "privacy/seeded_random_for_testing.h"
+#include "query/cells.h"
+#include "query/parser.h"
+
+namespace passerelle::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"pb(
+  federation {
+    id: "test-federation"
+    gateway_identity: "spiffe://passerelle/gateway"
+    site { id: "fr" }
+    site { id: "qc" }
+    disclosure { min_cell_size: 1 mechanism: LAPLACE epsilon_per_query: 1.0 exact_mode_allowed: true }
+    allow {
+      domains: [ "condition", "drug" ]
+      vocabularies: [ "icd10", "atc" ]
+      criteria: [ "sex", "age", "event", "not" ]
+      dimensions: [ "sex", "age_band", "site" ]
+    }
+  }
+  project {
+    id: "exact"
+    purposes: "DUO:0000006"
+    member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+    valid_from: "2020-01-01"
+    valid_until: "2099-12-31"
+    sites: [ "fr", "qc" ]
+    disclosure { mechanism: EXACT }
+  }
+  project {
+    id: "noised"
+    purposes: "DUO:0000006"
+    member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+    valid_from: "2020-01-01"
+    valid_until: "2099-12-31"
+    sites: [ "fr", "qc" ]
+    disclosure { mechanism: LAPLACE epsilon_per_query: 0.5 }
+    budget { epsilon_cap: 2 researcher_epsilon_cap: 2 }
+  }
+  site {
+    id: "fr"
+    callers: "spiffe://passerelle/gateway"
+    disclosure { min_cell_size: 1 exact_mode_allowed: true }
+  }
+  site {
+    id: "qc"
+    callers: "spiffe://passerelle/gateway"
+    disclosure { min_cell_size: 1 exact_mode_allowed: true }
+  }
+)pb";
+
+constexpr char kAlice[] = "spiffe://passerelle/user/alice";
+
+// A node that answers synchronously: `count(key_index)` per public cell,
+// or a fixed error. Counts every call it receives.
+class FakeNode : public NodeClient {
+ public:
+  explicit FakeNode(std::string site) : site_(std::move(site)) {}
+  const std::string& site() const override { return site_; }
+  void Count(const v1::CountRequest& request, absl::Time, CountCallback done) override {
+    calls_++;
+    {
+      absl::MutexLock lock(&mu_);
+      last_ = request;
+    }
+    if (!error_.ok()) return done(error_);
+    v1::CountResponse r;
+    r.set_site(site_);
+    r.set_snapshot("snap-" + site_);
+    r.set_audit_index(7);
+    std::vector<v1::CellKey> keys = query::EnumerateCells(request.query(), {site_});
+    for (size_t i = 0; i < keys.size(); ++i) {
+      v1::Cell* c = r.add_cells();
+      *c->mutable_key() = keys[i];
+      c->set_count(base_ + static_cast<int64_t>(i) * step_);
+    }
+    if (extra_cell_) *r.add_cells() = r.cells(0);
+    done(r);
+  }
+  void set_counts(int64_t base, int64_t step) {
+    base_ = base;
+    step_ = step;
+  }
+  void fail_with(absl::Status s) { error_ = std::move(s); }
+  void duplicate_a_cell() { extra_cell_ = true; }
+  int calls() const { return calls_.load(); }
+  v1::CountRequest last() {
+    absl::MutexLock lock(&mu_);
+    return last_;
+  }
+
+ private:
+  const std::string site_;
+  int64_t base_ = 100;
+  int64_t step_ = 10;
+  absl::Status error_;
+  bool extra_cell_ = false;
+  std::atomic<int> calls_{0};
+  absl::Mutex mu_;
+  v1::CountRequest last_ ABSL_GUARDED_BY(mu_);
+};
+
+class MemoryAudit : public AuditSink {
+ public:
+  absl::StatusOr<uint64_t> Append(const v1::AuditEntry& entry) override {
+    absl::MutexLock lock(&mu_);
+    if (failing_) return absl::UnavailableError("disk full");
+    entries_.push_back(entry);
+    return entries_.size() - 1;
+  }
+  void set_failing(bool f) {
+    absl::MutexLock lock(&mu_);
+    failing_ = f;
+  }
+  std::vector<v1::AuditEntry> entries() {
+    absl::MutexLock lock(&mu_);
+    return entries_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool failing_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<v1::AuditEntry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+class GatewayCoreTest : public ::testing::Test {
+ protected:
+  GatewayCoreTest()
+      : clock_(absl::FromUnixSeconds(1767225600)),  // 2026-01-01
+        random_(42),
+        ids_(7),
+        noise_(&random_),
+        fr_("fr"),
+        qc_("qc") {}
+
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("gateway_core_test_", ::testing::UnitTest::GetInstance()->random_seed(),
+                        "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto ledger = ledger::BudgetLedger::Open((dir_ / "ledger").string(), &clock_);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ledger_ = *std::move(ledger);
+    auto policy = policy::Policy::LoadFromSources({{"test.textproto", kPolicy}});
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    policy_ = *policy;
+    core_ = std::make_unique<GatewayCore>(
+        GatewayOptions{}, [this] { return policy_; }, ledger_.get(), &audit_, &noise_, &ids_,
+        std::vector<NodeClient*>{&fr_, &qc_}, &clock_);
+  }
+  void TearDown() override {
+    core_.reset();
+    ledger_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::StatusOr<v1::QueryResponse> Ask(const std::string& project, const std::string& text,
+                                        const std::string& caller = kAlice) {
+    v1::QueryRequest request;
+    request.set_project(project);
+    request.set_purpose("DUO:0000006");
+    request.set_text(text);
+    return core_->Query(caller, request, clock_.Now() + absl::Seconds(5));
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  privacy::testing::SeededRandomSource random_;
+  privacy::testing::SeededRandomSource ids_;
+  privacy::DirectNoiseSource noise_;
+  FakeNode fr_;
+  FakeNode qc_;
+  MemoryAudit audit_;
+  std::unique_ptr<ledger::BudgetLedger> ledger_;
+  std::shared_ptr<const policy::Policy> policy_;
+  std::unique_ptr<GatewayCore> core_;
+};
+
+TEST_F(GatewayCoreTest, ExactModeMergesCellByCell) {
+  fr_.set_counts(100, 10);
+  qc_.set_counts(50, 1);
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* group by sex");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->complete());
+  ASSERT_EQ(r->sites_size(), 2);
+  EXPECT_EQ(r->sites(0).status(), v1::SITE_STATUS_OK);
+  EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_OK);
+  EXPECT_EQ(r->sites(0).snapshot(), "snap-fr");
+  const size_t cells = query::EnumerateCells(*query::ParseQuery("condition icd10:E11* group by sex"),
+                                             {"fr"})
+                           .size();
+  ASSERT_GT(cells, 1u);
+  ASSERT_EQ(static_cast<size_t>(r->combined_size()), cells);
+  for (size_t i = 0; i < cells; ++i) {
+    const v1::ReleasedCell& c = r->combined(static_cast<int>(i));
+    ASSERT_TRUE(c.has_count()) << i;
+    EXPECT_EQ(c.count(), (100 + 10 * static_cast<int64_t>(i)) + (50 + static_cast<int64_t>(i)))
+        << "cell " << i;
+    EXPECT_EQ(c.key().DebugString(), r->sites(0).cells(static_cast<int>(i)).key().DebugString());
+  }
+  // The nodes were asked for the parsed query with the site minimum.
+  EXPECT_EQ(fr_.calls(), 1);
+  EXPECT_EQ(fr_.last().min_cell_size(), 1);
+  EXPECT_EQ(fr_.last().request_id(), r->request_id());
+  // One audit entry, written before release, with what was released.
+  std::vector<v1::AuditEntry> entries = audit_.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].decision(), v1::AUDIT_DECISION_ALLOWED);
+  EXPECT_EQ(entries[0].caller(), kAlice);
+  EXPECT_EQ(entries[0].canonical_query(), r->canonical_query());
+  EXPECT_EQ(entries[0].released_cells_size(), r->combined_size());
+  EXPECT_FALSE(entries[0].policy_version().empty());
+  ASSERT_EQ(entries[0].sites_size(), 2);
+  EXPECT_EQ(entries[0].sites(0).node_audit_index(), 7u);
+}
+
+TEST_F(GatewayCoreTest, MissingSiteMakesThePartialResultNameIt) {
+  qc_.fail_with(absl::DeadlineExceededError("stalled"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->complete());
+  ASSERT_EQ(r->sites_size(), 2);
+  EXPECT_EQ(r->sites(1).site(), "qc");
+  EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_TIMED_OUT);
+  EXPECT_THAT(r->sites(1).reason(), HasSubstr("stalled"));
+  bool named = false;
+  for (const std::string& n : r->notes()) named |= absl::StrContains(n, "PARTIAL: site qc");
+  EXPECT_TRUE(named);
+  ASSERT_EQ(r->combined_size(), 1);
+  EXPECT_EQ(r->combined(0).count(), 100);  // fr alone, never a silent total
+  ASSERT_EQ(audit_.entries().size(), 1u);
+  EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_PARTIAL);
+}
+
+TEST_F(GatewayCoreTest, RefusingAndFailingSitesAreReportedApart) {
+  fr_.fail_with(absl::PermissionDeniedError("below site minimum"));
+  qc_.fail_with(absl::InternalError("store corrupt"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->complete());
+  EXPECT_EQ(r->sites(0).status(), v1::SITE_STATUS_REFUSED);
+  EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_FAILED);
+  EXPECT_EQ(r->combined_size(), 0);
+}
+
+TEST_F(GatewayCoreTest, RetriesOnlyUnavailable) {
+  qc_.fail_with(absl::UnavailableError("connection refused"));
+  fr_.fail_with(absl::InternalError("boom"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(qc_.calls(), FanOutOptions{}.max_attempts);
+  EXPECT_EQ(fr_.calls(), 1);
+}
+
+TEST_F(GatewayCoreTest, InconsistentNodeCellsAreNotTrusted) {
+  qc_.duplicate_a_cell();
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* group by sex");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->complete());
+  EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_FAILED);
+  EXPECT_THAT(r->sites(1).reason(), HasSubstr("twice"));
+}
+
+TEST_F(GatewayCoreTest, DenialContactsNoNodeAndIsAudited) {
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("exact", "condition icd10:E11*", "spiffe://passerelle/user/mallory");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
+  ASSERT_EQ(audit_.entries().size(), 1u);
+  EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_DENIED);
+  EXPECT_FALSE(audit_.entries()[0].reasons().empty());
+}
+
+TEST_F(GatewayCoreTest, BadQueryIsInvalidArgumentAndAudited) {
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* and and");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
+  ASSERT_EQ(audit_.entries().size(), 1u);
+}
+
+TEST_F(GatewayCoreTest, BudgetIsReservedBeforeFanOutAndNeverOverspent) {
+  int admitted = 0;
+  double charged = 0;
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+    if (r.ok()) {
+      admitted++;
+      charged += r->epsilon_charged();
+      EXPECT_GT(r->epsilon_charged(), 0);
+      ASSERT_EQ(r->combined_size(), 1);
+      EXPECT_EQ(r->combined(0).precision().kind(), v1::Precision::NOISED);
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+    }
+  }
+  EXPECT_GE(admitted, 1);
+  EXPECT_LT(admitted, 10);
+  EXPECT_LE(charged, 2.0 + 1e-9);
+  // Refused queries reached no node.
+  EXPECT_EQ(fr_.calls(), admitted);
+  EXPECT_EQ(qc_.calls(), admitted);
+  EXPECT_EQ(audit_.entries().size(), 10u);
+}
+
+TEST_F(GatewayCoreTest, NoiseChangesReleasedCounts) {
+  fr_.set_counts(1000, 0);
+  qc_.set_counts(1000, 0);
+  bool any_noise = false;
+  for (int i = 0; i < 4; ++i) {
+    absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->combined(0).has_count());
+    any_noise |= r->combined(0).count() != 2000;
+    EXPECT_LE(r->combined(0).interval_low(), r->combined(0).count());
+    EXPECT_GE(r->combined(0).interval_high(), r->combined(0).count());
+  }
+  EXPECT_TRUE(any_noise) << "four noised releases all equal to the true count";
+}
+
+TEST_F(GatewayCoreTest, AuditFailureReleasesNothing) {
+  audit_.set_failing(true);
+  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11*");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(r.status().message(), HasSubstr("nothing released"));
+}
+
+}  // namespace
+}  // namespace passerelle::gateway
