@@ -254,11 +254,11 @@ const char* kQueries[] = {
     "condition icd10:J45 between 2016-03-01 and 2017-02-28",
     "birth_year < 1950 group by sex",
     "birth_year between 1960 and 1960 or deceased",
-    "age between 0 and 200 group by age_band(5)",
+    "age between 0 and 150 group by age_band(5)",
     "not (sex = male or sex = female) group by age_band(10)",
     "deceased and not condition icd10:C50* group by sex, age_band(20)",
     "age between 56 and 56 as of 2016-02-29",
-    "age between 60 and 61 as of 2020-02-28 group by age_band(1)",
+    "age between 60 and 61 group by age_band(1) as of 2020-02-28",
     "sex = other or sex = unknown",
     "condition icd10:Z99*",
 };

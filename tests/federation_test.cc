@@ -2,6 +2,7 @@
 #include <csignal>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/federation.h"
 
@@ -10,28 +11,39 @@ namespace {
 
 class FederationTest : public ::testing::Test {
  protected:
+  // A failure here fails every test (rather than letting gtest report them
+  // as skipped, which ctest would count as not failing).
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     fed_ = new Federation(dir_->path());
-    ASSERT_TRUE(fed_->MintPki().ok());
+    setup_ = new absl::Status(Prepare());
+  }
+  static absl::Status Prepare() {
+    PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
     for (const auto& [site, seed] : {std::pair<std::string, int>{"fr", 11}, {"qc", 12}}) {
       absl::StatusOr<CommandResult> gen = RunCommand(
           {PasserelleBin(), "generate", "--patients", "3000", "--seed",
            absl::StrCat(seed), "--site", site, "--out", fed_->Path("data/" + site)});
-      ASSERT_TRUE(gen.ok());
-      ASSERT_EQ(gen->exit_code, 0) << gen->err;
-      absl::Status loaded = fed_->LoadSite(site, fed_->Path("data/" + site));
-      ASSERT_TRUE(loaded.ok()) << loaded;
+      if (!gen.ok()) return gen.status();
+      if (gen->exit_code != 0) {
+        return absl::InternalError(absl::StrCat("passerelle generate failed: ", gen->err));
+      }
+      PASSERELLE_RETURN_IF_ERROR(fed_->LoadSite(site, fed_->Path("data/" + site)));
     }
+    return absl::OkStatus();
   }
+  void SetUp() override { ASSERT_TRUE(setup_->ok()) << *setup_; }
   static void TearDownTestSuite() {
     delete fed_;
     delete dir_;
+    delete setup_;
   }
 
   static TempDir* dir_;
   static Federation* fed_;
+  static absl::Status* setup_;
 };
+absl::Status* FederationTest::setup_ = nullptr;
 TempDir* FederationTest::dir_ = nullptr;
 Federation* FederationTest::fed_ = nullptr;
 

@@ -184,6 +184,9 @@ TempDir::~TempDir() {
 
 std::string SourceDir() {
   const char* s = std::getenv("PASSERELLE_SOURCE_DIR");
+#ifdef PASSERELLE_DEFAULT_SOURCE_DIR
+  if (s == nullptr) return PASSERELLE_DEFAULT_SOURCE_DIR;
+#endif
   return s ? s : ".";
 }
 
@@ -194,6 +197,9 @@ std::string SharedDir() {
 
 std::string PasserelleBin() {
   const char* s = std::getenv("PASSERELLE_BIN");
+#ifdef PASSERELLE_DEFAULT_BIN
+  if (s == nullptr) return PASSERELLE_DEFAULT_BIN;
+#endif
   return s ? s : "passerelle";
 }
 
