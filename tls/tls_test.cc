@@ -1,0 +1,531 @@
+#include "tls/tls.h"
+
+#include <openssl/err.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/server_context.h"
+#include "gtest/gtest.h"
+#include "passerelle/v1/node.grpc.pb.h"
+
+namespace passerelle::tls {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kAlice[] = "spiffe://passerelle/user/alice";
+// Deadlines: generous for calls that should succeed (a loaded CI machine),
+// short for calls expected to be refused (those fail fast anyway).
+constexpr int kDeadlineSec = 10;
+constexpr int kRefusedDeadlineSec = 2;
+
+// Single-quotes `s` for /bin/sh.
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Runs `command` through the shell; OK when it exits 0, otherwise an error
+// carrying its combined output.
+absl::Status RunShell(const std::string& command) {
+  FILE* pipe = popen(("(" + command + ") 2>&1").c_str(), "r");
+  if (pipe == nullptr) return absl::InternalError("popen failed: " + command);
+  std::string output;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof(buf), pipe)) output.append(buf, n);
+  const int rc = pclose(pipe);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("`", command, "` exited with ", rc, ":\n", output));
+  }
+  return absl::OkStatus();
+}
+
+std::string SourceDir() {
+  if (const char* env = std::getenv("PASSERELLE_SOURCE_DIR")) return env;
+#ifdef PASSERELLE_SOURCE_DIR_DEFAULT
+  return PASSERELLE_SOURCE_DIR_DEFAULT;
+#else
+  return "";
+#endif
+}
+
+absl::StatusOr<std::string> MakeTempDir(const std::string& stem) {
+  std::string tmpl = ::testing::TempDir() + stem + "_XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    return absl::InternalError("mkdtemp failed for " + tmpl);
+  }
+  return std::string(buf.data());
+}
+
+// Records the identity each call's handler saw; answers with it in `site`.
+class IdentityService final : public passerelle::v1::NodeService::Service {
+ public:
+  grpc::Status GetInfo(grpc::ServerContext* context,
+                       const passerelle::v1::NodeInfoRequest* /*request*/,
+                       passerelle::v1::NodeInfo* response) override {
+    absl::StatusOr<std::string> id = PeerIdentity(*context->auth_context());
+    absl::MutexLock lock(&mu_);
+    seen_.push_back(id.ok() ? *id : id.status().ToString());
+    if (!id.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          std::string(id.status().message()));
+    }
+    response->set_site(*id);
+    return grpc::Status::OK;
+  }
+
+  std::vector<std::string> Seen() const {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+// A NodeService on an ephemeral loopback port.
+class TestServer {
+ public:
+  // Starts with `creds`; port() is 0 when the server could not start.
+  explicit TestServer(std::shared_ptr<grpc::ServerCredentials> creds) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", std::move(creds), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+  }
+  ~TestServer() {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(1));
+    }
+  }
+
+  int port() const { return server_ == nullptr ? 0 : port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port()); }
+  std::vector<std::string> Seen() const { return service_.Seen(); }
+
+ private:
+  IdentityService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+struct CallResult {
+  grpc::Status status;
+  std::string site;  // The identity the server echoed back.
+};
+
+// One GetInfo call to `address`, verifying the server as `server_name`.
+CallResult Call(const std::string& address,
+                std::shared_ptr<grpc::ChannelCredentials> creds,
+                const std::string& server_name = "localhost",
+                int deadline_sec = kDeadlineSec) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(server_name);
+  auto stub = passerelle::v1::NodeService::NewStub(
+      grpc::CreateCustomChannel(address, std::move(creds), args));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(deadline_sec));
+  passerelle::v1::NodeInfo info;
+  CallResult result;
+  result.status =
+      stub->GetInfo(&context, passerelle::v1::NodeInfoRequest(), &info);
+  result.site = info.site();
+  return result;
+}
+
+std::string ReadAll(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return "";
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), f)) out.append(buf, n);
+  std::fclose(f);
+  return out;
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setup_error_ = new std::string;
+    pki_ = new std::string;
+    foreign_ = new std::string;
+    absl::Status status = MintAll();
+    if (!status.ok()) *setup_error_ = status.ToString();
+  }
+
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    for (std::string* dir : {pki_, foreign_}) {
+      if (!dir->empty()) std::filesystem::remove_all(*dir, ec);
+    }
+    delete setup_error_;
+    delete pki_;
+    delete foreign_;
+  }
+
+  void SetUp() override { ASSERT_EQ(*setup_error_, "") << "PKI set-up failed"; }
+
+  static std::string MintCommand() {
+    return "bash " + ShellQuote(SourceDir() + "/deploy/pki/mint.sh");
+  }
+
+  // Mints the federation PKI (one site, two users), two CA-signed leaves
+  // without a spiffe identity, and revokes bob. ctest runs every test in its
+  // own process, so this is kept small.
+  static absl::Status MintAll() {
+    if (SourceDir().empty()) {
+      return absl::FailedPreconditionError(
+          "PASSERELLE_SOURCE_DIR is not set (run through ctest)");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(*pki_, MakeTempDir("passerelle_tls_pki"));
+    const std::string mint = MintCommand();
+    const std::string dir = ShellQuote(*pki_);
+    return RunShell(absl::StrCat(
+        mint, " ", dir, " --sites fr --users 'alice bob'",
+        // A leaf whose only URI SAN is not a spiffe ID.
+        " && ", mint, " ", dir, " --issue weburi https://passerelle/user/x",
+        // A leaf with no subjectAltName at all, straight from openssl.
+        " && cd ", dir,
+        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256"
+        " -out nosan.key && openssl req -new -key nosan.key"
+        " -subj /O=Passerelle/CN=nosan -out nosan.csr && openssl x509 -req"
+        " -in nosan.csr -CA ca.pem -CAkey ca.key -set_serial 4242 -days 1"
+        " -out nosan.pem",
+        " && ", mint, " ", dir, " --revoke bob"));
+  }
+
+  // Mints, on first use, an unrelated PKI with its own CA.
+  static absl::Status MintForeign() {
+    if (!foreign_->empty()) return absl::OkStatus();
+    PASSERELLE_ASSIGN_OR_RETURN(std::string dir,
+                                MakeTempDir("passerelle_tls_foreign"));
+    *foreign_ = dir;
+    return RunShell(MintCommand() + " " + ShellQuote(dir) +
+                    " --sites fr --users alice");
+  }
+
+  static std::string Path(const std::string& name) {
+    return *pki_ + "/" + name;
+  }
+  static std::string ForeignPath(const std::string& name) {
+    return *foreign_ + "/" + name;
+  }
+
+  // The files of leaf `name` of the federation PKI.
+  static TlsFiles Files(const std::string& name, bool with_crl = false) {
+    TlsFiles files;
+    files.ca_file = Path("ca.pem");
+    files.cert_file = Path(name + ".pem");
+    files.key_file = Path(name + ".key");
+    if (with_crl) files.crl_dir = Path("crl");
+    return files;
+  }
+
+  static std::shared_ptr<grpc::ServerCredentials> ServerCreds(bool with_crl) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+        MakeServerCredentials(Files("node-fr", with_crl));
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    return creds.ok() ? *creds : nullptr;
+  }
+
+  static std::shared_ptr<grpc::ChannelCredentials> ClientCreds(
+      const std::string& user, bool with_crl = false) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        MakeChannelCredentials(Files(user, with_crl));
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    return creds.ok() ? *creds : nullptr;
+  }
+
+  static std::string* setup_error_;
+  static std::string* pki_;
+  static std::string* foreign_;
+};
+
+std::string* TlsTest::setup_error_ = nullptr;
+std::string* TlsTest::pki_ = nullptr;
+std::string* TlsTest::foreign_ = nullptr;
+
+// ---- CheckTlsFiles --------------------------------------------------------
+
+TEST_F(TlsTest, CheckTlsFilesAcceptsMintedFiles) {
+  EXPECT_TRUE(CheckTlsFiles(Files("node-fr")).ok())
+      << CheckTlsFiles(Files("node-fr"));
+  EXPECT_TRUE(CheckTlsFiles(Files("alice")).ok())
+      << CheckTlsFiles(Files("alice"));
+}
+
+TEST_F(TlsTest, CheckTlsFilesNamesMissingFile) {
+  for (std::string TlsFiles::*field :
+       {&TlsFiles::ca_file, &TlsFiles::cert_file, &TlsFiles::key_file}) {
+    TlsFiles files = Files("node-fr");
+    files.*field = Path("does-not-exist.pem");
+    absl::Status status = CheckTlsFiles(files);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(Path("does-not-exist.pem")));
+  }
+  TlsFiles unset = Files("node-fr");
+  unset.key_file.clear();
+  EXPECT_EQ(CheckTlsFiles(unset).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TlsTest, CheckTlsFilesNamesFileThatIsNotPem) {
+  TlsFiles files = Files("node-fr");
+  files.cert_file = Path("ca.cnf");
+  absl::Status status = CheckTlsFiles(files);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr(Path("ca.cnf")));
+
+  files = Files("node-fr");
+  files.key_file = Path("node-fr.pem");  // A certificate, not a key.
+  status = CheckTlsFiles(files);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr(Path("node-fr.pem")));
+}
+
+TEST_F(TlsTest, CheckTlsFilesRejectsKeyOfAnotherCertificate) {
+  TlsFiles files = Files("bob");
+  files.key_file = Path("alice.key");
+  absl::Status status = CheckTlsFiles(files);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr(Path("alice.key")));
+  EXPECT_THAT(status.message(), HasSubstr(Path("bob.pem")));
+  EXPECT_THAT(status.message(), HasSubstr("does not match"));
+}
+
+TEST_F(TlsTest, CheckTlsFilesRejectsCertificateFromForeignCa) {
+  ASSERT_EQ(MintForeign(), absl::OkStatus());
+  TlsFiles files = Files("alice");
+  files.cert_file = ForeignPath("alice.pem");
+  files.key_file = ForeignPath("alice.key");
+  absl::Status status = CheckTlsFiles(files);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr(ForeignPath("alice.pem")));
+  EXPECT_THAT(status.message(), HasSubstr("does not verify"));
+  // The same pair is fine against its own CA.
+  files.ca_file = ForeignPath("ca.pem");
+  EXPECT_TRUE(CheckTlsFiles(files).ok()) << CheckTlsFiles(files);
+}
+
+TEST_F(TlsTest, CheckTlsFilesRejectsCertificateWithoutSpiffeId) {
+  for (const char* name : {"nosan", "weburi"}) {
+    SCOPED_TRACE(name);
+    absl::Status status = CheckTlsFiles(Files(name));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(Path(std::string(name) + ".pem")));
+    EXPECT_THAT(status.message(), HasSubstr("spiffe"));
+  }
+}
+
+TEST_F(TlsTest, ChecksLeaveNoOpenSslErrorsBehind) {
+  // gRPC's handshakes read this thread's OpenSSL error queue (sync calls
+  // poll on the caller's thread); stale entries must not be left there.
+  ERR_clear_error();
+  ASSERT_TRUE(CheckTlsFiles(Files("node-fr")).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u)
+      << ERR_error_string(ERR_peek_error(), nullptr);
+  ERR_clear_error();
+  ASSERT_TRUE(CertificateIdentity(Path("alice.pem")).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u)
+      << ERR_error_string(ERR_peek_error(), nullptr);
+  ERR_clear_error();
+  TlsFiles files = Files("bob");
+  files.key_file = Path("alice.key");
+  ASSERT_FALSE(CheckTlsFiles(files).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u)
+      << ERR_error_string(ERR_peek_error(), nullptr);
+  ERR_clear_error();
+  files = Files("alice");
+  files.ca_file = Path("alice.pem");  // Not the issuer: verification fails.
+  ASSERT_FALSE(CheckTlsFiles(files).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u)
+      << ERR_error_string(ERR_peek_error(), nullptr);
+  ERR_clear_error();
+}
+
+TEST_F(TlsTest, MakeCredentialsRefuseBadFiles) {
+  TlsFiles files = Files("bob");
+  files.key_file = Path("alice.key");
+  EXPECT_EQ(MakeServerCredentials(files).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeChannelCredentials(files).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Identities -----------------------------------------------------------
+
+TEST(TlsSpiffeIdTest, AcceptsWellFormedIds) {
+  EXPECT_TRUE(IsSpiffeId("spiffe://passerelle/user/alice"));
+  EXPECT_TRUE(IsSpiffeId("spiffe://passerelle/site/fr/node"));
+  EXPECT_TRUE(IsSpiffeId("spiffe://passerelle/gateway"));
+}
+
+TEST(TlsSpiffeIdTest, RejectsMalformedIds) {
+  EXPECT_FALSE(IsSpiffeId(""));
+  EXPECT_FALSE(IsSpiffeId("http://x/y"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://td"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://td/"));
+  EXPECT_FALSE(IsSpiffeId("spiffe:///path"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://td/user/al ice"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://t d/user"));
+  EXPECT_FALSE(IsSpiffeId(" spiffe://td/user"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://td/user\n"));
+}
+
+TEST_F(TlsTest, CertificateIdentityReadsSpiffeUri) {
+  absl::StatusOr<std::string> id = CertificateIdentity(Path("node-fr.pem"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, "spiffe://passerelle/site/fr/node");
+  id = CertificateIdentity(Path("alice.pem"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, kAlice);
+}
+
+TEST_F(TlsTest, CertificateIdentityErrors) {
+  EXPECT_EQ(CertificateIdentity(Path("nosan.pem")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CertificateIdentity(Path("weburi.pem")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CertificateIdentity(Path("missing.pem")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---- mTLS over loopback ---------------------------------------------------
+
+TEST_F(TlsTest, MutualTlsCarriesClientIdentity) {
+  TestServer server(ServerCreds(/*with_crl=*/true));
+  ASSERT_NE(server.port(), 0);
+  CallResult result = Call(server.address(), ClientCreds("alice"));
+  ASSERT_TRUE(result.status.ok())
+      << result.status.error_code() << ": " << result.status.error_message();
+  EXPECT_EQ(result.site, kAlice);
+  EXPECT_THAT(server.Seen(), ::testing::ElementsAre(kAlice));
+}
+
+TEST_F(TlsTest, RefusesClientFromForeignCa) {
+  ASSERT_EQ(MintForeign(), absl::OkStatus());
+  TestServer server(ServerCreds(/*with_crl=*/true));
+  ASSERT_NE(server.port(), 0);
+  // The client trusts the federation CA (so only the server can object) but
+  // presents a certificate issued by another CA.
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadAll(Path("ca.pem"));
+  options.pem_cert_chain = ReadAll(ForeignPath("alice.pem"));
+  options.pem_private_key = ReadAll(ForeignPath("alice.key"));
+  ASSERT_FALSE(options.pem_cert_chain.empty());
+  CallResult result = Call(server.address(), grpc::SslCredentials(options),
+                           "localhost", kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+}
+
+TEST_F(TlsTest, RefusesClientWithoutCertificate) {
+  TestServer server(ServerCreds(/*with_crl=*/true));
+  ASSERT_NE(server.port(), 0);
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadAll(Path("ca.pem"));
+  CallResult result = Call(server.address(), grpc::SslCredentials(options),
+                           "localhost", kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+}
+
+TEST_F(TlsTest, RefusesRevokedClient) {
+  TestServer server(ServerCreds(/*with_crl=*/true));
+  ASSERT_NE(server.port(), 0);
+  CallResult bob = Call(server.address(), ClientCreds("bob"), "localhost",
+                        kRefusedDeadlineSec);
+  EXPECT_EQ(bob.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << bob.status.error_message();
+  // Alice, not revoked, still gets through; her client checks the server
+  // against the CRL too.
+  CallResult alice =
+      Call(server.address(), ClientCreds("alice", /*with_crl=*/true));
+  EXPECT_TRUE(alice.status.ok()) << alice.status.error_message();
+  EXPECT_EQ(alice.site, kAlice);
+  EXPECT_THAT(server.Seen(), ::testing::ElementsAre(kAlice));
+}
+
+TEST_F(TlsTest, RevocationNeedsCrlDirectory) {
+  // Control for RefusesRevokedClient: bob's certificate is otherwise valid,
+  // so it is the CRL that refuses him there.
+  TestServer server(ServerCreds(/*with_crl=*/false));
+  ASSERT_NE(server.port(), 0);
+  CallResult bob = Call(server.address(), ClientCreds("bob"));
+  EXPECT_TRUE(bob.status.ok()) << bob.status.error_message();
+  EXPECT_EQ(bob.site, "spiffe://passerelle/user/bob");
+}
+
+TEST_F(TlsTest, ClientRefusesServerNameNotInCertificate) {
+  TestServer server(ServerCreds(/*with_crl=*/true));
+  ASSERT_NE(server.port(), 0);
+  CallResult result = Call(server.address(), ClientCreds("alice"),
+                           "evil.example", kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+}
+
+TEST_F(TlsTest, ClientRefusesServerFromForeignCa) {
+  ASSERT_EQ(MintForeign(), absl::OkStatus());
+  // The server trusts the federation CA (so it would accept alice) but
+  // presents a certificate, valid for localhost, issued by another CA.
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = ReadAll(Path("ca.pem"));
+  options.pem_key_cert_pairs.push_back({ReadAll(ForeignPath("node-fr.key")),
+                                        ReadAll(ForeignPath("node-fr.pem"))});
+  TestServer server(grpc::SslServerCredentials(options));
+  ASSERT_NE(server.port(), 0);
+  CallResult result = Call(server.address(), ClientCreds("alice"), "localhost",
+                           kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+}
+
+TEST(TlsPeerIdentityTest, UnauthenticatedWithoutTls) {
+  TestServer server(grpc::InsecureServerCredentials());
+  ASSERT_NE(server.port(), 0);
+  CallResult result =
+      Call(server.address(), grpc::InsecureChannelCredentials());
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << result.status.error_message();
+  ASSERT_EQ(server.Seen().size(), 1u);
+  EXPECT_THAT(server.Seen()[0], HasSubstr("UNAUTHENTICATED"));
+}
+
+}  // namespace
+}  // namespace passerelle::tls
