@@ -40,6 +40,14 @@ trap cleanup EXIT
 echo "== minting a fresh federation CA and certificates in $work/pki"
 "$root/deploy/pki/mint.sh" "$work/pki" >/dev/null
 
+echo "== minting each log's Ed25519 signing key; auditors keep the public halves"
+for log in gateway fr qc; do
+  mkdir -p "$work/$log"
+  openssl genpkey -algorithm ed25519 -out "$work/$log/audit.key" 2>/dev/null
+  chmod 600 "$work/$log/audit.key"
+  openssl pkey -in "$work/$log/audit.key" -pubout -out "$work/pki/audit-$log.pub"
+done
+
 echo "== generating $patients synthetic patients per site and loading the node stores"
 for site in fr qc; do
   seed=$([ "$site" = fr ] && echo 33 || echo 1608)
@@ -49,15 +57,13 @@ done
 
 # Configuration files (protobuf text format), one per process.
 for site in fr qc; do
-  min=$([ "$site" = fr ] && echo 10 || echo 5)
   cat > "$work/$site/node.textproto" <<CFG
 site: "$site"
 listen: "127.0.0.1:0"
 store_dir: "$work/$site/store"
 audit_dir: "$work/$site/audit"
 audit_key_file: "$work/$site/audit.key"
-allowed_callers: "spiffe://passerelle/gateway"
-min_cell_size: $min
+policy_files: "$root/deploy/policy/site-$site.textproto"
 port_file: "$work/$site/port"
 tls { ca_file: "$work/pki/ca.pem" cert_file: "$work/pki/node-$site.pem" key_file: "$work/pki/node-$site.key" }
 CFG
@@ -90,6 +96,8 @@ audit_dir: "$work/gateway/audit"
 audit_key_file: "$work/gateway/audit.key"
 default_timeout_ms: 5000
 policy_files: "$root/deploy/policy/federation.textproto"
+policy_files: "$root/deploy/policy/site-fr.textproto"
+policy_files: "$root/deploy/policy/site-qc.textproto"
 tls { ca_file: "$work/pki/ca.pem" cert_file: "$work/pki/gateway.pem" key_file: "$work/pki/gateway.key" }
 sites { site: "fr" address: "127.0.0.1:$(cat "$work/fr/port")" tls_server_name: "localhost" }
 sites { site: "qc" address: "127.0.0.1:$(cat "$work/qc/port")" tls_server_name: "localhost" }
@@ -107,7 +115,7 @@ project: "diabetes-fr-qc"
 tls { ca_file: "$work/pki/ca.pem" cert_file: "$work/pki/alice.pem" key_file: "$work/pki/alice.key" }
 CFG
 
-query='condition icd10:E11* and age between 40 and 79 group by sex, age_band(10)'
+query='condition icd10:E11* and age between 40 and 79 group by sex, age_band(20)'
 echo
 echo "== alice (researcher, project diabetes-fr-qc) asks across the border:"
 echo "   $query"
@@ -131,6 +139,6 @@ echo
 echo "== verifying the audit logs (gateway, fr, qc)"
 for log in gateway fr qc; do
   printf '%-8s ' "$log:"
-  "$bin" audit verify --store "$work/$log/audit"
+  "$bin" audit verify --store "$work/$log/audit" --public-key "$work/pki/audit-$log.pub" | tail -1
 done
 echo "demo complete"
