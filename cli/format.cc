@@ -277,6 +277,7 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
           ", \"rho_charged\": ", Double(r.rho_charged()),
           ", \"policy_version\": ", JsonQuote(r.policy_version()),
           ", \"audit_index\": ", r.audit_index(),
+          ", \"repeat\": ", r.repeat() ? "true" : "false",
           ", \"notes\": [", absl::StrJoin(notes, ", "), "]}\n");
     }
     case OutputFormat::kCsv: {
@@ -366,6 +367,10 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
       }
       absl::StrAppend(&out, "   audit entry #", r.audit_index(), "   policy ",
                       r.policy_version().substr(0, 12), "\n");
+      if (r.repeat()) {
+        absl::StrAppend(&out, "repeat of audit entry #", r.first_audit_index(),
+                        ": same answer, no budget charged\n");
+      }
       for (const std::string& n : r.notes()) absl::StrAppend(&out, "note: ", n, "\n");
       return out;
     }

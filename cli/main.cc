@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cli/audit_cmd.h"
+#include "cli/budget_cmd.h"
 #include "cli/gateway_cmd.h"
 #include "cli/generate_cmd.h"
 #include "cli/node_cmd.h"
@@ -19,6 +20,7 @@ constexpr char kUsage[] =
     "\n"
     "researchers:\n"
     "  passerelle query [--format table|json|csv] [--project P] 'QUERY'\n"
+    "  passerelle budget show [--project P] [--format table|json]\n"
     "site stewards and operators:\n"
     "  passerelle generate --patients N --seed S --site ID --out DIR\n"
     "  passerelle node load --store DIR --site ID [--format omop] CSV_DIR\n"
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   if (daemon) passerelle::BlockTerminationSignals();
   using namespace passerelle::cli;
   if (group == "query") return RunQueryCommand(args);
+  if (group == "budget") return RunBudgetCommand(args);
   if (group == "node") return RunNodeCommand(args);
   if (group == "gateway") return RunGatewayCommand(args);
   if (group == "generate") return RunGenerateCommand(args);

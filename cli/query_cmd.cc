@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "cli/client.h"
 #include "cli/flags.h"
 #include "cli/format.h"
 #include "common/grpc_status.h"
@@ -25,25 +26,6 @@ constexpr char kUsage[] =
     "                        'QUERY'\n"
     "The config file (protobuf text, see deploy/) defaults to $PASSERELLE_CONFIG.\n";
 
-absl::StatusOr<v1::ClientConfig> ClientConfigFrom(const ParsedFlags& flags) {
-  v1::ClientConfig config;
-  std::string path = flags.Get("config");
-  if (path.empty() && std::getenv("PASSERELLE_CONFIG") != nullptr) {
-    path = std::getenv("PASSERELLE_CONFIG");
-  }
-  if (!path.empty()) PASSERELLE_RETURN_IF_ERROR(LoadTextProtoFile(path, &config));
-  if (flags.Has("gateway")) config.set_gateway(flags.Get("gateway"));
-  if (flags.Has("server-name")) config.set_tls_server_name(flags.Get("server-name"));
-  if (flags.Has("ca")) config.mutable_tls()->set_ca_file(flags.Get("ca"));
-  if (flags.Has("cert")) config.mutable_tls()->set_cert_file(flags.Get("cert"));
-  if (flags.Has("key")) config.mutable_tls()->set_key_file(flags.Get("key"));
-  if (flags.Has("project")) config.set_project(flags.Get("project"));
-  if (config.gateway().empty()) {
-    return absl::InvalidArgumentError("no gateway address: give --gateway or a --config file");
-  }
-  return config;
-}
-
 absl::Status Run(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) {
     return absl::InvalidArgumentError("expected exactly one QUERY argument");
@@ -51,18 +33,8 @@ absl::Status Run(const ParsedFlags& flags) {
   PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format, ParseOutputFormat(flags.Get("format")));
   PASSERELLE_ASSIGN_OR_RETURN(v1::ClientConfig config, ClientConfigFrom(flags));
   PASSERELLE_ASSIGN_OR_RETURN(int64_t timeout_ms, flags.GetInt("timeout-ms", 30000));
-  tls::TlsFiles files;
-  files.ca_file = config.tls().ca_file();
-  files.cert_file = config.tls().cert_file();
-  files.key_file = config.tls().key_file();
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
-                              tls::MakeChannelCredentials(files));
-  grpc::ChannelArguments args;
-  if (!config.tls_server_name().empty()) {
-    args.SetSslTargetNameOverride(config.tls_server_name());
-  }
-  auto stub = v1::GatewayService::NewStub(
-      grpc::CreateCustomChannel(config.gateway(), creds, args));
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<v1::GatewayService::Stub> stub,
+                              NewGatewayStub(config));
 
   v1::QueryRequest request;
   request.set_text(flags.positional[0]);
@@ -86,9 +58,9 @@ int RunQueryCommand(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return 0;
   }
-  absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      args, {"config", "format", "project", "purpose", "site", "gateway", "ca",
-             "cert", "key", "server-name", "timeout-ms"});
+  std::set<std::string> names = ClientFlagNames();
+  names.insert({"format", "purpose", "site"});
+  absl::StatusOr<ParsedFlags> flags = ParseFlags(args, names);
   absl::Status status = flags.ok() ? Run(*flags) : flags.status();
   if (!status.ok()) {
     std::cerr << "passerelle query: " << absl::StatusCodeToString(status.code())

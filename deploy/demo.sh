@@ -123,6 +123,15 @@ echo
 "$bin" query --config "$work/alice.textproto" "$query"
 
 echo
+echo "== the project's privacy budget after that query:"
+"$bin" budget show --config "$work/alice.textproto"
+
+echo
+echo "== alice asks the same cohort again, written differently: the same answer, no cost"
+"$bin" query --config "$work/alice.textproto" \
+  "$(echo "$query" | sed 's/icd10:E11\*/ICD10:e11*/')" | grep -E "^(privacy cost|repeat of)"
+
+echo
 echo "== shutting down"
 for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" || { echo "a server exited with an error" >&2; exit 1; }; done

@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
@@ -68,7 +69,8 @@ absl::StatusOr<std::vector<v1::Cell>> AlignCells(
   for (const v1::CellKey& key : keys) {
     auto it = by_key.find(KeyString(key));
     if (it == by_key.end()) {
-      return absl::DataLossError("node returned a cell outside the public domain");
+      return absl::DataLossError(
+          "node returned a cell outside the public domain");
     }
     v1::Cell& c = cells.emplace_back();
     *c.mutable_key() = key;
@@ -77,19 +79,58 @@ absl::StatusOr<std::vector<v1::Cell>> AlignCells(
   return cells;
 }
 
+const char* SiteStatusName(v1::SiteStatus s) {
+  switch (s) {
+    case v1::SITE_STATUS_OK:
+      return "ok";
+    case v1::SITE_STATUS_TIMED_OUT:
+      return "timed_out";
+    case v1::SITE_STATUS_REFUSED:
+      return "refused";
+    default:
+      return "failed";
+  }
+}
+
 }  // namespace
+
+void GatewayCore::NoteSnapshot(const std::string& site,
+                               const std::string& snapshot) {
+  absl::MutexLock lock(&mu_);
+  if (snapshot.empty()) {
+    known_snapshots_.erase(site);
+  } else {
+    known_snapshots_[site] = snapshot;
+  }
+}
+
+std::string GatewayCore::KnownSnapshot(const std::string& site) const {
+  absl::MutexLock lock(&mu_);
+  auto it = known_snapshots_.find(site);
+  return it == known_snapshots_.end() ? "" : it->second;
+}
+
+void GatewayCore::RefreshNodeInfo(absl::Time deadline) {
+  for (const auto& [site, client] : nodes_) {
+    absl::StatusOr<v1::NodeInfo> info = client->Info(deadline);
+    NoteSnapshot(site, info.ok() ? info->snapshot() : "");
+  }
+}
 
 GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
                          ledger::BudgetLedger* ledger, AuditSink* audit,
-                         privacy::NoiseSource* noise, privacy::RandomSource* ids,
-                         std::vector<NodeClient*> nodes, Clock* clock)
+                         privacy::NoiseSource* noise,
+                         privacy::RandomSource* ids,
+                         std::vector<NodeClient*> nodes, Clock* clock,
+                         ReleaseCache* cache)
     : options_(std::move(options)),
       policy_(std::move(policy)),
       ledger_(ledger),
       audit_(audit),
       noise_(noise),
       ids_(ids),
-      clock_(clock) {
+      clock_(clock),
+      cache_(cache) {
   for (NodeClient* n : nodes) nodes_[n->site()] = n;
 }
 
@@ -158,8 +199,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   if (!decision.allow()) {
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     for (const std::string& r : decision.reasons()) entry.add_reasons(r);
-    return Refuse(entry, start,
-                  absl::PermissionDeniedError(absl::StrJoin(decision.reasons(), "; ")));
+    return Refuse(
+        entry, start,
+        absl::PermissionDeniedError(absl::StrJoin(decision.reasons(), "; ")));
   }
   if (!ob.purpose().empty()) entry.set_purpose(ob.purpose());
   std::vector<NodeClient*> clients;
@@ -189,6 +231,29 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   params.rho = ob.rho_per_query();
   params.federation_min_cell_size = ob.federation_min_cell_size();
   params.rounding = ob.rounding();
+
+  // Repeat protection: the same query under the same parameters and node
+  // snapshots gets the answer already released, at no cost and without
+  // contacting any node.
+  if (cache_ != nullptr) {
+    std::vector<SiteSnapshot> known;
+    bool all_known = true;
+    for (size_t i = 0; i < clients.size(); ++i) {
+      const std::string snap = KnownSnapshot(clients[i]->site());
+      all_known &= !snap.empty();
+      known.push_back({clients[i]->site(),
+                       ob.sites(static_cast<int>(i)).min_cell_size(), snap});
+    }
+    if (all_known) {
+      absl::StatusOr<std::optional<v1::CachedRelease>> hit =
+          cache_->Get(ReleaseKey(ob.project(), canonical, ob, known));
+      // An unreadable cache is a miss: the query is charged like a new one.
+      if (hit.ok() && hit->has_value()) {
+        return ServeRepeat(entry, start, request_id, **hit);
+      }
+    }
+  }
+
   absl::StatusOr<privacy::QueryCost> cost =
       privacy::ComputeQueryCost(params, static_cast<int>(clients.size()));
   if (!cost.ok()) return Refuse(entry, start, cost.status());
@@ -211,8 +276,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     r.set_project(ob.project());
     r.set_min_cell_size(ob.sites(static_cast<int>(i)).min_cell_size());
     auto t = options_.site_timeouts.find(clients[i]->site());
-    const absl::Duration timeout =
-        t == options_.site_timeouts.end() ? options_.default_timeout : t->second;
+    const absl::Duration timeout = t == options_.site_timeouts.end()
+                                       ? options_.default_timeout
+                                       : t->second;
     deadlines.push_back(std::min(deadline, clock_->Now() + timeout));
   }
   std::vector<SiteOutcome> outcomes =
@@ -284,7 +350,8 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     }
     for (const v1::CellKey& key : query::EnumerateCells(query, all_sites)) {
       auto it = combined_by_key.find(KeyString(key));
-      if (it != combined_by_key.end()) combined.push_back(std::move(it->second));
+      if (it != combined_by_key.end())
+        combined.push_back(std::move(it->second));
     }
   }
   for (size_t i = 0; i < outcomes.size(); ++i) {
@@ -303,10 +370,11 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
       as->set_snapshot(o.response.snapshot());
       as->set_node_audit_index(o.response.audit_index());
     }
+    for (const v1::ReleasedCell& c : s->cells()) *as->add_released_cells() = c;
     if (o.state != SiteState::kOk) {
-      notes.push_back(absl::StrCat("PARTIAL: site ", o.site, " is missing (",
-                                   SiteStateName(o.state), ": ", o.reason,
-                                   "); combined counts cover the other sites only"));
+      notes.push_back(absl::StrCat(
+          "PARTIAL: site ", o.site, " is missing (", SiteStateName(o.state),
+          ": ", o.reason, "); combined counts cover the other sites only"));
     }
   }
   response.set_complete(complete);
@@ -326,6 +394,158 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
         "audit log unavailable, nothing released: ", index.status().message()));
   }
   response.set_audit_index(*index);
+  for (const SiteOutcome& o : outcomes) {
+    if (o.state == SiteState::kOk) NoteSnapshot(o.site, o.response.snapshot());
+  }
+  if (cache_ != nullptr && complete) {
+    std::vector<SiteSnapshot> actual;
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      actual.push_back({outcomes[i].site,
+                        ob.sites(static_cast<int>(i)).min_cell_size(),
+                        outcomes[i].response.snapshot()});
+    }
+    v1::CachedRelease release;
+    *release.mutable_response() = response;
+    release.set_first_audit_index(*index);
+    release.set_released_unix_micros(entry.time_unix_micros());
+    // Already released and audited: a failed write only loses the discount.
+    (void)cache_->Put(ReleaseKey(ob.project(), canonical, ob, actual), release);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::QueryResponse> GatewayCore::ServeRepeat(
+    v1::AuditEntry& entry, absl::Time start, const std::string& request_id,
+    const v1::CachedRelease& cached) {
+  v1::QueryResponse response = cached.response();
+  response.set_request_id(request_id);
+  response.set_epsilon_charged(0);
+  response.set_rho_charged(0);
+  response.set_repeat(true);
+  response.set_first_audit_index(cached.first_audit_index());
+  response.add_notes(absl::StrCat(
+      "REPEAT: the same query under the same parameters and data snapshots was "
+      "released "
+      "before (audit entry #",
+      cached.first_audit_index(), ", ",
+      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                       absl::FromUnixMicros(cached.released_unix_micros()),
+                       absl::UTCTimeZone()),
+      "): the same answer is returned and no budget is charged"));
+  entry.set_decision(v1::AUDIT_DECISION_ALLOWED);
+  entry.set_repeat_of_index(cached.first_audit_index());
+  entry.add_reasons("repeat of an earlier release; no budget charged");
+  for (const v1::SiteResult& s : response.sites()) {
+    entry.add_sites_requested(s.site());
+    v1::AuditSiteStatus* as = entry.add_sites();
+    as->set_site(s.site());
+    as->set_status(SiteStatusName(s.status()));
+    as->set_reason(s.reason());
+    as->set_snapshot(s.snapshot());
+    for (const v1::ReleasedCell& c : s.cells()) *as->add_released_cells() = c;
+  }
+  for (const v1::ReleasedCell& c : response.combined())
+    *entry.add_released_cells() = c;
+  entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  if (!index.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "audit log unavailable, nothing released: ", index.status().message()));
+  }
+  response.set_audit_index(*index);
+  return response;
+}
+
+namespace {
+
+v1::BudgetAccount ToAccount(const ledger::Account& a) {
+  constexpr double kMicro = 1e-6;
+  v1::BudgetAccount out;
+  out.set_researcher(a.researcher);
+  out.set_epsilon_spent(static_cast<double>(a.epsilon_spent_micros) * kMicro);
+  out.set_rho_spent(static_cast<double>(a.rho_spent_micros) * kMicro);
+  if (a.epsilon_cap_micros > 0)
+    out.set_epsilon_cap(static_cast<double>(a.epsilon_cap_micros) * kMicro);
+  if (a.rho_cap_micros > 0)
+    out.set_rho_cap(static_cast<double>(a.rho_cap_micros) * kMicro);
+  if (a.epsilon_remaining_micros) {
+    out.set_epsilon_remaining(static_cast<double>(*a.epsilon_remaining_micros) *
+                              kMicro);
+  }
+  if (a.rho_remaining_micros) {
+    out.set_rho_remaining(static_cast<double>(*a.rho_remaining_micros) *
+                          kMicro);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
+    const std::string& caller, const v1::BudgetRequest& request) {
+  const absl::Time start = clock_->Now();
+  v1::AuditEntry entry;
+  entry.set_operation("budget");
+  entry.set_time_unix_micros(absl::ToUnixMicros(start));
+  entry.set_caller(caller);
+  entry.set_project(request.project());
+  entry.set_decision(v1::AUDIT_DECISION_FAILED);
+  PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
+  entry.set_request_id(request_id);
+  if (request.project().empty()) {
+    return Refuse(entry, start,
+                  absl::InvalidArgumentError("budget: project is required"));
+  }
+  std::shared_ptr<const policy::Policy> policy = policy_();
+  if (policy == nullptr) {
+    return Refuse(entry, start, absl::UnavailableError("no policy loaded"));
+  }
+  entry.set_policy_version(policy->version());
+  const v1::Project* project = policy->FindProject(request.project());
+  // Stewards and auditors see every researcher; a researcher sees the
+  // project and their own account.
+  v1::Member::Role role = v1::Member::ROLE_UNSPECIFIED;
+  std::vector<std::string> reasons;
+  for (v1::Member::Role r :
+       {v1::Member::STEWARD, v1::Member::AUDITOR, v1::Member::RESEARCHER}) {
+    v1::Decision d = policy->DecideRole(caller, r, request.project());
+    if (d.allow()) {
+      role = r;
+      break;
+    }
+    for (const std::string& reason : d.reasons()) reasons.push_back(reason);
+  }
+  if (project == nullptr || role == v1::Member::ROLE_UNSPECIFIED) {
+    entry.set_decision(v1::AUDIT_DECISION_DENIED);
+    if (reasons.empty())
+      reasons.push_back("not a member of project " + request.project());
+    for (const std::string& r : reasons) entry.add_reasons(r);
+    return Refuse(entry, start,
+                  absl::PermissionDeniedError(
+                      absl::StrCat("budget of project ", request.project(),
+                                   ": ", absl::StrJoin(reasons, "; "))));
+  }
+  entry.set_caller_role(policy::RoleName(role));
+  absl::StatusOr<ledger::BudgetView> view = ledger_->Show(
+      request.project(), ledger::CapsFromBudget(project->budget()));
+  if (!view.ok()) return Refuse(entry, start, view.status());
+  v1::BudgetResponse response;
+  response.set_project(view->project);
+  response.set_policy_version(policy->version());
+  *response.mutable_project_account() = ToAccount(view->project_account);
+  for (const ledger::Account& a : view->researchers) {
+    if (role == v1::Member::RESEARCHER && a.researcher != caller) continue;
+    *response.add_researchers() = ToAccount(a);
+  }
+  if (view->next_reset)
+    response.set_next_reset_unix(absl::ToUnixSeconds(*view->next_reset));
+  entry.set_decision(v1::AUDIT_DECISION_ALLOWED);
+  entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  if (!index.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "audit log unavailable, nothing released: ", index.status().message()));
+  }
   return response;
 }
 

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "gateway/node_client.h"
+#include "gateway/release_cache.h"
 #include "passerelle/v1/audit.pb.h"
 #include "passerelle/v1/gateway.pb.h"
 #include "policy/policy.h"
@@ -31,7 +33,7 @@ class BudgetLedger;
 namespace passerelle::privacy {
 class NoiseSource;
 class RandomSource;
-}
+}  // namespace passerelle::privacy
 
 namespace passerelle::gateway {
 
@@ -54,15 +56,29 @@ class GatewayCore {
  public:
   using PolicyProvider = std::function<std::shared_ptr<const policy::Policy>()>;
 
+  // `cache` may be null: no repeat protection (every query costs).
   GatewayCore(GatewayOptions options, PolicyProvider policy,
               ledger::BudgetLedger* ledger, AuditSink* audit,
               privacy::NoiseSource* noise, privacy::RandomSource* ids,
-              std::vector<NodeClient*> nodes, Clock* clock);
+              std::vector<NodeClient*> nodes, Clock* clock,
+              ReleaseCache* cache = nullptr);
 
   // `deadline` is the caller's; node calls never outlive it.
   absl::StatusOr<v1::QueryResponse> Query(const std::string& caller,
                                           const v1::QueryRequest& request,
                                           absl::Time deadline);
+
+  // The project's budget as the caller may see it (audited like a query).
+  absl::StatusOr<v1::BudgetResponse> Budget(const std::string& caller,
+                                            const v1::BudgetRequest& request);
+
+  // Asks every node for its snapshot version (metadata only, no data), so
+  // that a repeated query can be recognised without contacting any node.
+  // Count responses update the same table. Called periodically by the
+  // daemon; a node that does not answer is forgotten until it does.
+  void RefreshNodeInfo(absl::Time deadline);
+  // The snapshot last seen from `site` ("" when unknown).
+  std::string KnownSnapshot(const std::string& site) const;
 
  private:
   absl::StatusOr<std::string> NewRequestId();
@@ -70,6 +86,11 @@ class GatewayCore {
   // audit failure when the entry could not be written.
   absl::Status Refuse(v1::AuditEntry& entry, absl::Time start,
                       absl::Status status);
+
+  void NoteSnapshot(const std::string& site, const std::string& snapshot);
+  absl::StatusOr<v1::QueryResponse> ServeRepeat(
+      v1::AuditEntry& entry, absl::Time start, const std::string& request_id,
+      const v1::CachedRelease& cached);
 
   const GatewayOptions options_;
   const PolicyProvider policy_;
@@ -79,6 +100,9 @@ class GatewayCore {
   privacy::RandomSource* const ids_;
   std::map<std::string, NodeClient*> nodes_;
   Clock* const clock_;
+  ReleaseCache* const cache_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::string> known_snapshots_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace passerelle::gateway

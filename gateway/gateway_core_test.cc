@@ -31,7 +31,12 @@ constexpr char kPolicy[] = R"pb(
     gateway_identity: "spiffe://passerelle/gateway"
     site { id: "fr" }
     site { id: "qc" }
-    disclosure { min_cell_size: 1 mechanism: LAPLACE epsilon_per_query: 1.0 exact_mode_allowed: true }
+    disclosure {
+      min_cell_size: 1
+      mechanism: LAPLACE
+      epsilon_per_query: 1.0
+      exact_mode_allowed: true
+    }
     allow {
       domains: [ "condition", "drug" ]
       vocabularies: [ "icd10", "atc" ]
@@ -78,7 +83,8 @@ class FakeNode : public NodeClient {
  public:
   explicit FakeNode(std::string site) : site_(std::move(site)) {}
   const std::string& site() const override { return site_; }
-  void Count(const v1::CountRequest& request, absl::Time, CountCallback done) override {
+  void Count(const v1::CountRequest& request, absl::Time,
+             CountCallback done) override {
     calls_++;
     {
       absl::MutexLock lock(&mu_);
@@ -87,9 +93,10 @@ class FakeNode : public NodeClient {
     if (!error_.ok()) return done(error_);
     v1::CountResponse r;
     r.set_site(site_);
-    r.set_snapshot("snap-" + site_);
+    r.set_snapshot(snapshot());
     r.set_audit_index(7);
-    std::vector<v1::CellKey> keys = query::EnumerateCells(request.query(), {site_});
+    std::vector<v1::CellKey> keys =
+        query::EnumerateCells(request.query(), {site_});
     for (size_t i = 0; i < keys.size(); ++i) {
       v1::Cell* c = r.add_cells();
       *c->mutable_key() = keys[i];
@@ -98,6 +105,23 @@ class FakeNode : public NodeClient {
     if (extra_cell_) *r.add_cells() = r.cells(0);
     done(r);
   }
+  absl::StatusOr<v1::NodeInfo> Info(absl::Time) override {
+    info_calls_++;
+    if (!error_.ok()) return error_;
+    v1::NodeInfo info;
+    info.set_site(site_);
+    info.set_snapshot(snapshot());
+    return info;
+  }
+  void set_snapshot(std::string s) {
+    absl::MutexLock lock(&mu_);
+    snapshot_ = std::move(s);
+  }
+  std::string snapshot() {
+    absl::MutexLock lock(&mu_);
+    return snapshot_.empty() ? "snap-" + site_ : snapshot_;
+  }
+  int info_calls() const { return info_calls_.load(); }
   void set_counts(int64_t base, int64_t step) {
     base_ = base;
     step_ = step;
@@ -117,8 +141,10 @@ class FakeNode : public NodeClient {
   absl::Status error_;
   bool extra_cell_ = false;
   std::atomic<int> calls_{0};
+  std::atomic<int> info_calls_{0};
   absl::Mutex mu_;
   v1::CountRequest last_ ABSL_GUARDED_BY(mu_);
+  std::string snapshot_ ABSL_GUARDED_BY(mu_);
 };
 
 class MemoryAudit : public AuditSink {
@@ -158,19 +184,23 @@ class GatewayCoreTest : public ::testing::Test {
 
   void SetUp() override {
     dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat("gateway_core_test_", ::testing::UnitTest::GetInstance()->random_seed(),
-                        "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           absl::StrCat(
+               "gateway_core_test_",
+               ::testing::UnitTest::GetInstance()->random_seed(), "_",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    auto ledger = ledger::BudgetLedger::Open((dir_ / "ledger").string(), &clock_);
+    auto ledger =
+        ledger::BudgetLedger::Open((dir_ / "ledger").string(), &clock_);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
-    auto policy = policy::Policy::LoadFromSources({{"test.textproto", kPolicy}});
+    auto policy =
+        policy::Policy::LoadFromSources({{"test.textproto", kPolicy}});
     ASSERT_TRUE(policy.ok()) << policy.status();
     policy_ = *policy;
     core_ = std::make_unique<GatewayCore>(
-        GatewayOptions{}, [this] { return policy_; }, ledger_.get(), &audit_, &noise_, &ids_,
-        std::vector<NodeClient*>{&fr_, &qc_}, &clock_);
+        GatewayOptions{}, [this] { return policy_; }, ledger_.get(), &audit_,
+        &noise_, &ids_, std::vector<NodeClient*>{&fr_, &qc_}, &clock_, &cache_);
   }
   void TearDown() override {
     core_.reset();
@@ -178,7 +208,8 @@ class GatewayCoreTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  absl::StatusOr<v1::QueryResponse> Ask(const std::string& project, const std::string& text,
+  absl::StatusOr<v1::QueryResponse> Ask(const std::string& project,
+                                        const std::string& text,
                                         const std::string& caller = kAlice) {
     v1::QueryRequest request;
     request.set_project(project);
@@ -195,6 +226,7 @@ class GatewayCoreTest : public ::testing::Test {
   FakeNode fr_;
   FakeNode qc_;
   MemoryAudit audit_;
+  MemoryReleaseCache cache_;
   std::unique_ptr<ledger::BudgetLedger> ledger_;
   std::shared_ptr<const policy::Policy> policy_;
   std::unique_ptr<GatewayCore> core_;
@@ -203,24 +235,28 @@ class GatewayCoreTest : public ::testing::Test {
 TEST_F(GatewayCoreTest, ExactModeMergesCellByCell) {
   fr_.set_counts(100, 10);
   qc_.set_counts(50, 1);
-  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* group by sex");
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("exact", "condition icd10:E11* group by sex");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->complete());
   ASSERT_EQ(r->sites_size(), 2);
   EXPECT_EQ(r->sites(0).status(), v1::SITE_STATUS_OK);
   EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_OK);
   EXPECT_EQ(r->sites(0).snapshot(), "snap-fr");
-  const size_t cells = query::EnumerateCells(*query::ParseQuery("condition icd10:E11* group by sex"),
-                                             {"fr"})
-                           .size();
+  const size_t cells =
+      query::EnumerateCells(
+          *query::ParseQuery("condition icd10:E11* group by sex"), {"fr"})
+          .size();
   ASSERT_GT(cells, 1u);
   ASSERT_EQ(static_cast<size_t>(r->combined_size()), cells);
   for (size_t i = 0; i < cells; ++i) {
     const v1::ReleasedCell& c = r->combined(static_cast<int>(i));
     ASSERT_TRUE(c.has_count()) << i;
-    EXPECT_EQ(c.count(), (100 + 10 * static_cast<int64_t>(i)) + (50 + static_cast<int64_t>(i)))
+    EXPECT_EQ(c.count(), (100 + 10 * static_cast<int64_t>(i)) +
+                             (50 + static_cast<int64_t>(i)))
         << "cell " << i;
-    EXPECT_EQ(c.key().DebugString(), r->sites(0).cells(static_cast<int>(i)).key().DebugString());
+    EXPECT_EQ(c.key().DebugString(),
+              r->sites(0).cells(static_cast<int>(i)).key().DebugString());
   }
   // The nodes were asked for the parsed query with the site minimum.
   EXPECT_EQ(fr_.calls(), 1);
@@ -248,7 +284,8 @@ TEST_F(GatewayCoreTest, MissingSiteMakesThePartialResultNameIt) {
   EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_TIMED_OUT);
   EXPECT_THAT(r->sites(1).reason(), HasSubstr("stalled"));
   bool named = false;
-  for (const std::string& n : r->notes()) named |= absl::StrContains(n, "PARTIAL: site qc");
+  for (const std::string& n : r->notes())
+    named |= absl::StrContains(n, "PARTIAL: site qc");
   EXPECT_TRUE(named);
   ASSERT_EQ(r->combined_size(), 1);
   EXPECT_EQ(r->combined(0).count(), 100);  // fr alone, never a silent total
@@ -278,7 +315,8 @@ TEST_F(GatewayCoreTest, RetriesOnlyUnavailable) {
 
 TEST_F(GatewayCoreTest, InconsistentNodeCellsAreNotTrusted) {
   qc_.duplicate_a_cell();
-  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* group by sex");
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("exact", "condition icd10:E11* group by sex");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->complete());
   EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_FAILED);
@@ -297,7 +335,8 @@ TEST_F(GatewayCoreTest, DenialContactsNoNodeAndIsAudited) {
 }
 
 TEST_F(GatewayCoreTest, BadQueryIsInvalidArgumentAndAudited) {
-  absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11* and and");
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("exact", "condition icd10:E11* and and");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
@@ -308,7 +347,9 @@ TEST_F(GatewayCoreTest, BudgetIsReservedBeforeFanOutAndNeverOverspent) {
   int admitted = 0;
   double charged = 0;
   for (int i = 0; i < 10; ++i) {
-    absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+    // Distinct queries: a repeat would be free.
+    absl::StatusOr<v1::QueryResponse> r =
+        Ask("noised", absl::StrCat("condition icd10:E1", i, "*"));
     if (r.ok()) {
       admitted++;
       charged += r->epsilon_charged();
@@ -316,7 +357,8 @@ TEST_F(GatewayCoreTest, BudgetIsReservedBeforeFanOutAndNeverOverspent) {
       ASSERT_EQ(r->combined_size(), 1);
       EXPECT_EQ(r->combined(0).precision().kind(), v1::Precision::NOISED);
     } else {
-      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+          << r.status();
     }
   }
   EXPECT_GE(admitted, 1);
@@ -333,7 +375,8 @@ TEST_F(GatewayCoreTest, NoiseChangesReleasedCounts) {
   qc_.set_counts(1000, 0);
   bool any_noise = false;
   for (int i = 0; i < 4; ++i) {
-    absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+    absl::StatusOr<v1::QueryResponse> r =
+        Ask("noised", absl::StrCat("condition icd10:E1", i, "*"));
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE(r->combined(0).has_count());
     any_noise |= r->combined(0).count() != 2000;
@@ -341,6 +384,117 @@ TEST_F(GatewayCoreTest, NoiseChangesReleasedCounts) {
     EXPECT_GE(r->combined(0).interval_high(), r->combined(0).count());
   }
   EXPECT_TRUE(any_noise) << "four noised releases all equal to the true count";
+}
+
+double ProjectSpent(GatewayCore& core, const std::string& caller = kAlice) {
+  v1::BudgetRequest request;
+  request.set_project("noised");
+  absl::StatusOr<v1::BudgetResponse> b = core.Budget(caller, request);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? b->project_account().epsilon_spent() : -1;
+}
+
+TEST_F(GatewayCoreTest,
+       RepeatReturnsTheSameAnswerAtNoCostWithoutContactingNodes) {
+  absl::StatusOr<v1::QueryResponse> first =
+      Ask("noised", "condition icd10:E11* group by sex");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->repeat());
+  const double cost = first->epsilon_charged();
+  ASSERT_GT(cost, 0);
+  EXPECT_DOUBLE_EQ(ProjectSpent(*core_), cost);
+  // Written differently, same cohort: the canonical form is the key.
+  absl::StatusOr<v1::QueryResponse> again =
+      Ask("noised", "condition  ICD10:e11*   group by sex");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->repeat());
+  EXPECT_EQ(again->first_audit_index(), first->audit_index());
+  EXPECT_EQ(again->epsilon_charged(), 0);
+  ASSERT_EQ(again->combined_size(), first->combined_size());
+  for (int i = 0; i < first->combined_size(); ++i) {
+    EXPECT_EQ(again->combined(i).SerializeAsString(),
+              first->combined(i).SerializeAsString());
+  }
+  EXPECT_NE(again->request_id(), first->request_id());
+  EXPECT_EQ(fr_.calls(), 1);
+  EXPECT_EQ(qc_.calls(), 1);
+  EXPECT_DOUBLE_EQ(ProjectSpent(*core_), cost);
+  // Audited as its own request, pointing at the first release.
+  std::vector<v1::AuditEntry> entries = audit_.entries();
+  ASSERT_GE(entries.size(), 2u);
+  const v1::AuditEntry& repeat = entries[again->audit_index()];
+  EXPECT_EQ(repeat.decision(), v1::AUDIT_DECISION_ALLOWED);
+  ASSERT_TRUE(repeat.has_repeat_of_index());
+  EXPECT_EQ(repeat.repeat_of_index(), first->audit_index());
+  EXPECT_EQ(repeat.epsilon_charged(), 0);
+  EXPECT_EQ(repeat.released_cells_size(), first->combined_size());
+}
+
+TEST_F(GatewayCoreTest, NewSnapshotMeansFreshNoiseAndANewCharge) {
+  ASSERT_TRUE(Ask("noised", "condition icd10:E11*").ok());
+  qc_.set_snapshot("snap-qc-2");
+  core_->RefreshNodeInfo(absl::Now() + absl::Seconds(1));
+  EXPECT_EQ(core_->KnownSnapshot("qc"), "snap-qc-2");
+  absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->repeat());
+  EXPECT_GT(r->epsilon_charged(), 0);
+  EXPECT_EQ(qc_.calls(), 2);
+}
+
+TEST_F(GatewayCoreTest, OtherParametersAreNotARepeat) {
+  ASSERT_TRUE(Ask("noised", "condition icd10:E11*").ok());
+  absl::StatusOr<v1::QueryResponse> other_project =
+      Ask("exact", "condition icd10:E11*");
+  ASSERT_TRUE(other_project.ok()) << other_project.status();
+  EXPECT_FALSE(other_project->repeat());
+  absl::StatusOr<v1::QueryResponse> other_query =
+      Ask("noised", "condition icd10:E10*");
+  ASSERT_TRUE(other_query.ok()) << other_query.status();
+  EXPECT_FALSE(other_query->repeat());
+  EXPECT_EQ(fr_.calls(), 3);
+}
+
+TEST_F(GatewayCoreTest, PartialResultsAreNotReusedOnceTheSiteIsBack) {
+  qc_.fail_with(absl::InternalError("down"));
+  absl::StatusOr<v1::QueryResponse> partial =
+      Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(partial.ok()) << partial.status();
+  EXPECT_FALSE(partial->complete());
+  qc_.fail_with(absl::OkStatus());
+  core_->RefreshNodeInfo(absl::Now() + absl::Seconds(1));
+  absl::StatusOr<v1::QueryResponse> full =
+      Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_TRUE(full->complete());
+  EXPECT_FALSE(full->repeat());
+}
+
+TEST_F(GatewayCoreTest, BudgetShowsWhatWasChargedToMembersOnly) {
+  EXPECT_DOUBLE_EQ(ProjectSpent(*core_), 0);
+  absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  v1::BudgetRequest request;
+  request.set_project("noised");
+  absl::StatusOr<v1::BudgetResponse> b = core_->Budget(kAlice, request);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_DOUBLE_EQ(b->project_account().epsilon_spent(), r->epsilon_charged());
+  ASSERT_TRUE(b->project_account().has_epsilon_remaining());
+  EXPECT_DOUBLE_EQ(b->project_account().epsilon_remaining(),
+                   6 - r->epsilon_charged());
+  ASSERT_EQ(b->researchers_size(), 1);
+  EXPECT_EQ(b->researchers(0).researcher(), kAlice);
+  EXPECT_EQ(b->next_reset_unix(), 0);
+
+  absl::StatusOr<v1::BudgetResponse> outsider =
+      core_->Budget("spiffe://passerelle/user/mallory", request);
+  ASSERT_FALSE(outsider.ok());
+  EXPECT_EQ(outsider.status().code(), absl::StatusCode::kPermissionDenied);
+  // Every budget request (the first read, alice's, mallory's) is audited.
+  int budget_entries = 0;
+  for (const v1::AuditEntry& e : audit_.entries())
+    budget_entries += e.operation() == "budget";
+  EXPECT_EQ(budget_entries, 3);
 }
 
 TEST_F(GatewayCoreTest, AuditFailureReleasesNothing) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "audit/log.h"
 #include "common/signals.h"
@@ -31,6 +32,9 @@ tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
   files.cert_file = c.cert_file();
   files.key_file = c.key_file();
   files.crl_dir = c.crl_dir();
+  if (c.refresh_interval_sec() > 0) {
+    files.refresh_interval_sec = c.refresh_interval_sec();
+  }
   return files;
 }
 
@@ -55,7 +59,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path));
   }
   return absl::OkStatus();
 }
@@ -88,18 +93,20 @@ absl::Status ValidateGatewayConfig(const v1::GatewayConfig& c) {
           absl::StrCat("gateway config: site \"", s.site(), "\" listed twice"));
     }
     if (s.timeout_ms() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("gateway config: sites[", i, "].timeout_ms is negative"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gateway config: sites[", i, "].timeout_ms is negative"));
     }
   }
   if (c.default_timeout_ms() < 0) {
-    return absl::InvalidArgumentError("gateway config: default_timeout_ms is negative");
+    return absl::InvalidArgumentError(
+        "gateway config: default_timeout_ms is negative");
   }
   return absl::OkStatus();
 }
 
 absl::Status RunGatewayServerFromFile(const std::string& config_path) {
-  if (config_path.empty()) return absl::InvalidArgumentError("--config is required");
+  if (config_path.empty())
+    return absl::InvalidArgumentError("--config is required");
   v1::GatewayConfig config;
   PASSERELLE_RETURN_IF_ERROR(LoadTextProtoFile(config_path, &config));
   return RunGatewayServer(config);
@@ -109,9 +116,11 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(ValidateGatewayConfig(config));
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<policy::PolicyStore> policies,
-      policy::PolicyStore::Create({config.policy_files().begin(), config.policy_files().end()}));
-  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<ledger::BudgetLedger> ledger,
-                              ledger::BudgetLedger::Open(config.ledger_dir(), Clock::Real()));
+      policy::PolicyStore::Create(
+          {config.policy_files().begin(), config.policy_files().end()}));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::unique_ptr<ledger::BudgetLedger> ledger,
+      ledger::BudgetLedger::Open(config.ledger_dir(), Clock::Real()));
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<audit::AuditLog> log,
       audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
@@ -121,8 +130,9 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
                               privacy::NewProductionNoiseSource(&random));
 
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> channel_creds,
-                              tls::MakeChannelCredentials(TlsFilesFrom(config.tls())));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ChannelCredentials> channel_creds,
+      tls::MakeChannelCredentials(TlsFilesFrom(config.tls())));
   GatewayOptions options;
   if (config.default_timeout_ms() > 0) {
     options.default_timeout = absl::Milliseconds(config.default_timeout_ms());
@@ -132,17 +142,30 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   for (const v1::SiteEndpoint& s : config.sites()) {
     PASSERELLE_ASSIGN_OR_RETURN(
         std::unique_ptr<NodeClient> c,
-        NewGrpcNodeClient(s.site(), s.address(), s.tls_server_name(), channel_creds));
+        NewGrpcNodeClient(s.site(), s.address(), s.tls_server_name(),
+                          channel_creds));
     client_ptrs.push_back(c.get());
     clients.push_back(std::move(c));
-    if (s.timeout_ms() > 0) options.site_timeouts[s.site()] = absl::Milliseconds(s.timeout_ms());
+    if (s.timeout_ms() > 0)
+      options.site_timeouts[s.site()] = absl::Milliseconds(s.timeout_ms());
   }
-  GatewayCore core(options, [&policies] { return policies->Current(); }, ledger.get(),
-                   &sink, noise.get(), &random, client_ptrs, Clock::Real());
+  const std::string cache_dir =
+      config.release_cache_dir().empty()
+          ? std::string(absl::StripSuffix(config.ledger_dir(), "/")) +
+                "-releases"
+          : config.release_cache_dir();
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<ReleaseCache> cache,
+                              OpenRocksDbReleaseCache(cache_dir));
+  GatewayCore core(
+      options, [&policies] { return policies->Current(); }, ledger.get(), &sink,
+      noise.get(), &random, client_ptrs, Clock::Real(), cache.get());
+  // Snapshot versions first, so a repeat is recognised from the start.
+  core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
   GatewayServiceImpl service(&core);
 
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
-                              tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> creds,
+      tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -150,19 +173,30 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.listen()));
   }
   server->GetHealthCheckService()->SetServingStatus(true);
 
   // Policy hot reload: a changed file is picked up without restart; an
   // invalid new version is logged and the previous one keeps serving.
   absl::Notification stopping;
+  const absl::Duration info_interval = absl::Milliseconds(
+      config.node_info_interval_ms() > 0 ? config.node_info_interval_ms()
+                                         : 5000);
+  std::thread info_refresher([&] {
+    while (!stopping.WaitForNotificationWithTimeout(info_interval)) {
+      core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
+    }
+  });
   std::thread reloader([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
       absl::StatusOr<bool> st = policies->MaybeReload();
       if (!st.ok()) {
-        std::cerr << "passerelle gateway: policy reload rejected, previous version "
-                     "keeps serving: " << st.status().message() << "\n";
+        std::cerr
+            << "passerelle gateway: policy reload rejected, previous version "
+               "keeps serving: "
+            << st.status().message() << "\n";
       }
     }
   });
@@ -171,14 +205,15 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
   }
   std::cerr << "passerelle gateway: serving on port " << port << " with mTLS, "
-            << config.sites_size() << " sites, policy " << policies->Current()->version().substr(0, 12)
-            << "\n";
+            << config.sites_size() << " sites, policy "
+            << policies->Current()->version().substr(0, 12) << "\n";
   const int sig = WaitForTerminationSignal();
   std::cerr << "passerelle gateway: signal " << sig << ", draining\n";
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   stopping.Notify();
   reloader.join();
+  info_refresher.join();
   std::cerr << "passerelle gateway: stopped\n";
   return absl::OkStatus();
 }

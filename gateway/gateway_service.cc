@@ -9,13 +9,26 @@ namespace passerelle::gateway {
 grpc::Status GatewayServiceImpl::Query(grpc::ServerContext* context,
                                        const v1::QueryRequest* request,
                                        v1::QueryResponse* response) {
-  absl::StatusOr<std::string> caller = tls::PeerIdentity(*context->auth_context());
+  absl::StatusOr<std::string> caller =
+      tls::PeerIdentity(*context->auth_context());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::Time deadline = absl::FromChrono(context->deadline());
   // A client without a deadline still gets a bounded answer.
   deadline = std::min(deadline, absl::Now() + absl::Minutes(2));
   absl::StatusOr<v1::QueryResponse> result =
       core_->Query(*caller, *request, deadline);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status GatewayServiceImpl::Budget(grpc::ServerContext* context,
+                                        const v1::BudgetRequest* request,
+                                        v1::BudgetResponse* response) {
+  absl::StatusOr<std::string> caller =
+      tls::PeerIdentity(*context->auth_context());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<v1::BudgetResponse> result = core_->Budget(*caller, *request);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
   return grpc::Status::OK;

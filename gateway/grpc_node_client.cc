@@ -37,6 +37,21 @@ class GrpcNodeClient : public NodeClient {
                           });
   }
 
+  absl::StatusOr<v1::NodeInfo> Info(absl::Time deadline) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    v1::NodeInfoRequest request;
+    v1::NodeInfo info;
+    grpc::Status status = stub_->GetInfo(&context, request, &info);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (info.site() != site_) {
+      return absl::FailedPreconditionError(
+          "node at this address says it is site \"" + info.site() +
+          "\", expected \"" + site_ + "\"");
+    }
+    return info;
+  }
+
  private:
   const std::string site_;
   std::unique_ptr<v1::NodeService::Stub> stub_;

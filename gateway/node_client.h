@@ -25,6 +25,12 @@ class NodeClient {
   // (with DEADLINE_EXCEEDED when it passes).
   virtual void Count(const v1::CountRequest& request, absl::Time deadline,
                      CountCallback done) = 0;
+  // The node's metadata (site, snapshot version, vocabularies); no data.
+  // Blocking; bounded by `deadline`.
+  virtual absl::StatusOr<v1::NodeInfo> Info(absl::Time deadline) {
+    (void)deadline;
+    return absl::UnimplementedError("node info not supported by this client");
+  }
 };
 
 enum class SiteState { kOk, kFailed, kTimedOut, kRefused };

@@ -1,0 +1,51 @@
+#include "cli/client.h"
+
+#include <cstdlib>
+
+#include "common/status_macros.h"
+#include "common/textproto.h"
+#include "grpcpp/grpcpp.h"
+#include "tls/tls.h"
+
+namespace passerelle::cli {
+
+absl::StatusOr<v1::ClientConfig> ClientConfigFrom(const ParsedFlags& flags) {
+  v1::ClientConfig config;
+  std::string path = flags.Get("config");
+  if (path.empty() && std::getenv("PASSERELLE_CONFIG") != nullptr) {
+    path = std::getenv("PASSERELLE_CONFIG");
+  }
+  if (!path.empty())
+    PASSERELLE_RETURN_IF_ERROR(LoadTextProtoFile(path, &config));
+  if (flags.Has("gateway")) config.set_gateway(flags.Get("gateway"));
+  if (flags.Has("server-name"))
+    config.set_tls_server_name(flags.Get("server-name"));
+  if (flags.Has("ca")) config.mutable_tls()->set_ca_file(flags.Get("ca"));
+  if (flags.Has("cert")) config.mutable_tls()->set_cert_file(flags.Get("cert"));
+  if (flags.Has("key")) config.mutable_tls()->set_key_file(flags.Get("key"));
+  if (flags.Has("project")) config.set_project(flags.Get("project"));
+  if (config.gateway().empty()) {
+    return absl::InvalidArgumentError(
+        "no gateway address: give --gateway or a --config file");
+  }
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<v1::GatewayService::Stub>> NewGatewayStub(
+    const v1::ClientConfig& config) {
+  tls::TlsFiles files;
+  files.ca_file = config.tls().ca_file();
+  files.cert_file = config.tls().cert_file();
+  files.key_file = config.tls().key_file();
+  files.crl_dir = config.tls().crl_dir();
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                              tls::MakeChannelCredentials(files));
+  grpc::ChannelArguments args;
+  if (!config.tls_server_name().empty()) {
+    args.SetSslTargetNameOverride(config.tls_server_name());
+  }
+  return v1::GatewayService::NewStub(
+      grpc::CreateCustomChannel(config.gateway(), creds, args));
+}
+
+}  // namespace passerelle::cli
