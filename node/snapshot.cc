@@ -157,8 +157,9 @@ absl::Status SnapshotBuilder::MarkDeceased(int64_t source_id, int32_t day) {
     return absl::NotFoundError(
         absl::StrCat("person_id ", source_id, " is not in the person table"));
   }
+  // A death is not an event of the language: it does not move the snapshot
+  // date (the latest event date).
   death_day_[it->second] = day;
-  max_day_ = std::max(max_day_, day);
   return absl::OkStatus();
 }
 
@@ -172,8 +173,9 @@ absl::Status SnapshotBuilder::BeginEvent(int64_t source_person_id, int32_t day,
   cur_patient_ = it->second;
   cur_day_ = day;
   cur_value_ = value;
+  // The first event sets the snapshot date: dates before 1970 are negative.
+  max_day_ = event_count_ == 0 ? day : std::max(max_day_, day);
   ++event_count_;
-  max_day_ = std::max(max_day_, day);
   return absl::OkStatus();
 }
 
