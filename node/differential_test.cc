@@ -1,0 +1,441 @@
+// Differential test of the cohort engine: random queries from the grammar,
+// counted by the engine on a snapshot loaded from OMOP CSV files and by
+// plain SQL (node/testing/sql_reference.h) in sqlite3 over the same files.
+// Every cell of every breakdown must be equal. The parser must also turn
+// each query's text into exactly the AST the generator built.
+//
+// Sites: generated ones (synth fr and qc), trap datasets (node/testing/
+// trap_dataset.h, one of them entirely before 1970) and, when ../shared is
+// present, the MIMIC-IV demo.
+//
+// Replay: PASSERELLE_DIFF_SEED=<seed> runs only that query (and prints its
+// text, AST, SQL and cells); PASSERELLE_DIFF_QUERIES=<n> changes the number
+// of queries per site; PASSERELLE_DIFF_BASE_SEED=<s> draws other queries.
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "node/engine.h"
+#include "node/omop_loader.h"
+#include "node/snapshot.h"
+#include "node/store.h"
+#include "node/testing/query_generator.h"
+#include "node/testing/rng.h"
+#include "node/testing/sql_reference.h"
+#include "node/testing/trap_dataset.h"
+#include "query/cells.h"
+#include "query/parser.h"
+#include "query/validate.h"
+#include "synth/generator.h"
+#include "synth/omop_writer.h"
+
+namespace passerelle::node {
+namespace {
+
+namespace fs = std::filesystem;
+using difftest::DataProfile;
+using difftest::GeneratedQuery;
+using difftest::QueryGenerator;
+using difftest::SqlVocabularyRule;
+
+constexpr uint64_t kDefaultBaseSeed = 20240917;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pdiff-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    // PASSERELLE_DIFF_KEEP=1 keeps the databases and scripts for a look.
+    if (std::getenv("PASSERELLE_DIFF_KEEP") != nullptr) {
+      std::cout << "kept " << path_ << "\n";
+    } else if (!path_.empty()) {
+      fs::remove_all(path_, ec);
+    }
+  }
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const {
+    return (fs::path(path_) / name).string();
+  }
+
+ private:
+  std::string path_;
+};
+
+bool WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+  out.close();
+  return static_cast<bool>(out);
+}
+
+bool EnvU64(const char* name, uint64_t* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && absl::SimpleAtoi(v, value);
+}
+
+std::string SharedDir() {
+  const char* src = std::getenv("PASSERELLE_SOURCE_DIR");
+  const fs::path shared = fs::path(src ? src : ".") / ".." / "shared";
+  std::error_code ec;
+  return fs::is_directory(shared / "data", ec) ? shared.string() : "";
+}
+
+std::string CellName(const v1::CellKey& key) {
+  if (key.values().empty()) return "total";
+  std::vector<std::string> parts;
+  for (const v1::DimensionValue& v : key.values()) {
+    parts.push_back(absl::StrCat(v.dimension(), "=", v.value()));
+  }
+  return absl::StrJoin(parts, ",");
+}
+
+struct Site {
+  std::string label;      // In messages.
+  std::string test_name;  // For the replay command line.
+  std::string csv_dir;
+  std::string site_id;
+  std::vector<SqlVocabularyRule> rules;
+  int queries = 0;
+  uint64_t tag = 0;  // Separates the query streams of the sites.
+};
+
+struct Case {
+  uint64_t seed = 0;
+  GeneratedQuery generated;
+  std::string sql;
+  std::vector<v1::Cell> engine;
+  std::vector<v1::Cell> store_engine;
+};
+
+void RunDifferential(const Site& site) {
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_FALSE(difftest::FindSqlite().empty())
+      << "sqlite3 is required as the reference engine (Debian package "
+         "sqlite3); it is part of the machine image";
+  TempDir work;
+  ASSERT_FALSE(work.path().empty());
+
+  // The reference database and the data profile.
+  absl::StatusOr<std::string> import =
+      difftest::OmopImportScript(site.csv_dir, site.rules);
+  ASSERT_TRUE(import.ok()) << import.status();
+  ASSERT_TRUE(WriteFile(work.Sub("import.sql"), *import));
+  const std::string db = work.Sub("reference.db");
+  absl::StatusOr<std::string> profile_text =
+      difftest::RunSqlite(db, work.Sub("import.sql"), work.path());
+  ASSERT_TRUE(profile_text.ok()) << profile_text.status();
+  absl::StatusOr<DataProfile> profile = difftest::ParseProfile(*profile_text);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  const auto imported = std::chrono::steady_clock::now();
+
+  // The node's snapshot from the same files, in memory and read back from
+  // its RocksDB store.
+  LoadOptions options;
+  if (!site.rules.empty()) {
+    options.vocabulary_rules_file = work.Sub("vocabulary-rules.txt");
+    ASSERT_TRUE(WriteFile(options.vocabulary_rules_file,
+                          difftest::VocabularyRulesText(site.rules)));
+  }
+  SnapshotBuilder builder(site.site_id);
+  LoadReport report;
+  absl::Status loaded =
+      LoadOmopDirectory(site.csv_dir, options, &builder, &report);
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  std::shared_ptr<Snapshot> snap =
+      builder.Build(absl::StrCat(site.site_id, "-diff-1"), 0);
+  std::string rejected;
+  for (const RejectedRow& r : report.rejected_samples) {
+    absl::StrAppend(&rejected, "\n  ", r.file, ":", r.line, ": ", r.reason);
+  }
+  EXPECT_EQ(snap->meta.persons, profile->persons)
+      << site.label << ", the loader rejected:" << rejected;
+  EXPECT_EQ(report.events, profile->events)
+      << site.label << ", the loader rejected:" << rejected;
+  int y, m, d;
+  CivilFromDays(snap->meta.snapshot_day, &y, &m, &d);
+  EXPECT_EQ(absl::StrFormat("%04d-%02d-%02d", y, m, d), profile->snapshot_date)
+      << site.label << ": the snapshot date is the latest event date";
+  const auto built = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<NodeStore>> store =
+      NodeStore::Open(work.Sub("store"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Commit(*snap).ok());
+  absl::StatusOr<std::shared_ptr<Snapshot>> stored = (*store)->LoadCurrent();
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const auto loaded_at = std::chrono::steady_clock::now();
+  std::unique_ptr<CohortEngine> engine = NewIndexEngine(snap);
+  std::unique_ptr<CohortEngine> store_engine = NewIndexEngine(*stored);
+
+  // The queries.
+  uint64_t base = kDefaultBaseSeed, replay = 0, n = 0;
+  EnvU64("PASSERELLE_DIFF_BASE_SEED", &base);
+  const bool replaying = EnvU64("PASSERELLE_DIFF_SEED", &replay);
+  const int count =
+      replaying ? 1
+                : (EnvU64("PASSERELLE_DIFF_QUERIES", &n) ? static_cast<int>(n)
+                                                         : site.queries);
+  QueryGenerator generator(*profile);
+  std::vector<Case> cases(count);
+  std::vector<v1::Query> asts;
+  std::map<std::string, int> features;
+  std::string sql = ".mode list\n.separator |\n";
+  int parse_failures = 0;
+  for (int i = 0; i < count; ++i) {
+    Case& c = cases[i];
+    c.seed = replaying
+                 ? replay
+                 : difftest::MixSeed(difftest::MixSeed(base, site.tag), i);
+    c.generated = generator.Generate(c.seed);
+    for (const std::string& f : c.generated.features) ++features[f];
+    const v1::Query& ast = c.generated.ast;
+    const std::string replay_hint =
+        absl::StrCat("replay: PASSERELLE_DIFF_SEED=", c.seed,
+                     " node_differential_test --gtest_filter=DifferentialTest.",
+                     site.test_name);
+    absl::Status valid = query::ValidateQuery(ast);
+    ASSERT_TRUE(valid.ok())
+        << "generator bug: " << valid << "\n  text: " << c.generated.text
+        << "\n  " << replay_hint;
+    absl::StatusOr<v1::Query> parsed = query::ParseQuery(c.generated.text);
+    if (!parsed.ok()) {
+      ADD_FAILURE() << "[" << site.label << "] the parser rejects a query of "
+                    << "the grammar: " << parsed.status()
+                    << "\n  text: " << c.generated.text << "\n  "
+                    << replay_hint;
+      ++parse_failures;
+    } else {
+      std::string diff;
+      google::protobuf::util::MessageDifferencer differ;
+      differ.ReportDifferencesToString(&diff);
+      if (!differ.Compare(ast, *parsed)) {
+        ADD_FAILURE() << "[" << site.label << "] the parser's AST differs from "
+                      << "the contract's\n  text: " << c.generated.text
+                      << "\n  expected: " << ast.ShortDebugString()
+                      << "\n  parsed:   " << parsed->ShortDebugString()
+                      << "\n  diff: " << diff << "  " << replay_hint;
+        ++parse_failures;
+      }
+    }
+    absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(ast);
+    ASSERT_TRUE(cells.ok())
+        << cells.status() << "\n  text: " << c.generated.text;
+    c.engine = *std::move(cells);
+    absl::StatusOr<std::vector<v1::Cell>> stored_cells =
+        store_engine->Count(ast);
+    ASSERT_TRUE(stored_cells.ok()) << stored_cells.status();
+    c.store_engine = *std::move(stored_cells);
+    c.sql = difftest::QueryToSql(ast, i, site.site_id);
+    sql += c.sql;
+    asts.push_back(ast);
+  }
+  const auto engine_done = std::chrono::steady_clock::now();
+
+  // One sqlite3 run for all of them.
+  ASSERT_TRUE(WriteFile(work.Sub("queries.sql"), sql));
+  absl::StatusOr<std::string> out =
+      difftest::RunSqlite(db, work.Sub("queries.sql"), work.path());
+  ASSERT_TRUE(out.ok()) << out.status();
+  absl::StatusOr<std::vector<std::vector<int64_t>>> expected =
+      difftest::ParseCellCounts(*out, asts, site.site_id);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  const auto sqlite_done = std::chrono::steady_clock::now();
+
+  int mismatches = 0, nonzero = 0;
+  for (int i = 0; i < count; ++i) {
+    const Case& c = cases[i];
+    const std::vector<v1::CellKey> keys =
+        query::EnumerateCells(c.generated.ast, {site.site_id});
+    const std::vector<int64_t>& want = (*expected)[i];
+    std::string diffs;
+    int differing = 0;
+    bool any = false;
+    if (c.engine.size() != keys.size()) {
+      diffs = absl::StrCat("    engine returned ", c.engine.size(),
+                           " cells, the public domain has ", keys.size(), "\n");
+      differing = 1;
+    }
+    for (size_t k = 0; k < keys.size() && k < c.engine.size(); ++k) {
+      const int64_t got = c.engine[k].count();
+      const int64_t stored_got =
+          k < c.store_engine.size() ? c.store_engine[k].count() : -1;
+      any |= want[k] != 0;
+      const bool key_ok = google::protobuf::util::MessageDifferencer::Equals(
+          c.engine[k].key(), keys[k]);
+      if (got != want[k] || stored_got != got || !key_ok) {
+        if (++differing <= 20) {
+          absl::StrAppend(&diffs, "    cell ", CellName(keys[k]), ": engine ",
+                          got, ", engine on the stored snapshot ", stored_got,
+                          ", sqlite ", want[k],
+                          key_ok ? "" : " (engine cell key differs)", "\n");
+        }
+      }
+    }
+    nonzero += any;
+    if (replaying) {
+      std::cout << "seed " << c.seed << "\ntext: " << c.generated.text
+                << "\nast: " << c.generated.ast.ShortDebugString()
+                << "\nsql: " << c.sql;
+      for (size_t k = 0; k < keys.size() && k < c.engine.size(); ++k) {
+        std::cout << "  " << CellName(keys[k]) << ": engine "
+                  << c.engine[k].count() << ", sqlite " << want[k] << "\n";
+      }
+    }
+    if (differing == 0) continue;
+    if (++mismatches <= 8) {
+      ADD_FAILURE()
+          << "[" << site.label << "] query " << i << " of " << count << ": "
+          << differing << " cells differ\n  replay: "
+          << "PASSERELLE_DIFF_SEED=" << c.seed
+          << " node_differential_test --gtest_filter=DifferentialTest."
+          << site.test_name << "\n  text: " << c.generated.text
+          << "\n  ast: " << c.generated.ast.ShortDebugString()
+          << "\n  sql: " << c.sql << diffs;
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << "[" << site.label << "] " << mismatches << " of "
+                           << count << " queries differ (first 8 shown)";
+  EXPECT_EQ(parse_failures, 0);
+  if (!replaying) {
+    // Most queries must count someone, or the test proves little.
+    EXPECT_GE(nonzero, count / 2) << "[" << site.label << "] only " << nonzero
+                                  << " of " << count << " queries count anyone";
+  }
+  const auto ms = [](auto a, auto b) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+  };
+  std::cout << "[" << site.label << "] " << count << " queries, " << nonzero
+            << " non-empty, " << mismatches << " differing; "
+            << profile->persons << " persons, " << profile->events
+            << " events, " << profile->codes.size() << " codes; sqlite import "
+            << ms(started, imported) << " ms, node load " << ms(imported, built)
+            << " ms, store " << ms(built, loaded_at)
+            << " ms, generate and engine " << ms(loaded_at, engine_done)
+            << " ms, sqlite " << ms(engine_done, sqlite_done) << " ms\n";
+}
+
+TEST(DifferentialTest, SynthFr) {
+  TempDir data;
+  synth::GeneratorOptions options;
+  options.patients = 3000;
+  options.seed = 11;
+  options.site = "fr";
+  auto generator = synth::Generator::Create(options);
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  ASSERT_TRUE(synth::WriteOmopCsv(**generator, data.path()).ok());
+  RunDifferential({"synth fr", "SynthFr", data.path(), "fr", {}, 1000, 1});
+}
+
+TEST(DifferentialTest, SynthQc) {
+  TempDir data;
+  synth::GeneratorOptions options;
+  options.patients = 1500;
+  options.seed = 12;
+  options.site = "qc";
+  auto generator = synth::Generator::Create(options);
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  ASSERT_TRUE(synth::WriteOmopCsv(**generator, data.path()).ok());
+  RunDifferential({"synth qc", "SynthQc", data.path(), "qc", {}, 250, 2});
+}
+
+TEST(DifferentialTest, Traps) {
+  TempDir data;
+  difftest::TrapDatasetOptions options;
+  options.persons = 600;
+  options.seed = 3;
+  options.upper_case_files = true;
+  auto rules = difftest::WriteTrapDataset(data.path(), options);
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  RunDifferential({"traps", "Traps", data.path(), "trap", *rules, 300, 3});
+}
+
+TEST(DifferentialTest, TrapsBefore1970) {
+  TempDir data;
+  difftest::TrapDatasetOptions options;
+  options.persons = 400;
+  options.seed = 4;
+  options.before_1970 = true;
+  auto rules = difftest::WriteTrapDataset(data.path(), options);
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  RunDifferential({"traps before 1970", "TrapsBefore1970", data.path(), "old",
+                   *rules, 200, 4});
+}
+
+TEST(DifferentialTest, MimicDemo) {
+  const std::string shared = SharedDir();
+  if (shared.empty()) {
+    GTEST_SKIP() << "../shared is absent (looked in $PASSERELLE_SOURCE_DIR/"
+                    "../shared): the MIMIC-IV demo data is not available";
+  }
+  const std::string mimic = shared + "/data/mimic-iv-demo-omop";
+  if (!fs::exists(fs::path(mimic) / "person.csv")) {
+    GTEST_SKIP() << mimic << "/person.csv is absent";
+  }
+  // No CONCEPT table: the steward's rules (../shared/data/README.md) say
+  // which source concept ids carry ICD-9-CM, ICD-10-CM and NDC values.
+  const std::vector<SqlVocabularyRule> rules = {
+      {"condition", "448*", "icd9cm"},
+      {"condition", "352*", "icd10cm"},
+      {"condition", "455*", "icd10cm"},
+      {"condition", "456*", "icd10cm"},
+      {"drug", "4*", "ndc"},
+  };
+  RunDifferential({"mimic demo", "MimicDemo", mimic, "mimic", rules, 300, 5});
+}
+
+// The generator alone: deterministic, every grammar feature drawn, and the
+// parser agrees with it on many more queries than the sites above run.
+TEST(DifferentialTest, GeneratorCoversTheGrammar) {
+  DataProfile profile;
+  profile.persons = 1;
+  auto add = [&](v1::Domain d, const char* vocab, const char* code,
+                 std::vector<std::string> values = {}) {
+    difftest::ProfileCode c;
+    c.domain = d;
+    c.vocabulary = vocab;
+    c.code = code;
+    c.patients = 10;
+    c.values = std::move(values);
+    profile.codes.push_back(c);
+  };
+  add(v1::DOMAIN_CONDITION, "cim10", "E119");
+  add(v1::DOMAIN_CONDITION, "icd10cm", "E1165");
+  add(v1::DOMAIN_CONDITION, "icd9cm", "25000");
+  add(v1::DOMAIN_CONDITION, "concept", "201826");
+  add(v1::DOMAIN_DRUG, "atc", "A10BA02");
+  add(v1::DOMAIN_PROCEDURE, "ccam", "DEQP003");
+  add(v1::DOMAIN_MEASUREMENT, "loinc", "4548-4", {"6.5", "7", "1e1"});
+  add(v1::DOMAIN_OBSERVATION, "snomed", "77176002", {"1"});
+  add(v1::DOMAIN_VISIT, "concept", "9202");
+  QueryGenerator generator(profile);
+  std::map<std::string, int> seen;
+  for (uint64_t seed = 0; seed < 3000; ++seed) {
+    const GeneratedQuery q = generator.Generate(seed);
+    for (const std::string& f : q.features) ++seen[f];
+    EXPECT_EQ(q.text, generator.Generate(seed).text);
+    absl::StatusOr<v1::Query> parsed = query::ParseQuery(q.text);
+    ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n  " << q.text;
+    EXPECT_TRUE(
+        google::protobuf::util::MessageDifferencer::Equals(*parsed, q.ast))
+        << q.text << "\n  expected " << q.ast.ShortDebugString()
+        << "\n  parsed " << parsed->ShortDebugString();
+  }
+  for (const std::string& f : QueryGenerator::AllFeatures()) {
+    EXPECT_GE(seen[f], 10) << "feature " << f << " is (almost) never drawn";
+  }
+}
+
+}  // namespace
+}  // namespace passerelle::node
