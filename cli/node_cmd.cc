@@ -9,6 +9,7 @@
 #include "cli/format.h"
 #include "common/status_macros.h"
 #include "node/engine.h"
+#include "node/loader.h"
 #include "node/node_server.h"
 #include "node/omop_loader.h"
 #include "node/store.h"
@@ -19,8 +20,9 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  passerelle node load --store DIR --site ID [--format omop]\n"
-    "                       [--vocabulary-rules FILE] [--max-rejected N] CSV_DIR\n"
+    "  passerelle node load --store DIR --site ID\n"
+    "                       [--format omop|synthea|snds] [--max-rejected N]\n"
+    "                       [--vocabulary-rules FILE (omop only)] CSV_DIR\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
     "  passerelle node serve --config FILE\n";
@@ -47,9 +49,11 @@ absl::Status Load(const ParsedFlags& flags) {
         absl::StrCat("--site \"", site, "\" must be 1-32 of [a-z0-9_-]"));
   }
   const std::string format = flags.Get("format", "omop");
-  if (format != "omop") {
+  const node::Loader* loader = node::FindLoader(format);
+  if (loader == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--format \"", format, "\" is not supported (omop)"));
+        absl::StrCat("--format \"", format, "\" is not supported (",
+                     node::LoaderNamesJoined("|"), ")"));
   }
   node::LoadOptions options;
   PASSERELLE_ASSIGN_OR_RETURN(options.max_rejected,
@@ -60,7 +64,7 @@ absl::Status Load(const ParsedFlags& flags) {
   node::LoadReport report;
   const absl::Time start = absl::Now();
   absl::Status loaded =
-      node::LoadOmopDirectory(flags.positional[0], options, &builder, &report);
+      loader->Load(flags.positional[0], options, &builder, &report);
   for (const node::RejectedRow& r : report.rejected_samples) {
     std::cerr << "rejected " << r.file << ":" << r.line << ": " << r.reason << "\n";
   }
