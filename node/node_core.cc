@@ -9,13 +9,19 @@
 
 namespace passerelle::node {
 
-absl::Status AllowListAuthorizer::Authorize(const std::string& caller,
-                                            const v1::CountRequest& request,
-                                            absl::Time) const {
+absl::Status AllowListAuthorizer::AuthorizeCaller(
+    const std::string& caller) const {
   if (std::find(callers_.begin(), callers_.end(), caller) == callers_.end()) {
     return absl::PermissionDeniedError(
         absl::StrCat("caller ", caller, " is not allowed by this site"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status AllowListAuthorizer::Authorize(const std::string& caller,
+                                            const v1::CountRequest& request,
+                                            absl::Time) const {
+  PASSERELLE_RETURN_IF_ERROR(AuthorizeCaller(caller));
   if (request.min_cell_size() < min_cell_size_) {
     return absl::PermissionDeniedError(
         absl::StrCat("requested minimum cell size ", request.min_cell_size(),
@@ -86,7 +92,9 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   return response;
 }
 
-v1::NodeInfo NodeCore::Info() const {
+absl::StatusOr<v1::NodeInfo> NodeCore::Info(const std::string& caller) const {
+  // Nodes answer the gateway only, GetInfo included.
+  PASSERELLE_RETURN_IF_ERROR(authorizer_->AuthorizeCaller(caller));
   const std::shared_ptr<const CohortEngine> eng = engine();
   v1::NodeInfo info;
   info.set_site(site_);

@@ -23,6 +23,9 @@ class RequestAuthorizer {
   virtual absl::Status Authorize(const std::string& caller,
                                  const v1::CountRequest& request,
                                  absl::Time now) const = 0;
+  // Whether `caller` may call this node at all (GetInfo): OK or
+  // PERMISSION_DENIED with the reason.
+  virtual absl::Status AuthorizeCaller(const std::string& caller) const = 0;
 };
 
 // What the node records about each request it answered or refused.
@@ -57,7 +60,8 @@ class NodeCore {
 
   absl::StatusOr<v1::CountResponse> Count(const std::string& caller,
                                           const v1::CountRequest& request);
-  v1::NodeInfo Info() const;
+  // The snapshot's description, for the site's callers only.
+  absl::StatusOr<v1::NodeInfo> Info(const std::string& caller) const;
   // Swaps in a new snapshot's engine; in-flight queries finish on the old one.
   void SetEngine(std::unique_ptr<CohortEngine> engine);
 
@@ -81,6 +85,7 @@ class AllowListAuthorizer : public RequestAuthorizer {
   absl::Status Authorize(const std::string& caller,
                          const v1::CountRequest& request,
                          absl::Time now) const override;
+  absl::Status AuthorizeCaller(const std::string& caller) const override;
 
  private:
   const std::vector<std::string> callers_;

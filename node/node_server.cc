@@ -1,5 +1,6 @@
 #include "node/node_server.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -64,6 +65,18 @@ class PolicyAuthorizer : public RequestAuthorizer {
     if (d.allow()) return absl::OkStatus();
     return absl::PermissionDeniedError(absl::StrCat(
         "site ", site_, " refuses: ", absl::StrJoin(d.reasons(), "; ")));
+  }
+  absl::Status AuthorizeCaller(const std::string& caller) const override {
+    const std::shared_ptr<const policy::Policy> p = store_->Current();
+    const v1::SitePolicy* sp = p->FindSite(site_);
+    if (sp != nullptr &&
+        std::find(sp->callers().begin(), sp->callers().end(), caller) !=
+            sp->callers().end()) {
+      return absl::OkStatus();
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "site ", site_, " refuses: caller \"", caller,
+        "\" is not among its callers"));
   }
 
  private:

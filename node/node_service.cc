@@ -8,7 +8,8 @@ namespace passerelle::node {
 grpc::Status NodeServiceImpl::Count(grpc::ServerContext* context,
                                     const v1::CountRequest* request,
                                     v1::CountResponse* response) {
-  absl::StatusOr<std::string> caller = tls::PeerIdentity(*context->auth_context());
+  absl::StatusOr<std::string> caller =
+      tls::PeerIdentity(*context->auth_context());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<v1::CountResponse> result = core_->Count(*caller, *request);
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -19,9 +20,12 @@ grpc::Status NodeServiceImpl::Count(grpc::ServerContext* context,
 grpc::Status NodeServiceImpl::GetInfo(grpc::ServerContext* context,
                                       const v1::NodeInfoRequest*,
                                       v1::NodeInfo* response) {
-  absl::StatusOr<std::string> caller = tls::PeerIdentity(*context->auth_context());
+  absl::StatusOr<std::string> caller =
+      tls::PeerIdentity(*context->auth_context());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  *response = core_->Info();
+  absl::StatusOr<v1::NodeInfo> info = core_->Info(*caller);
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  *response = *std::move(info);
   return grpc::Status::OK;
 }
 

@@ -1,14 +1,18 @@
 #include "tests/federation.h"
 
+#include <csignal>
+#include <cstdio>
 #include <regex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "passerelle/v1/node.grpc.pb.h"
 #include "tls/tls.h"
 
 namespace passerelle::testing {
 
+// clang-format off
 std::string TestPolicy() {
   return R"pb(
 federation {
@@ -61,6 +65,7 @@ site {
 }
 )pb";
 }
+// clang-format on
 
 std::vector<int64_t> CountsFromJson(const std::string& json) {
   std::vector<int64_t> counts;
@@ -73,9 +78,33 @@ std::vector<int64_t> CountsFromJson(const std::string& json) {
   return counts;
 }
 
-absl::Status Federation::MintPki() {
-  absl::StatusOr<CommandResult> r = RunCommand(
-      {"/bin/bash", SourceDir() + "/deploy/pki/mint.sh", Path("pki")});
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> RawCredentials(
+    const std::string& ca_file, const std::string& cert_file,
+    const std::string& key_file) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadFile(ca_file);
+  if (options.pem_root_certs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", ca_file));
+  }
+  if (!cert_file.empty()) {
+    options.pem_cert_chain = ReadFile(cert_file);
+    options.pem_private_key = ReadFile(key_file);
+    if (options.pem_cert_chain.empty() || options.pem_private_key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", cert_file, " or ", key_file));
+    }
+  }
+  return grpc::SslCredentials(options);
+}
+
+absl::Status Federation::MintPki() { return Mint(Path("pki"), {}); }
+
+absl::Status Federation::Mint(const std::string& dir,
+                              const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/bin/bash",
+                                   SourceDir() + "/deploy/pki/mint.sh", dir};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<CommandResult> r = RunCommand(argv);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
     return absl::InternalError(absl::StrCat("mint.sh failed: ", r->err));
@@ -86,11 +115,12 @@ absl::Status Federation::MintPki() {
 absl::Status Federation::LoadSite(const std::string& site,
                                   const std::string& csv_dir) {
   absl::StatusOr<CommandResult> r =
-      RunCommand({PasserelleBin(), "node", "load", "--store", Path(site + "/store"),
-                  "--site", site, csv_dir});
+      RunCommand({PasserelleBin(), "node", "load", "--store",
+                  Path(site + "/store"), "--site", site, csv_dir});
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("node load ", site, " failed: ", r->err));
+    return absl::InternalError(
+        absl::StrCat("node load ", site, " failed: ", r->err));
   }
   return absl::OkStatus();
 }
@@ -98,8 +128,8 @@ absl::Status Federation::LoadSite(const std::string& site,
 absl::StatusOr<std::vector<int64_t>> Federation::LocalCounts(
     const std::string& site, const std::string& query) {
   absl::StatusOr<CommandResult> r =
-      RunCommand({PasserelleBin(), "node", "count", "--store", Path(site + "/store"),
-                  "--format", "json", query});
+      RunCommand({PasserelleBin(), "node", "count", "--store",
+                  Path(site + "/store"), "--format", "json", query});
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
     return absl::InternalError(absl::StrCat("node count failed: ", r->err));
@@ -108,22 +138,42 @@ absl::StatusOr<std::vector<int64_t>> Federation::LocalCounts(
 }
 
 absl::Status Federation::StartNode(const std::string& site) {
+  return StartNode(site, NodeOptions());
+}
+
+absl::Status Federation::StartNode(const std::string& site,
+                                   const NodeOptions& options) {
+  StopNode(site);  // Its store and audit log are locked while it runs.
   const std::string config = Path(site + "/node.textproto");
   std::remove(Path(site + "/port").c_str());
-  WriteFile(config, absl::StrCat(
-      "site: \"", site, "\"\nlisten: \"127.0.0.1:0\"\n",
-      "store_dir: \"", Path(site + "/store"), "\"\n",
-      "audit_dir: \"", Path(site + "/audit"), "\"\n",
-      "audit_key_file: \"", Path(site + "/audit.key"), "\"\n",
-      "allowed_callers: \"spiffe://passerelle/gateway\"\nmin_cell_size: 1\n",
-      "port_file: \"", Path(site + "/port"), "\"\n",
-      "tls { ca_file: \"", Path("pki/ca.pem"), "\" cert_file: \"",
-      Path("pki/node-" + site + ".pem"), "\" key_file: \"",
-      Path("pki/node-" + site + ".key"), "\" }\n"));
-  absl::StatusOr<Process> p = Process::Start(
-      {PasserelleBin(), "node", "serve", "--config", config}, Path(site + "/node.log"));
+  std::string callers;
+  if (options.site_policy.empty()) {
+    callers =
+        "allowed_callers: \"spiffe://passerelle/gateway\"\nmin_cell_size: 1\n";
+  } else {
+    WriteFile(Path(site + "/site-policy.textproto"), options.site_policy);
+    callers = absl::StrCat("policy_files: \"",
+                           Path(site + "/site-policy.textproto"), "\"\n");
+  }
+  std::string refresh;
+  if (options.tls_refresh_interval_sec > 0) {
+    refresh = absl::StrCat(" refresh_interval_sec: ",
+                           options.tls_refresh_interval_sec);
+  }
+  WriteFile(
+      config,
+      absl::StrCat("site: \"", site, "\"\nlisten: \"127.0.0.1:0\"\n",
+                   "store_dir: \"", Path(site + "/store"), "\"\n",
+                   "audit_dir: \"", Path(site + "/audit"), "\"\n",
+                   "audit_key_file: \"", Path(site + "/audit.key"), "\"\n",
+                   callers, "port_file: \"", Path(site + "/port"), "\"\n",
+                   "tls { ca_file: \"", Path("pki/ca.pem"), "\" cert_file: \"",
+                   Path("pki/node-" + site + ".pem"), "\" key_file: \"",
+                   Path("pki/node-" + site + ".key"), "\"", refresh, " }\n"));
+  absl::StatusOr<Process> p =
+      Process::Start({PasserelleBin(), "node", "serve", "--config", config},
+                     Path(site + "/node.log"));
   if (!p.ok()) return p.status();
-  nodes_.erase(site);
   Process& proc = nodes_.emplace(site, *std::move(p)).first->second;
   absl::StatusOr<int> port = WaitForPortFile(Path(site + "/port"), proc);
   if (!port.ok()) return port.status();
@@ -132,24 +182,40 @@ absl::Status Federation::StartNode(const std::string& site) {
 }
 
 absl::Status Federation::StartGateway(const std::string& policy_text) {
-  WriteFile(Path("gateway/policy.textproto"), policy_text);
+  return StartGateway(policy_text, GatewayOptions());
+}
+
+absl::Status Federation::StartGateway(const std::string& policy_text,
+                                      const GatewayOptions& options) {
+  StopGateway();  // Its ledger and audit log are locked while it runs.
+  std::remove(Path("gateway/port").c_str());
+  WriteFile(PolicyFile(), policy_text);
+  std::string tls_extra;
+  if (!options.crl_dir.empty()) {
+    absl::StrAppend(&tls_extra, " crl_dir: \"", options.crl_dir, "\"");
+  }
+  if (options.tls_refresh_interval_sec > 0) {
+    absl::StrAppend(&tls_extra, " refresh_interval_sec: ",
+                    options.tls_refresh_interval_sec);
+  }
   std::string config = absl::StrCat(
       "listen: \"127.0.0.1:0\"\nport_file: \"", Path("gateway/port"), "\"\n",
-      "ledger_dir: \"", Path("gateway/ledger"), "\"\n",
-      "audit_dir: \"", Path("gateway/audit"), "\"\n",
-      "audit_key_file: \"", Path("gateway/audit.key"), "\"\n",
-      "default_timeout_ms: 5000\n",
-      "policy_files: \"", Path("gateway/policy.textproto"), "\"\n",
-      "tls { ca_file: \"", Path("pki/ca.pem"), "\" cert_file: \"",
-      Path("pki/gateway.pem"), "\" key_file: \"", Path("pki/gateway.key"), "\" }\n");
+      "ledger_dir: \"", Path("gateway/ledger"), "\"\n", "audit_dir: \"",
+      Path("gateway/audit"), "\"\n", "audit_key_file: \"",
+      Path("gateway/audit.key"), "\"\n", "default_timeout_ms: 5000\n",
+      "policy_files: \"", PolicyFile(), "\"\n", "tls { ca_file: \"",
+      Path("pki/ca.pem"), "\" cert_file: \"", Path("pki/gateway.pem"),
+      "\" key_file: \"", Path("pki/gateway.key"), "\"", tls_extra, " }\n");
   for (const auto& [site, port] : node_ports_) {
-    absl::StrAppend(&config, "sites { site: \"", site, "\" address: \"127.0.0.1:",
-                    port, "\" tls_server_name: \"localhost\" }\n");
+    absl::StrAppend(&config, "sites { site: \"", site,
+                    "\" address: \"127.0.0.1:", port,
+                    "\" tls_server_name: \"localhost\" }\n");
   }
   WriteFile(Path("gateway/gateway.textproto"), config);
-  absl::StatusOr<Process> p = Process::Start(
-      {PasserelleBin(), "gateway", "serve", "--config", Path("gateway/gateway.textproto")},
-      Path("gateway/gateway.log"));
+  absl::StatusOr<Process> p =
+      Process::Start({PasserelleBin(), "gateway", "serve", "--config",
+                      Path("gateway/gateway.textproto")},
+                     Path("gateway/gateway.log"));
   if (!p.ok()) return p.status();
   gateway_ = std::make_unique<Process>(*std::move(p));
   absl::StatusOr<int> port = WaitForPortFile(Path("gateway/port"), *gateway_);
@@ -158,29 +224,123 @@ absl::Status Federation::StartGateway(const std::string& policy_text) {
   return absl::OkStatus();
 }
 
+void Federation::StopNode(const std::string& site) {
+  auto it = nodes_.find(site);
+  if (it == nodes_.end()) return;
+  it->second.Signal(SIGKILL);
+  it->second.Wait();
+  nodes_.erase(it);
+  node_ports_.erase(site);
+}
+
+void Federation::StopGateway() {
+  if (gateway_ == nullptr) return;
+  gateway_->Signal(SIGKILL);
+  gateway_->Wait();
+  gateway_.reset();
+  gateway_port_ = 0;
+}
+
+void Federation::StopAll() {
+  StopGateway();
+  while (!nodes_.empty()) StopNode(nodes_.begin()->first);
+}
+
+namespace {
+
+// Each call gets its own connection (no subchannel shared with earlier
+// calls), so every call performs a fresh TLS handshake.
+std::shared_ptr<grpc::Channel> FreshChannel(
+    int port, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                   credentials, args);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
+Federation::Credentials(const std::string& name) {
+  tls::TlsFiles files;
+  files.ca_file = Path("pki/ca.pem");
+  files.cert_file = Path("pki/" + name + ".pem");
+  files.key_file = Path("pki/" + name + ".key");
+  return tls::MakeChannelCredentials(files);
+}
+
 grpc::Status Federation::Query(const std::string& project,
                                const std::string& text,
                                v1::QueryResponse* response,
                                const std::string& user) {
-  tls::TlsFiles files;
-  files.ca_file = Path("pki/ca.pem");
-  files.cert_file = Path("pki/" + user + ".pem");
-  files.key_file = Path("pki/" + user + ".key");
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-      tls::MakeChannelCredentials(files);
+      Credentials(user);
   if (!creds.ok()) {
-    return grpc::Status(grpc::StatusCode::INTERNAL, std::string(creds.status().message()));
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        std::string(creds.status().message()));
   }
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride("localhost");
-  auto stub = v1::GatewayService::NewStub(grpc::CreateCustomChannel(
-      absl::StrCat("127.0.0.1:", gateway_port_), *creds, args));
+  return QueryWith(*creds, project, text, response);
+}
+
+grpc::Status Federation::QueryWith(
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const std::string& project, const std::string& text,
+    v1::QueryResponse* response, std::string* server_cert_pem,
+    const std::vector<std::string>& sites) {
+  auto stub =
+      v1::GatewayService::NewStub(FreshChannel(gateway_port_, credentials));
   v1::QueryRequest request;
   request.set_text(text);
   request.set_project(project);
+  for (const std::string& s : sites) request.add_sites(s);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  return stub->Query(&context, request, response);
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  grpc::Status status = stub->Query(&context, request, response);
+  if (server_cert_pem != nullptr) {
+    server_cert_pem->clear();
+    std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+    if (auth != nullptr) {
+      for (const grpc::string_ref& v :
+           auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME)) {
+        server_cert_pem->assign(v.data(), v.size());
+      }
+    }
+  }
+  return status;
+}
+
+grpc::Status Federation::CountAtNode(
+    const std::string& site,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const v1::CountRequest& request, v1::CountResponse* response) {
+  auto it = node_ports_.find(site);
+  if (it == node_ports_.end()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "node " + site + " is not running");
+  }
+  auto stub = v1::NodeService::NewStub(FreshChannel(it->second, credentials));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  return stub->Count(&context, request, response);
+}
+
+grpc::Status Federation::InfoAtNode(
+    const std::string& site,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    v1::NodeInfo* info) {
+  auto it = node_ports_.find(site);
+  if (it == node_ports_.end()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "node " + site + " is not running");
+  }
+  auto stub = v1::NodeService::NewStub(FreshChannel(it->second, credentials));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  return stub->GetInfo(&context, v1::NodeInfoRequest(), info);
 }
 
 }  // namespace passerelle::testing
