@@ -474,6 +474,35 @@ absl::StatusOr<std::vector<std::string>> AuditLog::Checkpoints() const {
   return notes;
 }
 
+absl::StatusOr<std::optional<std::string>> AuditLog::CheckpointAt(
+    uint64_t size) const {
+  return store_->Get(log_keys::CheckpointKey(size));
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>>
+AuditLog::CheckpointsBetween(uint64_t min_size, uint64_t max_size,
+                             size_t limit) const {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  if (limit == 0) return out;
+  const size_t prefix_len = strlen(log_keys::kCheckpointPrefix);
+  absl::Status bad;
+  PASSERELLE_RETURN_IF_ERROR(store_->Scan(
+      log_keys::kCheckpointPrefix,
+      [&](absl::string_view k, absl::string_view v) {
+        std::optional<uint64_t> size = DecodeU64(k.substr(prefix_len));
+        if (!size.has_value()) {
+          bad = absl::DataLossError("malformed checkpoint key in store");
+          return false;
+        }
+        if (*size < min_size) return true;
+        if (max_size != 0 && *size > max_size) return false;
+        out.emplace_back(*size, std::string(v));
+        return out.size() < limit;
+      }));
+  PASSERELLE_RETURN_IF_ERROR(bad);
+  return out;
+}
+
 absl::StatusOr<VerifyingKey> AuditLog::StoredPublicKey() const {
   PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> pem,
                               store_->Get(log_keys::kPublicKey));

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -126,6 +127,12 @@ class AuditLog {
   absl::StatusOr<std::optional<std::string>> LatestCheckpoint() const;
   // Every stored checkpoint note, by increasing tree size.
   absl::StatusOr<std::vector<std::string>> Checkpoints() const;
+  // The checkpoint note stored for tree size `size`, if any.
+  absl::StatusOr<std::optional<std::string>> CheckpointAt(uint64_t size) const;
+  // Up to `limit` (size, note) pairs for tree sizes in [min_size, max_size],
+  // by increasing size; max_size 0 means no upper bound.
+  absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>>
+  CheckpointsBetween(uint64_t min_size, uint64_t max_size, size_t limit) const;
   // The public key stored with the log (trust it only as far as the store).
   absl::StatusOr<VerifyingKey> StoredPublicKey() const;
   const std::string& origin() const { return origin_; }

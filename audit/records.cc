@@ -336,6 +336,8 @@ RecordView ViewOf(const AuditRecord& record) {
     v.canonical_query = e.canonical_query();
     v.decision = e.decision();
     v.reasons = absl::StrJoin(e.reasons(), "; ");
+    v.operation = e.operation().empty() ? "query" : e.operation();
+    if (e.has_repeat_of_index()) v.repeat_of_index = e.repeat_of_index();
   } else {
     const auto& e = record.node();
     v.kind = "node";
@@ -347,6 +349,7 @@ RecordView ViewOf(const AuditRecord& record) {
     v.canonical_query = e.canonical_query();
     v.decision = e.decision();
     v.reasons = e.reason();
+    v.operation = "count";
   }
   return v;
 }
@@ -404,9 +407,13 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
   f["id"] = Str(absl::StrCat("passerelle-audit-", index));
   f["type"] = Coding("http://terminology.hl7.org/CodeSystem/audit-event-type",
                      "rest", "RESTful Operation");
-  f["subtype"] = List(
-      {Coding("http://hl7.org/fhir/restful-interaction", "search", "search")});
-  f["action"] = Str("E");  // Execute: an aggregate query.
+  // A query is an executed search; a budget lookup is a read of the
+  // project's ledger.
+  const bool budget = v.operation == "budget";
+  f["subtype"] =
+      List({Coding("http://hl7.org/fhir/restful-interaction",
+                   budget ? "read" : "search", budget ? "read" : "search")});
+  f["action"] = Str(budget ? "R" : "E");
   f["recorded"] = Str(
       absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", v.time, absl::UTCTimeZone()));
   f["outcome"] = Str(FhirOutcome(v.decision));
@@ -445,6 +452,7 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
 
   std::vector<Value> details = {
       Detail("record_kind", v.kind),
+      Detail("operation", v.operation),
       Detail("audit_index", absl::StrCat(index)),
       Obj({{"type", Str("leaf_hash")},
            {"valueBase64Binary", Str(absl::Base64Escape(leaf_hash))}}),
@@ -458,6 +466,10 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
     details.push_back(Detail("rho_charged", absl::StrCat(e.rho_charged())));
     details.push_back(
         Detail("latency_micros", absl::StrCat(e.latency_micros())));
+    if (e.has_repeat_of_index()) {
+      details.push_back(
+          Detail("repeat_of_index", absl::StrCat(e.repeat_of_index())));
+    }
     for (const auto& site : e.sites()) {
       std::string s =
           absl::StrCat(site.status(), " snapshot=", site.snapshot());
@@ -481,16 +493,49 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
     details.push_back(Detail("min_cell_size", absl::StrCat(e.min_cell_size())));
   }
   // R4 invariant sev-1: an entity has a name or a query, not both.
-  f["entity"] = List({Obj({
-      {"what", Obj({{"identifier", Obj({{"value", Str(v.request_id)}})}})},
-      {"type", Coding("http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                      "2", "System Object")},
-      {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role", "24",
-                      "Query")},
-      {"description", Str(v.canonical_query)},
-      {"query", Str(absl::Base64Escape(v.canonical_query))},
-      {"detail", List(std::move(details))},
-  })});
+  const Value entity_type =
+      Coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2",
+             "System Object");
+  std::vector<Value> entities;
+  if (budget) {
+    // What was read: the project's budget account (no query).
+    entities.push_back(Obj({
+        {"what", Obj({{"identifier", Obj({{"value", Str(v.request_id)}})}})},
+        {"type", entity_type},
+        {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role",
+                        "3", "Report")},
+        {"description",
+         Str(absl::StrCat("privacy budget of project ", v.project))},
+        {"detail", List(std::move(details))},
+    }));
+  } else {
+    entities.push_back(Obj({
+        {"what", Obj({{"identifier", Obj({{"value", Str(v.request_id)}})}})},
+        {"type", entity_type},
+        {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role",
+                        "24", "Query")},
+        {"description", Str(v.canonical_query)},
+        {"query", Str(absl::Base64Escape(v.canonical_query))},
+        {"detail", List(std::move(details))},
+    }));
+  }
+  if (v.repeat_of_index.has_value()) {
+    // The answer repeated an earlier release: point at its AuditEvent.
+    entities.push_back(Obj({
+        {"what",
+         Obj({{"reference", Str(absl::StrCat("AuditEvent/passerelle-audit-",
+                                             *v.repeat_of_index))},
+              {"display", Str(absl::StrCat("first release, audit index ",
+                                           *v.repeat_of_index))}})},
+        {"type", entity_type},
+        {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role",
+                        "3", "Report")},
+        {"description",
+         Str(absl::StrCat("repeat of the release recorded at audit index ",
+                          *v.repeat_of_index, "; no budget charged"))},
+    }));
+  }
+  f["entity"] = List(std::move(entities));
   Value root;
   *root.mutable_struct_value() = std::move(event);
   Prune(&root);

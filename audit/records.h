@@ -54,6 +54,12 @@ struct RecordView {
   passerelle::v1::AuditDecision decision =
       passerelle::v1::AUDIT_DECISION_UNSPECIFIED;
   std::string reasons;  // Joined with "; ".
+  // Gateway entries: "query" (also for older entries that left it empty) or
+  // "budget"; node entries: "count".
+  std::string operation;
+  // Set when a gateway answer repeated an earlier release: the index of the
+  // entry that first released it.
+  std::optional<uint64_t> repeat_of_index;
 };
 RecordView ViewOf(const passerelle::v1::AuditRecord& record);
 

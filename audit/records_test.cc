@@ -254,6 +254,21 @@ TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
       absl::Base64Unescape(Field(entity, "query").string_value(), &query));
   EXPECT_EQ(query, "count where condition(icd10:E11) by sex");
   EXPECT_EQ(entity.fields().count("name"), 0u);  // R4 sev-1.
+  // The entity is the query: what = the request id, role 24 (Query).
+  EXPECT_EQ(Field(Field(Field(entity, "what").struct_value(), "identifier")
+                      .struct_value(),
+                  "value")
+                .string_value(),
+            "req-1");
+  EXPECT_EQ(Field(Field(entity, "role").struct_value(), "code").string_value(),
+            "24");
+  EXPECT_EQ(Field(entity, "description").string_value(),
+            "count where condition(icd10:E11) by sex");
+  EXPECT_EQ(
+      Field(Field(ev, "subtype").list_value().values(0).struct_value(), "code")
+          .string_value(),
+      "search");
+  EXPECT_EQ(Field(ev, "entity").list_value().values_size(), 1);
   // Released cells are carried; site statuses too.
   EXPECT_TRUE(absl::StrContains(*json, "released_cells"));
   EXPECT_TRUE(absl::StrContains(*json, "node_audit_index=41"));
@@ -277,6 +292,58 @@ TEST(RecordsTest, FhirAuditEventHasTheR4Fields) {
       ToFhirAuditEvent(n, 0, HashLeaf("y"), "passerelle/fr", false);
   ASSERT_TRUE(node_json.ok());
   EXPECT_EQ(Field(ParseJson(*node_json), "outcome").string_value(), "0");
+}
+
+TEST(RecordsTest, FhirBudgetReadAndRepeat) {
+  // A budget lookup is a read of the project's ledger, not a query.
+  AuditEntry budget = GatewayEntry();
+  budget.set_operation("budget");
+  budget.clear_canonical_query();
+  budget.clear_sites();
+  budget.clear_released_cells();
+  budget.set_decision(passerelle::v1::AUDIT_DECISION_ALLOWED);
+  auto json = ToFhirAuditEvent(*DecodeRecord(EncodeRecord(budget)), 3,
+                               HashLeaf("b"), "passerelle/gateway", false);
+  ASSERT_TRUE(json.ok()) << json.status();
+  Struct ev = ParseJson(*json);
+  EXPECT_EQ(Field(ev, "action").string_value(), "R");
+  EXPECT_EQ(
+      Field(Field(ev, "subtype").list_value().values(0).struct_value(), "code")
+          .string_value(),
+      "read");
+  const Struct& entity =
+      Field(ev, "entity").list_value().values(0).struct_value();
+  EXPECT_EQ(entity.fields().count("query"), 0u);
+  EXPECT_EQ(Field(Field(entity, "role").struct_value(), "code").string_value(),
+            "3");
+  EXPECT_TRUE(absl::StrContains(Field(entity, "description").string_value(),
+                                "budget of project diabetes-fr-qc"));
+  EXPECT_TRUE(absl::StrContains(*json, "\"valueString\":\"budget\"")) << *json;
+
+  // A repeat points at the AuditEvent of the first release.
+  AuditEntry repeat = GatewayEntry();
+  repeat.set_repeat_of_index(2);
+  json = ToFhirAuditEvent(*DecodeRecord(EncodeRecord(repeat)), 9, HashLeaf("r"),
+                          "passerelle/gateway", false);
+  ASSERT_TRUE(json.ok()) << json.status();
+  ev = ParseJson(*json);
+  EXPECT_EQ(Field(ev, "action").string_value(), "E");
+  const auto& entities = Field(ev, "entity").list_value().values();
+  ASSERT_EQ(entities.size(), 2);
+  EXPECT_EQ(Field(Field(entities[1].struct_value(), "what").struct_value(),
+                  "reference")
+                .string_value(),
+            "AuditEvent/passerelle-audit-2");
+  EXPECT_TRUE(absl::StrContains(*json, "\"repeat_of_index\""));
+  EXPECT_FALSE(absl::StrContains(*json, "\"\"")) << *json;
+
+  // Views: the operation (empty means a query) and the repeat.
+  EXPECT_EQ(ViewOf(*DecodeRecord(EncodeRecord(GatewayEntry()))).operation,
+            "query");
+  EXPECT_EQ(ViewOf(*DecodeRecord(EncodeRecord(budget))).operation, "budget");
+  EXPECT_EQ(ViewOf(*DecodeRecord(EncodeRecord(repeat))).repeat_of_index, 2u);
+  EXPECT_EQ(ViewOf(*DecodeRecord(EncodeRecord(NodeEntry()))).operation,
+            "count");
 }
 
 }  // namespace

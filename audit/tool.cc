@@ -15,10 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "audit/merkle.h"
+#include "audit/remote.h"
 #include "common/status_macros.h"
 
 namespace passerelle::audit {
 namespace {
+
+namespace v1 = ::passerelle::v1;
 
 std::string B64List(const std::vector<std::string>& hashes) {
   std::vector<std::string> quoted;
@@ -31,6 +34,9 @@ std::string B64List(const std::vector<std::string>& hashes) {
 
 constexpr char kUsage[] =
     "usage: passerelle audit <command> --store DIR [--public-key FILE]\n"
+    "       passerelle audit <command> --config CLIENT.textproto\n"
+    "           | --gateway HOST:PORT | --node HOST:PORT\n"
+    "           [--ca F --cert F --key F --server-name N] --public-key FILE\n"
     "commands:\n"
     "  verify [--checkpoint FILE]      recompute the tree, check every\n"
     "                                  checkpoint (and one you kept); names\n"
@@ -43,10 +49,15 @@ constexpr char kUsage[] =
     "  consistency --from A --to B     consistency proof (base64 JSON)\n"
     "  crosscheck --node-store DIR --site NAME\n"
     "                                  compare the gateway's entries for a\n"
-    "                                  site with that site's own log\n"
+    "                                  site with that site's own log (stores)\n"
     "  checkpoint                      the latest signed checkpoint\n"
-    "  public-key                      the store's public key (PEM) and its\n"
-    "                                  signed-note verifier key\n";
+    "  public-key                      the log's public key (PEM) and its\n"
+    "                                  signed-note verifier key\n"
+    "Remote (an auditor's mTLS certificate): the server's AuditService sends\n"
+    "entries and checkpoints; leaves, roots, proofs and signatures are all\n"
+    "checked here with the --public-key you kept (required by verify;\n"
+    "show, search, export, proof, consistency and checkpoint check against\n"
+    "the signed checkpoint when it is given). --origin pins the log's name.\n";
 
 struct Args {
   std::string command;
@@ -56,9 +67,9 @@ struct Args {
 
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& args) {
   static const auto* const kKnown = new std::set<std::string>{
-      "store", "public-key", "caller",     "project",    "since",
-      "until", "outcome",    "format",     "index",      "size",
-      "from",  "to",         "checkpoint", "node-store", "site"};
+      "store",      "public-key", "caller", "project", "since", "until",
+      "outcome",    "format",     "index",  "size",    "from",  "to",
+      "checkpoint", "node-store", "site",   "origin"};
   Args out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -122,6 +133,22 @@ std::optional<std::string> Flag(const Args& a, const std::string& name) {
   return it->second;
 }
 
+absl::StatusOr<RecordFilter> FilterFromFlags(const Args& a) {
+  RecordFilter filter;
+  filter.caller = Flag(a, "caller");
+  filter.project = Flag(a, "project");
+  if (auto s = Flag(a, "since")) {
+    PASSERELLE_ASSIGN_OR_RETURN(filter.since, ParseRfc3339(*s));
+  }
+  if (auto s = Flag(a, "until")) {
+    PASSERELLE_ASSIGN_OR_RETURN(filter.until, ParseRfc3339(*s));
+  }
+  if (auto s = Flag(a, "outcome")) {
+    PASSERELLE_ASSIGN_OR_RETURN(filter.outcome, ParseOutcome(*s));
+  }
+  return filter;
+}
+
 }  // namespace
 
 absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
@@ -154,16 +181,35 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
   return st;
 }
 
-absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
-  PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(index));
-  PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
-  PASSERELLE_ASSIGN_OR_RETURN(std::string row, JsonlRow(index, entry, leaf));
+absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
+                                      absl::string_view leaf_hash) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                              JsonlRow(index, entry, leaf_hash));
   // Re-print the row indented.
   google::protobuf::Value v;
   if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
     return row + "\n";
   }
   return StableJson(v, /*pretty=*/true);
+}
+
+absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(index));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
+  return EntryJson(index, entry, leaf);
+}
+
+std::string SearchLine(uint64_t index, const passerelle::v1::AuditRecord& r) {
+  const RecordView v = ViewOf(r);
+  std::string line = absl::StrCat(
+      index, "\t",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", v.time, absl::UTCTimeZone()),
+      "\t", v.kind, "\t", v.operation, "\t", OutcomeName(v.decision), "\t",
+      v.caller, "\t", v.project, "\t", v.request_id, "\t", v.canonical_query);
+  if (v.repeat_of_index.has_value()) {
+    absl::StrAppend(&line, "\trepeat_of=", *v.repeat_of_index);
+  }
+  return line + "\n";
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, passerelle::v1::AuditRecord>>>
@@ -207,16 +253,31 @@ absl::Status ExportLog(const AuditLog& log, ExportFormat format,
   return absl::OkStatus();
 }
 
+std::string InclusionJson(uint64_t index, uint64_t size,
+                          absl::string_view leaf_hash, absl::string_view root,
+                          const std::vector<std::string>& proof) {
+  return absl::StrCat("{\n  \"leafIdx\": ", index, ",\n  \"treeSize\": ", size,
+                      ",\n  \"leafHash\": \"", absl::Base64Escape(leaf_hash),
+                      "\",\n  \"root\": \"", absl::Base64Escape(root),
+                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+}
+
+std::string ConsistencyJson(uint64_t size1, uint64_t size2,
+                            absl::string_view root1, absl::string_view root2,
+                            const std::vector<std::string>& proof) {
+  return absl::StrCat("{\n  \"size1\": ", size1, ",\n  \"size2\": ", size2,
+                      ",\n  \"root1\": \"", absl::Base64Escape(root1),
+                      "\",\n  \"root2\": \"", absl::Base64Escape(root2),
+                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+}
+
 absl::StatusOr<std::string> InclusionProofJson(const AuditLog& log,
                                                uint64_t index, uint64_t size) {
   PASSERELLE_ASSIGN_OR_RETURN(std::vector<std::string> proof,
                               log.InclusionProof(index, size));
   PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
   PASSERELLE_ASSIGN_OR_RETURN(std::string root, log.RootAt(size));
-  return absl::StrCat("{\n  \"leafIdx\": ", index, ",\n  \"treeSize\": ", size,
-                      ",\n  \"leafHash\": \"", absl::Base64Escape(leaf),
-                      "\",\n  \"root\": \"", absl::Base64Escape(root),
-                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+  return InclusionJson(index, size, leaf, root, proof);
 }
 
 absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
@@ -226,10 +287,7 @@ absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
                               log.ConsistencyProof(size1, size2));
   PASSERELLE_ASSIGN_OR_RETURN(std::string root1, log.RootAt(size1));
   PASSERELLE_ASSIGN_OR_RETURN(std::string root2, log.RootAt(size2));
-  return absl::StrCat("{\n  \"size1\": ", size1, ",\n  \"size2\": ", size2,
-                      ",\n  \"root1\": \"", absl::Base64Escape(root1),
-                      "\",\n  \"root2\": \"", absl::Base64Escape(root2),
-                      "\",\n  \"proof\": ", B64List(proof), "\n}\n");
+  return ConsistencyJson(size1, size2, root1, root2, proof);
 }
 
 absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
@@ -246,7 +304,8 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
       if (st.site() != site) continue;
       if (!st.has_node_audit_index()) {
-        if (st.status() == "ok") {
+        // A repeat contacted no node: its first release holds the reference.
+        if (st.status() == "ok" && !g.has_repeat_of_index()) {
           issues.push_back({i, std::nullopt,
                             absl::StrCat("site ", site,
                                          " answered but no node entry is "
@@ -356,28 +415,9 @@ absl::Status Run(const Args& a, std::ostream& out, std::ostream& err,
     return absl::OkStatus();
   }
   if (a.command == "search") {
-    RecordFilter filter;
-    filter.caller = Flag(a, "caller");
-    filter.project = Flag(a, "project");
-    if (auto s = Flag(a, "since")) {
-      PASSERELLE_ASSIGN_OR_RETURN(filter.since, ParseRfc3339(*s));
-    }
-    if (auto s = Flag(a, "until")) {
-      PASSERELLE_ASSIGN_OR_RETURN(filter.until, ParseRfc3339(*s));
-    }
-    if (auto s = Flag(a, "outcome")) {
-      PASSERELLE_ASSIGN_OR_RETURN(filter.outcome, ParseOutcome(*s));
-    }
+    PASSERELLE_ASSIGN_OR_RETURN(RecordFilter filter, FilterFromFlags(a));
     PASSERELLE_ASSIGN_OR_RETURN(auto hits, SearchLog(*log, filter));
-    for (const auto& [index, record] : hits) {
-      const RecordView v = ViewOf(record);
-      out << index << "\t"
-          << absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", v.time,
-                              absl::UTCTimeZone())
-          << "\t" << v.kind << "\t" << OutcomeName(v.decision) << "\t"
-          << v.caller << "\t" << v.project << "\t" << v.request_id << "\t"
-          << v.canonical_query << "\n";
-    }
+    for (const auto& [index, record] : hits) out << SearchLine(index, record);
     err << hits.size() << " matching entries\n";
     return absl::OkStatus();
   }
@@ -466,6 +506,460 @@ absl::Status Run(const Args& a, std::ostream& out, std::ostream& err,
 }
 
 }  // namespace
+
+namespace {
+
+// A verification failure: printed, exit code 1.
+struct Failed {
+  std::string what;
+};
+
+std::string RemoteVerifyReport(const RemoteVerifySummary& s,
+                               const VerifyingKey& key,
+                               const absl::Status& st) {
+  std::string r;
+  absl::StrAppend(&r, "origin: ", s.origin, "\n");
+  absl::StrAppend(&r, "key: ", NoteVerifierKey(s.origin, key.raw()), "\n");
+  absl::StrAppend(&r, "entries: ", s.size, " (", s.entries_verified,
+                  " fetched and hashed here");
+  if (s.withheld > 0) {
+    absl::StrAppend(&r, ", ", s.withheld,
+                    " withheld: outside your scope, checked by leaf hash only");
+  }
+  absl::StrAppend(&r, ")\n");
+  absl::StrAppend(&r, "checkpoints verified: ", s.checkpoints_verified, "\n");
+  absl::StrAppend(&r, "root of fetched entries: ", absl::Base64Escape(s.root),
+                  "\n");
+  if (s.latest_checkpoint.has_value()) {
+    absl::StrAppend(&r, "latest valid checkpoint: size ",
+                    s.latest_checkpoint->size, " root ",
+                    absl::Base64Escape(s.latest_checkpoint->root_hash), "\n");
+    if (st.ok() && s.latest_checkpoint->size < s.size) {
+      absl::StrAppend(&r, "note: ", s.size - s.latest_checkpoint->size,
+                      " entries after the latest checkpoint are not signed "
+                      "yet\n");
+    }
+  }
+  if (st.ok()) {
+    absl::StrAppend(&r, "OK\n");
+  } else if (s.first_bad_index.has_value()) {
+    absl::StrAppend(&r, "FAILED: first bad index ", *s.first_bad_index, ": ",
+                    s.problem, "\n");
+  } else {
+    absl::StrAppend(&r, "ERROR: ", st.ToString(), "\n");
+  }
+  return r;
+}
+
+// The auditor's key, if given; the server is never asked for one to trust.
+absl::StatusOr<std::optional<VerifyingKey>> KeyFromFlags(const Args& a) {
+  std::optional<std::string> file = Flag(a, "public-key");
+  if (!file.has_value()) return std::optional<VerifyingKey>();
+  PASSERELLE_ASSIGN_OR_RETURN(VerifyingKey key, ReadPublicKeyFile(*file));
+  return std::optional<VerifyingKey>(std::move(key));
+}
+
+// Runs one remote command. Usage errors come back as kInvalidArgument
+// before any RPC; `failed` is set for a verification failure.
+absl::Status RunRemote(const Args& a, AuditReader& reader, std::ostream& out,
+                       std::ostream& err, std::optional<Failed>* failed,
+                       bool* usage) {
+  auto usage_error = [&](absl::string_view what) {
+    *usage = true;
+    return absl::InvalidArgumentError(what);
+  };
+  if (Flag(a, "store").has_value()) {
+    return usage_error("give either --store DIR or a server, not both");
+  }
+  absl::StatusOr<std::optional<VerifyingKey>> key_or = KeyFromFlags(a);
+  if (!key_or.ok()) {
+    *usage = absl::IsInvalidArgument(key_or.status());
+    return key_or.status();
+  }
+  const std::optional<VerifyingKey>& key = *key_or;
+  const std::string origin = Flag(a, "origin").value_or("");
+  auto unverified = [&](absl::string_view what) {
+    err << "warning: " << what
+        << " not checked against a signed checkpoint; pass --public-key FILE "
+           "(the log's key, obtained out of band)\n";
+  };
+  // The latest signed checkpoint, when the auditor gave a key.
+  auto checkpoint = [&]() -> absl::StatusOr<Checkpoint> {
+    PASSERELLE_ASSIGN_OR_RETURN(std::optional<Checkpoint> cp,
+                                FetchLatestCheckpoint(reader, *key, origin));
+    if (!cp.has_value()) {
+      return absl::FailedPreconditionError("the log has no signed checkpoint");
+    }
+    return *cp;
+  };
+  auto fail = [&](const absl::Status& st) {
+    *failed = Failed{std::string(st.message())};
+    return absl::OkStatus();
+  };
+
+  if (a.command == "verify") {
+    if (!key.has_value()) {
+      return usage_error(
+          "verify of a remote log needs --public-key FILE: a key the server "
+          "sends cannot vouch for the server");
+    }
+    std::vector<std::string> trusted;
+    if (auto file = Flag(a, "checkpoint")) {
+      absl::StatusOr<std::string> note = ReadTextFile(*file);
+      if (!note.ok()) {
+        *usage = true;
+        return absl::InvalidArgumentError(note.status().message());
+      }
+      trusted.push_back(*std::move(note));
+    }
+    RemoteVerifySummary summary;
+    absl::Status st = VerifyRemote(reader, *key, trusted, origin, &summary);
+    if (absl::IsInvalidArgument(st)) {
+      *usage = true;
+      return st;
+    }
+    if (!st.ok() && !summary.first_bad_index.has_value()) return st;
+    out << RemoteVerifyReport(summary, *key, st);
+    if (!st.ok()) *failed = Failed{std::string(st.message())};
+    return absl::OkStatus();
+  }
+  if (a.command == "show") {
+    if (a.positional.size() != 1) {
+      return usage_error("show needs exactly one index");
+    }
+    absl::StatusOr<uint64_t> index = ParseU64("index", a.positional[0]);
+    if (!index.ok()) return usage_error(index.status().message());
+    std::vector<FetchedEntry> got;
+    PASSERELLE_RETURN_IF_ERROR(FetchEntries(reader, *index, *index + 1, &got));
+    if (got[0].withheld) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "entry ", *index, " is outside your audit scope (withheld)"));
+    }
+    if (key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(Checkpoint cp, checkpoint());
+      absl::Status st =
+          VerifyRemoteInclusion(reader, cp, *index, got[0].leaf_hash);
+      if (!st.ok()) return fail(st);
+      err << "verified: entry " << *index
+          << " is included in the signed checkpoint of size " << cp.size
+          << "\n";
+    } else {
+      unverified("entry");
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(
+        std::string json, EntryJson(*index, got[0].bytes, got[0].leaf_hash));
+    out << json;
+    return absl::OkStatus();
+  }
+  if (a.command == "search") {
+    absl::StatusOr<RecordFilter> filter = FilterFromFlags(a);
+    if (!filter.ok()) return usage_error(filter.status().message());
+    v1::AuditSearchRequest request;
+    if (filter->caller) request.set_caller(*filter->caller);
+    if (filter->project) request.set_project(*filter->project);
+    if (filter->since) {
+      request.set_since_unix_micros(absl::ToUnixMicros(*filter->since));
+    }
+    if (filter->until) {
+      request.set_until_unix_micros(absl::ToUnixMicros(*filter->until));
+    }
+    if (filter->outcome) request.set_outcome(*filter->outcome);
+    std::optional<Checkpoint> cp;
+    if (key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(cp, checkpoint());
+      request.set_end(cp->size);  // Only what a signature covers.
+    } else {
+      unverified("results");
+    }
+    std::vector<std::pair<uint64_t, std::string>> hits;
+    uint64_t next = 0;
+    while (true) {
+      request.set_start(next);
+      PASSERELLE_ASSIGN_OR_RETURN(v1::AuditEntriesResponse page,
+                                  reader.SearchEntries(request));
+      for (v1::AuditLogEntry& e : *page.mutable_entries()) {
+        const bool in_order = e.index() >= next &&
+                              e.index() < page.next_index() &&
+                              (hits.empty() || e.index() > hits.back().first);
+        if (e.withheld() || !in_order) {
+          return fail(absl::DataLossError(absl::StrCat(
+              "the server returned an unexpected search hit at index ",
+              e.index())));
+        }
+        hits.emplace_back(e.index(), std::move(*e.mutable_entry()));
+      }
+      const uint64_t end =
+          request.end() != 0 ? request.end() : page.tree_size();
+      if (page.next_index() >= end) break;
+      if (page.next_index() <= next) {
+        return fail(
+            absl::DataLossError("the server's search does not progress"));
+      }
+      next = page.next_index();
+    }
+    for (const auto& [index, bytes] : hits) {
+      absl::StatusOr<v1::AuditRecord> record = DecodeRecord(bytes);
+      if (!record.ok() || !Matches(*record, *filter)) {
+        return fail(absl::DataLossError(
+            absl::StrCat("the server returned entry ", index,
+                         " as a hit but it does not match the filters")));
+      }
+      if (cp.has_value()) {
+        absl::Status st =
+            VerifyRemoteInclusion(reader, *cp, index, HashLeaf(bytes));
+        if (!st.ok()) return fail(st);
+      }
+      out << SearchLine(index, *record);
+    }
+    err << hits.size() << " matching entries";
+    if (cp.has_value()) {
+      err << ", each verified in the signed checkpoint of size " << cp->size;
+    }
+    err << "\n";
+    return absl::OkStatus();
+  }
+  if (a.command == "export") {
+    const std::string format = Flag(a, "format").value_or("jsonl");
+    if (format != "jsonl" && format != "fhir") {
+      return usage_error(
+          absl::StrCat("unknown --format '", format, "' (jsonl or fhir)"));
+    }
+    std::string log_origin = origin;
+    uint64_t end = 0;
+    std::optional<Checkpoint> cp;
+    if (key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(cp, checkpoint());
+      end = cp->size;
+      log_origin = cp->origin;
+    } else {
+      unverified("export");
+      PASSERELLE_ASSIGN_OR_RETURN(v1::AuditCheckpointResponse latest,
+                                  reader.GetCheckpoint({}));
+      end = latest.log_size();
+      if (log_origin.empty()) {
+        PASSERELLE_ASSIGN_OR_RETURN(v1::AuditPublicKeyResponse pk,
+                                    reader.GetPublicKey({}));
+        log_origin = pk.origin();
+      }
+    }
+    std::vector<FetchedEntry> entries;
+    absl::Status st = FetchEntries(reader, 0, end, &entries);
+    if (absl::IsDataLoss(st)) return fail(st);
+    PASSERELLE_RETURN_IF_ERROR(st);
+    if (cp.has_value()) {
+      // Nothing is written unless every entry is under the signed root.
+      std::vector<std::string> leaves;
+      for (const FetchedEntry& e : entries) leaves.push_back(e.leaf_hash);
+      if (RootOfLeafHashes(leaves) != cp->root_hash) {
+        return fail(absl::DataLossError(
+            absl::StrCat("the entries do not hash to the signed root for size ",
+                         cp->size, "; run verify to locate the damage")));
+      }
+    }
+    if (format == "fhir") {
+      out << "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[";
+    }
+    bool first = true;
+    for (const FetchedEntry& e : entries) {
+      if (format == "jsonl") {
+        if (e.withheld) {
+          out << "{\"index\":" << e.index << ",\"leaf_hash\":\""
+              << absl::Base64Escape(e.leaf_hash) << "\",\"withheld\":true}\n";
+          continue;
+        }
+        PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                                    JsonlRow(e.index, e.bytes, e.leaf_hash));
+        out << row << "\n";
+        continue;
+      }
+      if (e.withheld) continue;
+      absl::StatusOr<v1::AuditRecord> record = DecodeRecord(e.bytes);
+      if (!record.ok()) continue;
+      PASSERELLE_ASSIGN_OR_RETURN(
+          std::string event,
+          ToFhirAuditEvent(*record, e.index, e.leaf_hash, log_origin, false));
+      out << (first ? "\n" : ",\n") << "{\"resource\":" << event << "}";
+      first = false;
+    }
+    if (format == "fhir") out << "\n]}\n";
+    if (cp.has_value()) {
+      err << "verified: " << entries.size()
+          << " entries under the signed checkpoint of size " << cp->size
+          << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (a.command == "proof") {
+    std::optional<std::string> index_flag = Flag(a, "index");
+    if (!index_flag.has_value()) return usage_error("proof needs --index N");
+    absl::StatusOr<uint64_t> index = ParseU64("--index", *index_flag);
+    if (!index.ok()) return usage_error(index.status().message());
+    std::optional<uint64_t> size;
+    if (auto s = Flag(a, "size")) {
+      absl::StatusOr<uint64_t> v = ParseU64("--size", *s);
+      if (!v.ok()) return usage_error(v.status().message());
+      size = *v;
+    }
+    std::optional<Checkpoint> cp;
+    if (key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(cp, checkpoint());
+      if (!size.has_value()) size = cp->size;
+    } else {
+      unverified("root");
+      if (!size.has_value()) {
+        PASSERELLE_ASSIGN_OR_RETURN(v1::AuditCheckpointResponse latest,
+                                    reader.GetCheckpoint({}));
+        size = latest.log_size();
+      }
+    }
+    v1::AuditInclusionProofRequest request;
+    request.set_index(*index);
+    request.set_tree_size(*size);
+    PASSERELLE_ASSIGN_OR_RETURN(v1::AuditInclusionProofResponse p,
+                                reader.GetInclusionProof(request));
+    if (p.index() != *index || p.tree_size() != *size) {
+      return fail(absl::DataLossError(
+          absl::StrCat("asked for entry ", *index, " in size ", *size,
+                       ", the server answered entry ", p.index(), " in size ",
+                       p.tree_size())));
+    }
+    // The leaf from the entry's bytes (or the withheld entry's hash), the
+    // root from the proof: both computed here.
+    std::vector<FetchedEntry> got;
+    absl::Status st = FetchEntries(reader, *index, *index + 1, &got);
+    if (absl::IsDataLoss(st)) return fail(st);
+    PASSERELLE_RETURN_IF_ERROR(st);
+    const std::vector<std::string> proof(p.proof().begin(), p.proof().end());
+    if (got[0].leaf_hash != p.leaf_hash()) {
+      return fail(absl::DataLossError(absl::StrCat(
+          "the proof's leaf hash is not the hash of entry ", *index)));
+    }
+    absl::StatusOr<std::string> root =
+        RootFromInclusionProof(got[0].leaf_hash, *index, *size, proof);
+    if (!root.ok()) return fail(absl::DataLossError(root.status().message()));
+    if (*root != p.root()) {
+      return fail(absl::DataLossError(
+          "the inclusion proof does not lead to the root the server gave"));
+    }
+    if (cp.has_value()) {
+      st = AnchorRoot(reader, *cp, *size, *root);
+      if (!st.ok()) return fail(st);
+      err << "verified: leaf " << *index << " in tree size " << *size
+          << ", anchored to the signed checkpoint of size " << cp->size << "\n";
+    }
+    out << InclusionJson(*index, *size, got[0].leaf_hash, *root, proof);
+    return absl::OkStatus();
+  }
+  if (a.command == "consistency") {
+    std::optional<std::string> from = Flag(a, "from");
+    std::optional<std::string> to = Flag(a, "to");
+    if (!from.has_value() || !to.has_value()) {
+      return usage_error("consistency needs --from A --to B");
+    }
+    absl::StatusOr<uint64_t> size1 = ParseU64("--from", *from);
+    if (!size1.ok()) return usage_error(size1.status().message());
+    absl::StatusOr<uint64_t> size2 = ParseU64("--to", *to);
+    if (!size2.ok()) return usage_error(size2.status().message());
+    std::optional<Checkpoint> cp;
+    if (key.has_value()) {
+      PASSERELLE_ASSIGN_OR_RETURN(cp, checkpoint());
+    } else {
+      unverified("roots");
+    }
+    v1::AuditConsistencyProofRequest request;
+    request.set_size1(*size1);
+    request.set_size2(*size2);
+    PASSERELLE_ASSIGN_OR_RETURN(v1::AuditConsistencyProofResponse p,
+                                reader.GetConsistencyProof(request));
+    if (p.size1() != *size1 || p.size2() != *size2) {
+      return fail(absl::DataLossError(absl::StrCat(
+          "asked for ", *size1, " -> ", *size2, ", the server answered ",
+          p.size1(), " -> ", p.size2())));
+    }
+    const std::vector<std::string> proof(p.proof().begin(), p.proof().end());
+    absl::Status st =
+        VerifyConsistency(*size1, *size2, proof, p.root1(), p.root2());
+    if (!st.ok()) {
+      return fail(absl::DataLossError(absl::StrCat(
+          "the consistency proof does not verify: ", st.message())));
+    }
+    if (cp.has_value()) {
+      // root2 anchored to the signature; the proof then vouches for root1.
+      st = AnchorRoot(reader, *cp, *size2, p.root2());
+      if (!st.ok()) return fail(st);
+      err << "verified: " << *size1 << " -> " << *size2
+          << ", anchored to the signed checkpoint of size " << cp->size << "\n";
+    }
+    out << ConsistencyJson(*size1, *size2, p.root1(), p.root2(), proof);
+    return absl::OkStatus();
+  }
+  if (a.command == "checkpoint") {
+    if (key.has_value()) {
+      std::string note;
+      absl::StatusOr<std::optional<Checkpoint>> cp =
+          FetchLatestCheckpoint(reader, *key, origin, &note);
+      if (absl::IsDataLoss(cp.status())) return fail(cp.status());
+      PASSERELLE_RETURN_IF_ERROR(cp.status());
+      if (!cp->has_value()) return absl::NotFoundError("no checkpoint yet");
+      out << note;
+      err << "verified: signed by the given key (" << (*cp)->origin << ", size "
+          << (*cp)->size << ")\n";
+      return absl::OkStatus();
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(v1::AuditCheckpointResponse latest,
+                                reader.GetCheckpoint({}));
+    if (latest.note().empty()) return absl::NotFoundError("no checkpoint yet");
+    unverified("signature");
+    out << latest.note();
+    return absl::OkStatus();
+  }
+  if (a.command == "public-key") {
+    PASSERELLE_ASSIGN_OR_RETURN(v1::AuditPublicKeyResponse pk,
+                                reader.GetPublicKey({}));
+    err << "warning: this is the key the server reports; verify with a key "
+           "you obtained out of band\n";
+    out << pk.public_key_pem() << pk.note_verifier_key() << "\n";
+    return absl::OkStatus();
+  }
+  if (a.command == "crosscheck") {
+    return usage_error(
+        "crosscheck compares two store directories (--store and "
+        "--node-store); it has no remote form");
+  }
+  return usage_error(absl::StrCat("unknown audit command '", a.command, "'"));
+}
+
+}  // namespace
+
+int RunRemoteAuditTool(const std::vector<std::string>& args,
+                       AuditReader& reader, std::ostream& out,
+                       std::ostream& err) {
+  if (args.empty() || args[0] == "help" || args[0] == "--help") {
+    (args.empty() ? err : out) << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  absl::StatusOr<Args> parsed = ParseArgs(args);
+  if (!parsed.ok()) {
+    err << "passerelle audit: " << parsed.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  std::optional<Failed> failed;
+  bool usage = false;
+  absl::Status st = RunRemote(*parsed, reader, out, err, &failed, &usage);
+  if (!st.ok()) {
+    err << "passerelle audit " << parsed->command << ": " << st.ToString()
+        << "\n";
+    return usage ? 2 : 1;
+  }
+  if (failed.has_value()) {
+    if (parsed->command != "verify") {
+      err << "passerelle audit " << parsed->command
+          << ": FAILED: " << failed->what << "\n";
+    }
+    return 1;
+  }
+  return 0;
+}
 
 int RunAuditTool(const std::vector<std::string>& args, std::ostream& out,
                  std::ostream& err) {

@@ -13,8 +13,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "audit/log.h"
 #include "audit/records.h"
+#include "audit/remote.h"
 
 namespace passerelle::audit {
 
@@ -26,6 +28,13 @@ absl::Status VerifyReport(
 
 // The entry at `index` as pretty JSON with its index and leaf hash.
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index);
+// The same for given bytes and leaf hash (what `show` prints).
+absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
+                                      absl::string_view leaf_hash);
+// One `search` output line: index, time, kind, operation ("query",
+// "budget", "count"), outcome, caller, project, request id, canonical query,
+// tab-separated, then "repeat_of=N" for a repeated release.
+std::string SearchLine(uint64_t index, const passerelle::v1::AuditRecord& r);
 
 // Indices and records of entries matching `filter`, in log order; entries
 // that are not AuditRecords are skipped.
@@ -46,6 +55,13 @@ absl::StatusOr<std::string> InclusionProofJson(const AuditLog& log,
 absl::StatusOr<std::string> ConsistencyProofJson(const AuditLog& log,
                                                  uint64_t size1,
                                                  uint64_t size2);
+// The two JSON forms above from their parts.
+std::string InclusionJson(uint64_t index, uint64_t size,
+                          absl::string_view leaf_hash, absl::string_view root,
+                          const std::vector<std::string>& proof);
+std::string ConsistencyJson(uint64_t size1, uint64_t size2,
+                            absl::string_view root1, absl::string_view root2,
+                            const std::vector<std::string>& proof);
 
 // One disagreement between a gateway log and a site's node log.
 struct CrossCheckIssue {
@@ -56,7 +72,8 @@ struct CrossCheckIssue {
 // Cross-checks the gateway's entries for `site` against that site's own log:
 // every node_audit_index the gateway recorded must name a node entry for the
 // same request, project, query and snapshot; a site reported "ok" must have
-// a node reference; and every node entry that answered (allowed) must be
+// a node reference (unless the entry repeats an earlier release, which
+// contacted no node); and every node entry that answered (allowed) must be
 // referenced by some gateway entry (a gateway cannot hide a query the site
 // answered). Verify both logs first: this compares contents only.
 absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
@@ -66,6 +83,15 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
 // (0 success, 1 failure such as a verification error, 2 usage error).
 int RunAuditTool(const std::vector<std::string>& args, std::ostream& out,
                  std::ostream& err);
+
+// The same commands (but crosscheck) against a remote log through `reader`
+// (the connection flags already removed from `args`). Everything the server
+// sends is checked here (audit/remote.h): verify needs --public-key FILE;
+// show, search, export, proof, consistency and checkpoint check against the
+// latest signed checkpoint when --public-key is given and warn otherwise.
+int RunRemoteAuditTool(const std::vector<std::string>& args,
+                       AuditReader& reader, std::ostream& out,
+                       std::ostream& err);
 
 }  // namespace passerelle::audit
 

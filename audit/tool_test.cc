@@ -5,15 +5,16 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "audit/merkle.h"
-#include "cli/audit_cmd.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 
@@ -400,10 +401,174 @@ TEST_F(AuditToolTest, CrossCheckGatewayAgainstNodeLog) {
   EXPECT_EQ(Run({"crosscheck", "--store", gw_dir, "--site", "fr"}), 2);
 }
 
-TEST_F(AuditToolTest, CliEntryPoint) {
-  EXPECT_EQ(cli::RunAuditCommand({"verify", "--store", store_}), 0);
-  EXPECT_EQ(cli::RunAuditCommand({"nonsense"}), 2);
+TEST_F(AuditToolTest, BudgetReadsAndRepeatsAreRendered) {
+  {
+    AuditLogOptions options;
+    options.origin = "passerelle.test/gateway";
+    options.signing_key = key_;
+    auto log = AuditLog::OpenDirectory(store_, options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    AuditEntry budget =
+        Gateway(10, "alice", passerelle::v1::AUDIT_DECISION_ALLOWED);
+    budget.set_operation("budget");
+    budget.clear_canonical_query();
+    ASSERT_TRUE((*log)->Append(EncodeRecord(budget)).ok());  // 10
+    AuditEntry repeat =
+        Gateway(11, "alice", passerelle::v1::AUDIT_DECISION_ALLOWED);
+    repeat.set_repeat_of_index(0);
+    ASSERT_TRUE((*log)->Append(EncodeRecord(repeat)).ok());  // 11
+  }
+  ASSERT_EQ(Run({"search", "--store", store_, "--caller", "alice"}), 0);
+  std::vector<std::string> lines =
+      absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << out_.str();
+  std::vector<std::string> cols = absl::StrSplit(lines[0], '\t');
+  ASSERT_GE(cols.size(), 5u);
+  EXPECT_EQ(cols[2], "gateway");
+  EXPECT_EQ(cols[3], "query");  // Older entries leave it empty.
+  EXPECT_EQ(cols[4], "allowed");
+  cols = absl::StrSplit(lines[2], '\t');
+  EXPECT_EQ(cols[0], "10");
+  EXPECT_EQ(cols[3], "budget");
+  EXPECT_TRUE(absl::EndsWith(lines[3], "\trepeat_of=0")) << lines[3];
+  EXPECT_FALSE(absl::StrContains(lines[2], "repeat_of"));
+
+  ASSERT_EQ(Run({"show", "10", "--store", store_}), 0);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "\"operation\": \"budget\""))
+      << out_.str();
+  ASSERT_EQ(Run({"show", "11", "--store", store_}), 0);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "\"repeat_of_index\": \"0\""))
+      << out_.str();
+
+  ASSERT_EQ(Run({"export", "--store", store_, "--format", "fhir"}), 0);
+  Struct bundle = ParseJson(out_.str());
+  const auto& entries = bundle.fields().at("entry").list_value().values();
+  ASSERT_EQ(entries.size(), 11);
+  auto event = [&](int k) -> const Struct& {
+    return entries[k].struct_value().fields().at("resource").struct_value();
+  };
+  EXPECT_EQ(event(9).fields().at("id").string_value(), "passerelle-audit-10");
+  EXPECT_EQ(event(9).fields().at("action").string_value(), "R");
+  EXPECT_EQ(event(0).fields().at("action").string_value(), "E");
+  const auto& repeat_entities =
+      event(10).fields().at("entity").list_value().values();
+  ASSERT_EQ(repeat_entities.size(), 2);
+  EXPECT_EQ(repeat_entities[1]
+                .struct_value()
+                .fields()
+                .at("what")
+                .struct_value()
+                .fields()
+                .at("reference")
+                .string_value(),
+            "AuditEvent/passerelle-audit-0");
 }
+
+// Each way of tampering with the RocksDB store, through the command an
+// auditor runs: exit code 1 and the first bad index named.
+struct StoreTamper {
+  std::string name;
+  std::function<void(rocksdb::DB*, const SigningKey& key)> apply;
+  int first_bad_index;
+};
+
+class AuditToolTamperTest : public AuditToolTest,
+                            public ::testing::WithParamInterface<StoreTamper> {
+};
+
+TEST_P(AuditToolTamperTest, VerifyNamesTheFirstBadIndex) {
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), store_, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    GetParam().apply(db.get(), *key_);
+  }
+  ASSERT_EQ(
+      Run({"verify", "--store", store_, "--public-key", dir_ + "/log.pub"}), 1)
+      << out_.str() << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(),
+                                absl::StrCat("FAILED: first bad index ",
+                                             GetParam().first_bad_index, ":")))
+      << out_.str();
+}
+
+std::string Get(rocksdb::DB* db, const std::string& key) {
+  std::string v;
+  EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), key, &v).ok()) << key;
+  return v;
+}
+void Put(rocksdb::DB* db, const std::string& key, const std::string& value) {
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
+}
+void Del(rocksdb::DB* db, const std::string& key) {
+  ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), key).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachTampering, AuditToolTamperTest,
+    ::testing::Values(
+        StoreTamper{"FlippedByte",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      std::string e = Get(db, log_keys::Entry(6));
+                      e[e.size() / 2] ^= 0x04;
+                      Put(db, log_keys::Entry(6), e);
+                    },
+                    6},
+        StoreTamper{"DeletedEntry",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      Del(db, log_keys::Entry(4));
+                    },
+                    4},
+        StoreTamper{"SwappedEntries",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      const std::string a = Get(db, log_keys::Entry(2));
+                      const std::string b = Get(db, log_keys::Entry(7));
+                      Put(db, log_keys::Entry(2), b);
+                      Put(db, log_keys::Entry(7), a);
+                    },
+                    2},
+        StoreTamper{"TruncatedTail",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      for (int i = 7; i < 10; ++i) Del(db, log_keys::Entry(i));
+                    },
+                    7},
+        StoreTamper{"TruncatedTailWithSizeRewound",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      for (int i = 7; i < 10; ++i) {
+                        Del(db, log_keys::Entry(i));
+                        Del(db, log_keys::Node(0, i));
+                      }
+                      Put(db, log_keys::kSize, log_keys::EncodeU64(7));
+                    },
+                    7},
+        StoreTamper{"ReplacedCheckpointAnotherKey",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      Checkpoint forged{"passerelle.test/gateway", 10,
+                                        Sha256("forged")};
+                      auto other = SigningKey::Generate();
+                      Put(db, log_keys::CheckpointKey(10),
+                          *SignCheckpoint(forged, forged.origin, **other));
+                    },
+                    9},
+        StoreTamper{"ReplacedCheckpointResigned",
+                    // Even with the log's own key: the root is not the
+                    // entries'.
+                    [](rocksdb::DB* db, const SigningKey& key) {
+                      Checkpoint forged{"passerelle.test/gateway", 10,
+                                        Sha256("forged")};
+                      Put(db, log_keys::CheckpointKey(10),
+                          *SignCheckpoint(forged, forged.origin, key));
+                    },
+                    9},
+        StoreTamper{"ReplacedCheckpointByAnEarlierOne",
+                    [](rocksdb::DB* db, const SigningKey&) {
+                      Put(db, log_keys::CheckpointKey(6),
+                          Get(db, log_keys::CheckpointKey(5)));
+                    },
+                    5}),
+    [](const ::testing::TestParamInfo<StoreTamper>& info) {
+      return info.param.name;
+    });
 
 }  // namespace
 }  // namespace passerelle::audit

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "audit/audit_service.h"
 #include "audit/log.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -162,6 +163,11 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   // Snapshot versions first, so a repeat is recognised from the start.
   core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
   GatewayServiceImpl service(&core);
+  // Auditors (federation-wide, or of a project) read the log over mTLS.
+  audit::FederationAuditAuthorizer audit_authorizer(
+      [&policies] { return policies->Current(); });
+  audit::AuditServiceCore audit_core(log.get(), &audit_authorizer);
+  audit::AuditServiceImpl audit_service(&audit_core);
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
@@ -171,6 +177,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   int port = 0;
   builder.AddListeningPort(config.listen(), creds, &port);
   builder.RegisterService(&service);
+  builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "audit/audit_service.h"
 #include "audit/log.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -175,6 +176,13 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
                 Clock::Real());
   NodeServiceImpl service(&core);
+  // The site's auditors (site policy `auditors`) read the node's own log.
+  audit::SiteAuditAuthorizer audit_authorizer(
+      config.site(), policies == nullptr
+                         ? audit::PolicyGetter()
+                         : [&policies] { return policies->Current(); });
+  audit::AuditServiceCore audit_core(log.get(), &audit_authorizer);
+  audit::AuditServiceImpl audit_service(&audit_core);
 
   PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
                               tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
@@ -183,6 +191,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   int port = 0;
   builder.AddListeningPort(config.listen(), creds, &port);
   builder.RegisterService(&service);
+  builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));

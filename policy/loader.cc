@@ -522,6 +522,14 @@ void PolicyBuilder::CheckSite(const v1::SitePolicy& s, const Where& w) {
             absl::StrCat("caller \"", s.callers(i), "\" listed twice"));
     }
   }
+  std::set<std::string> auditors;
+  for (int i = 0; i < s.auditors().size(); ++i) {
+    if (s.auditors(i).empty()) Error(w.At("auditors", i), "empty auditor");
+    if (!auditors.insert(s.auditors(i)).second) {
+      Error(w.At("auditors", i),
+            absl::StrCat("auditor \"", s.auditors(i), "\" listed twice"));
+    }
+  }
   if (s.has_disclosure()) {
     CheckDisclosure(s.disclosure(), w.Nested("disclosure"), false);
   }

@@ -9,6 +9,7 @@
 namespace passerelle::policy {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -322,6 +323,23 @@ TEST(LoaderTest, MissingPathsAndEmptyDirectories) {
   EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Policy::LoadFromSources({}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LoaderTest, SiteAuditorsAndProjectIds) {
+  auto p = LoadWith(kFederation,
+                    Replace(kSiteFr, "disclosure {",
+                            "auditors: [\"spiffe://passerelle/user/erin\"]\n"
+                            "    disclosure {"));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT((*p)->FindSite("fr")->auditors(),
+              ElementsAre("spiffe://passerelle/user/erin"));
+  EXPECT_THAT((*p)->FindSite("qc")->auditors(), IsEmpty());
+  EXPECT_THAT((*p)->ProjectIds(), ElementsAre("p1"));
+  std::string e = Errors(
+      kFederation, Replace(kSiteFr, "disclosure {",
+                           "auditors: [\"a\", \"\", \"a\"] disclosure {"));
+  EXPECT_THAT(e, HasSubstr("empty auditor"));
+  EXPECT_THAT(e, HasSubstr("auditor \"a\" listed twice"));
 }
 
 TEST(LoaderTest, ParsesPolicyTimes) {

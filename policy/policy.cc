@@ -234,6 +234,12 @@ const v1::Project* Policy::FindProject(absl::string_view id) const {
   return it == projects_.end() ? nullptr : &it->second.msg;
 }
 
+std::vector<std::string> Policy::ProjectIds() const {
+  std::vector<std::string> ids;
+  for (const auto& [id, unused] : projects_) ids.push_back(id);
+  return ids;
+}
+
 const v1::SitePolicy* Policy::FindSite(absl::string_view id) const {
   auto it = sites_.find(id);
   return it == sites_.end() ? nullptr : &it->second.msg;

@@ -94,6 +94,8 @@ class Policy {
     return federation_ ? &*federation_ : nullptr;
   }
   const passerelle::v1::Project* FindProject(absl::string_view id) const;
+  // Every project id, sorted (e.g. to find the projects a role holds).
+  std::vector<std::string> ProjectIds() const;
   const passerelle::v1::SitePolicy* FindSite(absl::string_view id) const;
 
  private:
