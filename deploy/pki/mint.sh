@@ -14,10 +14,14 @@
 #        deploy/pki/mint.sh DIR --issue-expired NAME SPIFFE_ID
 #            a client leaf whose validity ended yesterday (for negative tests)
 #        deploy/pki/mint.sh DIR --revoke NAME            (add NAME.pem to the CRL)
+#        deploy/pki/mint.sh DIR --refresh-crl [--days N]
+#            a new CRL (same revocations); servers with tls.crl_dir refuse
+#            every peer once the CRL in force is past its next update (N days)
 set -euo pipefail
 usage() {
   echo "usage: $0 DIR [--sites LIST] [--users LIST] [--days N]" >&2
   echo "       $0 DIR --issue NAME ID [server] | DIR --issue-expired NAME ID | DIR --revoke NAME" >&2
+  echo "       $0 DIR --refresh-crl [--days N]" >&2
   exit 2
 }
 if [ $# -lt 1 ]; then usage; fi
@@ -109,6 +113,11 @@ fi
 if [ "${1:-}" = "--issue-expired" ]; then
   [ $# -eq 3 ] || usage
   ca_conf; leaf "$2" "$3" expired; exit 0
+fi
+if [ "${1:-}" = "--refresh-crl" ]; then
+  if [ $# -eq 3 ] && [ "$2" = "--days" ]; then days="$3"
+  elif [ $# -ne 1 ]; then usage; fi
+  ca_conf; refresh_crl; exit 0
 fi
 if [ "${1:-}" = "--revoke" ]; then
   [ $# -eq 2 ] || usage
