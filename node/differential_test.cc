@@ -329,7 +329,7 @@ void RunDifferential(const Site& site) {
 TEST(DifferentialTest, SynthFr) {
   TempDir data;
   synth::GeneratorOptions options;
-  options.patients = 3000;
+  options.patients = 2500;
   options.seed = 11;
   options.site = "fr";
   auto generator = synth::Generator::Create(options);
@@ -341,13 +341,13 @@ TEST(DifferentialTest, SynthFr) {
 TEST(DifferentialTest, SynthQc) {
   TempDir data;
   synth::GeneratorOptions options;
-  options.patients = 1500;
+  options.patients = 1000;
   options.seed = 12;
   options.site = "qc";
   auto generator = synth::Generator::Create(options);
   ASSERT_TRUE(generator.ok()) << generator.status();
   ASSERT_TRUE(synth::WriteOmopCsv(**generator, data.path()).ok());
-  RunDifferential({"synth qc", "SynthQc", data.path(), "qc", {}, 250, 2});
+  RunDifferential({"synth qc", "SynthQc", data.path(), "qc", {}, 200, 2});
 }
 
 TEST(DifferentialTest, Traps) {

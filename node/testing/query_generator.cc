@@ -238,7 +238,7 @@ class GenerationState {
 
   Piece Expr(int depth) {
     static const int kLeafPercent[] = {35, 55, 75, 100};
-    if (depth >= 3 || criteria_ >= 10 ||
+    if (depth >= 3 || criteria_ >= 8 ||
         rng_.Percent(kLeafPercent[std::min(depth, 3)])) {
       Piece p;
       p.text = Criterion(p.expr.mutable_criterion());
@@ -263,15 +263,26 @@ class GenerationState {
           texts.push_back(Wrap(child, is_and ? Piece::kAnd : Piece::kOr));
           *list->add_terms() = std::move(child.expr);
         }
-        std::string sep = absl::StrCat(Sp(), Kw(is_and ? "and" : "or"), Sp());
-        p.text = absl::StrJoin(texts, sep);
+        p.text = texts[0];
+        for (size_t i = 1; i < texts.size(); ++i) {
+          // Whitespace is free: none is needed next to a parenthesis.
+          const char last = p.text.back();
+          const bool tight_left =
+              (last == ')' || last == ']' || last == '*') && rng_.Percent(15);
+          const bool tight_right = texts[i][0] == '(' && rng_.Percent(15);
+          absl::StrAppend(&p.text, tight_left ? "" : Sp(),
+                          Kw(is_and ? "and" : "or"), tight_right ? "" : Sp(),
+                          texts[i]);
+        }
         return p;
       }
       default: {
         Feature("not");
         p.kind = Piece::kNot;
         Piece child = Expr(depth + 1);
-        p.text = absl::StrCat(Kw("not"), Sp(), Wrap(child, Piece::kNot));
+        const std::string inner = Wrap(child, Piece::kNot);
+        p.text = absl::StrCat(
+            Kw("not"), inner[0] == '(' && rng_.Percent(20) ? "" : Sp(), inner);
         *p.expr.mutable_not_() = std::move(child.expr);
         return p;
       }
@@ -297,7 +308,7 @@ class GenerationState {
   // ---- Criteria ----
 
   std::string Criterion(v1::Criterion* c) {
-    switch (rng_.Weighted({46, 14, 9, 9, 14, 8})) {
+    switch (rng_.Weighted({46, 11, 9, 9, 14, 8})) {
       case 0:
         return Event(c->mutable_event());
       case 1:
@@ -420,9 +431,16 @@ class GenerationState {
 
   std::string Sequence(v1::SequenceCriterion* s) {
     Feature("sequence");
-    std::string text =
-        absl::StrCat(Spec(s->mutable_first()), Sp(), Kw("before"), Sp(),
-                     Spec(s->mutable_second()));
+    std::string first = Spec(s->mutable_first());
+    std::string second;
+    if (rng_.Percent(10)) {
+      // The same events on both sides: one event can be its own successor.
+      *s->mutable_second() = s->first();
+      second = first;
+    } else {
+      second = Spec(s->mutable_second());
+    }
+    std::string text = absl::StrCat(first, Sp(), Kw("before"), Sp(), second);
     if (rng_.Percent(60)) {
       Feature("sequence_within");
       static const int kDays[] = {0, 1, 2, 7, 30, 90, 180, 365, 730, 3650};
@@ -560,12 +578,14 @@ class GenerationState {
     const bool prefix = rng_.Percent(35);
     if (prefix) {
       Feature("code_prefix");
-      // Mostly a few characters off the end (a code family); sometimes a
-      // short prefix matching a whole chapter.
+      // Mostly a few characters off the end (a code family; one digit for
+      // concept ids, which are not hierarchical); sometimes a short prefix
+      // matching a whole chapter.
       const int64_t len = static_cast<int64_t>(value.size());
-      const int64_t keep = rng_.Percent(88)
-                               ? rng_.Range(std::max<int64_t>(1, len - 3), len)
-                               : rng_.Range(1, len);
+      const int64_t cut = vocab == "concept" ? 1 : 3;
+      const int64_t keep =
+          rng_.Percent(92) ? rng_.Range(std::max<int64_t>(1, len - cut), len)
+                           : rng_.Range(1, len);
       value = value.substr(0, static_cast<size_t>(keep));
     } else {
       Feature("code_exact");

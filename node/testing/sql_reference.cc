@@ -211,10 +211,19 @@ const char* SqlOp(v1::Comparison op) {
   }
 }
 
-// Rows of EV (alias `x`) matching the event spec: domain, any code of the
-// set, and the value condition.
-std::string SpecMatch(const v1::EventSpec& spec, const std::string& x) {
-  std::vector<std::string> codes;
+// The rows of EV matching the event spec (domain, any code of the set, the
+// value condition, and `extra`), as `SELECT <columns> FROM EV x ...`: one
+// SELECT per code, combined with UNION ALL so that each is an index lookup.
+std::string SpecRows(const v1::EventSpec& spec, const std::string& columns,
+                     const std::string& extra) {
+  std::string common;
+  if (spec.has_value()) {
+    absl::StrAppend(&common, " AND x.value IS NOT NULL AND x.value ",
+                    SqlOp(spec.value().op()), " ",
+                    FormatSqlNumber(spec.value().number()));
+  }
+  absl::StrAppend(&common, extra);
+  std::vector<std::string> arms;
   for (const v1::Code& c : spec.codes()) {
     std::vector<std::string> vocabs;
     for (const std::string& v : DataVocabularies(c.vocabulary())) {
@@ -224,25 +233,19 @@ std::string SpecMatch(const v1::EventSpec& spec, const std::string& x) {
     std::string match;
     if (c.prefix()) {
       // The range only lets sqlite use the index; substr() is the meaning.
-      match = absl::StrCat(x, ".code >= ", Quote(code), " AND ", x, ".code < ",
-                           Quote(code), " || char(1114111) AND substr(", x,
-                           ".code, 1, ", code.size(), ") = ", Quote(code));
+      match =
+          absl::StrCat("x.code >= ", Quote(code), " AND x.code < ", Quote(code),
+                       " || char(1114111) AND substr(x.code, 1, ", code.size(),
+                       ") = ", Quote(code));
     } else {
-      match = absl::StrCat(x, ".code = ", Quote(code));
+      match = absl::StrCat("x.code = ", Quote(code));
     }
-    codes.push_back(absl::StrCat("(", x, ".vocab IN (",
-                                 absl::StrJoin(vocabs, ", "), ") AND ", match,
-                                 ")"));
+    arms.push_back(
+        absl::StrCat("SELECT ", columns, " FROM EV x WHERE x.domain = ",
+                     static_cast<int>(spec.domain()), " AND x.vocab IN (",
+                     absl::StrJoin(vocabs, ", "), ") AND ", match, common));
   }
-  std::string sql =
-      absl::StrCat(x, ".domain = ", static_cast<int>(spec.domain()), " AND (",
-                   absl::StrJoin(codes, " OR "), ")");
-  if (spec.has_value()) {
-    absl::StrAppend(&sql, " AND ", x, ".value IS NOT NULL AND ", x, ".value ",
-                    SqlOp(spec.value().op()), " ",
-                    FormatSqlNumber(spec.value().number()));
-  }
-  return sql;
+  return absl::StrJoin(arms, " UNION ALL ");
 }
 
 std::string RangeSql(const std::string& column, const v1::IntRange& r,
@@ -259,9 +262,17 @@ std::string RangeSql(const std::string& column, const v1::IntRange& r,
   return absl::StrCat("(", absl::StrJoin(terms, " AND "), ")");
 }
 
-std::string ExprSql(const v1::Expr& e);
+// Statements a query's SELECT needs first (and the clean-up after it).
+struct SqlContext {
+  int query = 0;
+  int sequences = 0;
+  std::string setup;
+  std::string teardown;
+};
 
-std::string CriterionSql(const v1::Criterion& c) {
+std::string ExprSql(const v1::Expr& e, SqlContext* ctx);
+
+std::string CriterionSql(const v1::Criterion& c, SqlContext* ctx) {
   switch (c.kind_case()) {
     case v1::Criterion::kSex: {
       const char* label = "unknown";
@@ -280,14 +291,22 @@ std::string CriterionSql(const v1::Criterion& c) {
       return "p.pid IN (SELECT pid FROM D)";
     case v1::Criterion::kEvent: {
       const v1::EventCriterion& ev = c.event();
-      std::string where = SpecMatch(ev.event(), "x");
+      std::string window;
       if (ev.has_window()) {
-        absl::StrAppend(&where, " AND x.d >= '", DateText(ev.window().start()),
-                        "' AND x.d <= '", DateText(ev.window().end()), "'");
+        window =
+            absl::StrCat(" AND x.d >= '", DateText(ev.window().start()),
+                         "' AND x.d <= '", DateText(ev.window().end()), "'");
       }
       const int n = std::max(1, ev.min_count());
-      return absl::StrCat("p.pid IN (SELECT x.pid FROM EV x WHERE ", where,
-                          " GROUP BY x.pid HAVING COUNT(DISTINCT x.eid) >= ", n,
+      if (n == 1) {
+        return absl::StrCat("p.pid IN (", SpecRows(ev.event(), "x.pid", window),
+                            ")");
+      }
+      // At least n distinct event rows (a row carrying several codes of the
+      // set counts once).
+      return absl::StrCat("p.pid IN (SELECT pid FROM (",
+                          SpecRows(ev.event(), "x.pid, x.eid", window),
+                          ") GROUP BY pid HAVING COUNT(DISTINCT eid) >= ", n,
                           ")");
     }
     case v1::Criterion::kSequence: {
@@ -297,39 +316,51 @@ std::string CriterionSql(const v1::Criterion& c) {
         absl::StrAppend(&gap, " AND b.d <= date(a.d, '+", s.within_days(),
                         " days')");
       }
-      // The (patient, date) pairs of each side, materialised once.
-      return absl::StrCat(
-          "p.pid IN (WITH a AS MATERIALIZED (SELECT DISTINCT x.pid, x.d FROM "
-          "EV x WHERE ",
-          SpecMatch(s.first(), "x"),
-          "), b AS MATERIALIZED (SELECT DISTINCT x.pid, x.d FROM EV x WHERE ",
-          SpecMatch(s.second(), "x"),
-          ") SELECT a.pid FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.pid = "
-          "a.pid AND ",
-          gap, "))");
+      // The (patient, date) pairs of each side, in temporary tables; the
+      // index on the second side keeps the EXISTS a range lookup whatever
+      // the query planner estimates.
+      const std::string a =
+          absl::StrCat("seq_a_", ctx->query, "_", ctx->sequences);
+      const std::string b =
+          absl::StrCat("seq_b_", ctx->query, "_", ctx->sequences);
+      ++ctx->sequences;
+      absl::StrAppend(&ctx->setup, "CREATE TEMP TABLE ", a,
+                      " AS SELECT DISTINCT pid, d FROM (",
+                      SpecRows(s.first(), "x.pid, x.d", ""),
+                      ");\nCREATE TEMP TABLE ", b,
+                      " AS SELECT DISTINCT pid, d FROM (",
+                      SpecRows(s.second(), "x.pid, x.d", ""),
+                      ");\nCREATE INDEX temp.", b, "_i ON ", b, "(pid, d);\n");
+      absl::StrAppend(&ctx->teardown, "DROP TABLE temp.", a,
+                      ";\nDROP TABLE temp.", b, ";\n");
+      return absl::StrCat("p.pid IN (SELECT a.pid FROM ", a,
+                          " a WHERE EXISTS (SELECT 1 FROM ", b,
+                          " b WHERE b.pid = a.pid AND ", gap, "))");
     }
     default:
       return "0";
   }
 }
 
-std::string ExprSql(const v1::Expr& e) {
+std::string ExprSql(const v1::Expr& e, SqlContext* ctx) {
   switch (e.kind_case()) {
     case v1::Expr::kCriterion:
-      return CriterionSql(e.criterion());
+      return CriterionSql(e.criterion(), ctx);
     case v1::Expr::kAnd:
     case v1::Expr::kOr: {
       const bool is_and = e.kind_case() == v1::Expr::kAnd;
       const v1::ExprList& list = is_and ? e.and_() : e.or_();
       if (list.terms().empty()) return is_and ? "1" : "0";
       std::vector<std::string> terms;
-      for (const v1::Expr& t : list.terms()) terms.push_back(ExprSql(t));
+      for (const v1::Expr& t : list.terms()) {
+        terms.push_back(ExprSql(t, ctx));
+      }
       return absl::StrCat("(", absl::StrJoin(terms, is_and ? " AND " : " OR "),
                           ")");
     }
     case v1::Expr::kNot:
       // Predicates are never NULL, so NOT is the complement in P.
-      return absl::StrCat("(NOT ", ExprSql(e.not_()), ")");
+      return absl::StrCat("(NOT ", ExprSql(e.not_(), ctx), ")");
     default:
       return "0";
   }
@@ -518,7 +549,7 @@ absl::StatusOr<std::string> OmopImportScript(
   s += "CREATE TABLE SNAP AS SELECT d, CAST(substr(d, 1, 4) AS INTEGER) AS y, "
        "CAST(substr(d, 6, 2) AS INTEGER) * 100 + CAST(substr(d, 9, 2) AS "
        "INTEGER) AS md FROM (SELECT max(d) AS d FROM E0);\n"
-       "PRAGMA analysis_limit = 1000;\nANALYZE;\n";
+       ";\n";
 
   // The profile.
   s += ".mode list\n.separator |\n"
@@ -628,9 +659,11 @@ std::string QueryToSql(const v1::Query& query, int index,
         keys.push_back("'?'");
     }
   }
-  std::string where = ExprSql(query.where());
+  SqlContext ctx;
+  ctx.query = index;
+  std::string where = ExprSql(query.where(), &ctx);
   if (by_age) where = absl::StrCat("(", where, ") AND p.age >= 0");
-  std::string sql = absl::StrCat("SELECT ", index);
+  std::string sql = absl::StrCat(ctx.setup, "SELECT ", index);
   for (const std::string& k : keys) absl::StrAppend(&sql, ", ", k);
   absl::StrAppend(&sql, ", COUNT(*) FROM ", persons, " WHERE ", where);
   if (!keys.empty()) {
@@ -639,7 +672,7 @@ std::string QueryToSql(const v1::Query& query, int index,
       absl::StrAppend(&sql, i ? ", " : "", i + 2);
     }
   }
-  absl::StrAppend(&sql, ";\n");
+  absl::StrAppend(&sql, ";\n", ctx.teardown);
   return sql;
 }
 

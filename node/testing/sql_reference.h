@@ -70,10 +70,11 @@ absl::StatusOr<std::string> OmopImportScript(
 // Parses the import script's output.
 absl::StatusOr<DataProfile> ParseProfile(absl::string_view output);
 
-// One SELECT statement (ending in ";\n") printing, in list mode with '|',
-// one line per non-empty cell: `index|value|...|count` (the cell's values in
-// group-by order; just `index|count` without group by). `site` is the value
-// of the site dimension.
+// SQL statements (each ending in ";\n": a SELECT, preceded by the temporary
+// tables of its `before` criteria and followed by their removal) printing,
+// in list mode with '|', one line per non-empty cell: `index|value|...|count`
+// (the cell's values in group-by order; just `index|count` without group
+// by). `site` is the value of the site dimension.
 std::string QueryToSql(const v1::Query& query, int index,
                        absl::string_view site);
 
