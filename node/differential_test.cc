@@ -12,6 +12,7 @@
 // text, AST, SQL and cells); PASSERELLE_DIFF_QUERIES=<n> changes the number
 // of queries per site; PASSERELLE_DIFF_BASE_SEED=<s> draws other queries.
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -393,6 +394,28 @@ TEST(DifferentialTest, MimicDemo) {
       {"drug", "4*", "ndc"},
   };
   RunDifferential({"mimic demo", "MimicDemo", mimic, "mimic", rules, 300, 5});
+}
+
+// The contract's default reference date is the latest event date: a later
+// death does not move it, and dates before 1970 are dates like any other.
+TEST(DifferentialTest, SnapshotDateIsTheLatestEventDate) {
+  SnapshotBuilder b("fr");
+  ASSERT_TRUE(b.AddPerson(1, BirthKey(1920, 5, 3), v1::SEX_FEMALE).ok());
+  ASSERT_TRUE(b.AddPerson(2, BirthKey(1930, 0, 0), v1::SEX_MALE).ok());
+  b.FinishPersons();
+  ASSERT_TRUE(b.BeginEvent(1, DaysFromCivil(1961, 2, 1), NAN).ok());
+  b.AddEventCode(v1::DOMAIN_CONDITION, "icd10", "I10");
+  ASSERT_TRUE(b.BeginEvent(2, DaysFromCivil(1965, 3, 1), NAN).ok());
+  b.AddEventCode(v1::DOMAIN_CONDITION, "icd10", "E119");
+  ASSERT_TRUE(b.MarkDeceased(1, DaysFromCivil(1969, 5, 1)).ok());
+  std::shared_ptr<Snapshot> snap = b.Build("fr-1", 0);
+  EXPECT_EQ(snap->meta.snapshot_day, DaysFromCivil(1965, 3, 1));
+  // On 1965-03-01 person 1 is 44 and person 2 (1 July 1930) is 34.
+  absl::StatusOr<v1::Query> q = query::ParseQuery("age between 44 and 44");
+  ASSERT_TRUE(q.ok()) << q.status();
+  absl::StatusOr<std::vector<v1::Cell>> cells = NewIndexEngine(snap)->Count(*q);
+  ASSERT_TRUE(cells.ok()) << cells.status();
+  EXPECT_EQ((*cells)[0].count(), 1);
 }
 
 // The generator alone: deterministic, every grammar feature drawn, and the

@@ -220,6 +220,15 @@ class GenerationState {
     }
   }
   std::string OptSp() { return rng_.Percent(80) ? "" : Sp(); }
+  // The space before a keyword following `text`: whitespace is free, so none
+  // is needed after '*', ']' or ')'.
+  std::string SpAfter(const std::string& text) {
+    const char last = text.empty() ? ' ' : text.back();
+    if ((last == '*' || last == ']' || last == ')') && rng_.Percent(15)) {
+      return "";
+    }
+    return Sp();
+  }
 
   static std::string DateText(const v1::Date& d) {
     return absl::StrFormat("%04d-%02d-%02d", d.year(), d.month(), d.day());
@@ -394,8 +403,9 @@ class GenerationState {
             rng_.Percent(5) ? a : a + static_cast<int32_t>(rng_.Range(0, 2500));
         *w->mutable_start() = ToDate(a);
         *w->mutable_end() = ToDate(b);
-        absl::StrAppend(&text, Sp(), Kw("between"), Sp(), DateText(w->start()),
-                        Sp(), Kw("and"), Sp(), DateText(w->end()));
+        absl::StrAppend(&text, SpAfter(text), Kw("between"), Sp(),
+                        DateText(w->start()), Sp(), Kw("and"), Sp(),
+                        DateText(w->end()));
       } else {
         Feature("window_in");
         int y0, y1, m, d;
@@ -409,9 +419,9 @@ class GenerationState {
         w->mutable_end()->set_month(12);
         w->mutable_end()->set_day(31);
         if (rng_.Percent(80)) {
-          absl::StrAppend(&text, Sp(), Kw("in"), Sp(), year);
+          absl::StrAppend(&text, SpAfter(text), Kw("in"), Sp(), year);
         } else {
-          absl::StrAppend(&text, Sp(), Kw("between"), Sp(),
+          absl::StrAppend(&text, SpAfter(text), Kw("between"), Sp(),
                           DateText(w->start()), Sp(), Kw("and"), Sp(),
                           DateText(w->end()));
         }
@@ -423,8 +433,8 @@ class GenerationState {
       const int n = kCounts[rng_.Weighted({15, 40, 25, 10, 6, 4})];
       e->set_min_count(n);
       const bool singular = n == 1 ? rng_.Percent(60) : rng_.Percent(3);
-      absl::StrAppend(&text, Sp(), Kw("at"), Sp(), Kw("least"), Sp(), n, Sp(),
-                      Kw(singular ? "time" : "times"));
+      absl::StrAppend(&text, SpAfter(text), Kw("at"), Sp(), Kw("least"), Sp(),
+                      n, Sp(), Kw(singular ? "time" : "times"));
     }
     return text;
   }
@@ -440,7 +450,8 @@ class GenerationState {
     } else {
       second = Spec(s->mutable_second());
     }
-    std::string text = absl::StrCat(first, Sp(), Kw("before"), Sp(), second);
+    std::string text =
+        absl::StrCat(first, SpAfter(first), Kw("before"), Sp(), second);
     if (rng_.Percent(60)) {
       Feature("sequence_within");
       static const int kDays[] = {0, 1, 2, 7, 30, 90, 180, 365, 730, 3650};
@@ -449,7 +460,7 @@ class GenerationState {
       s->set_has_within(true);
       s->set_within_days(n);
       const bool singular = n <= 1 ? rng_.Percent(50) : rng_.Percent(3);
-      absl::StrAppend(&text, Sp(), Kw("within"), Sp(), n, Sp(),
+      absl::StrAppend(&text, SpAfter(text), Kw("within"), Sp(), n, Sp(),
                       Kw(singular ? "day" : "days"));
     }
     return text;
@@ -499,8 +510,8 @@ class GenerationState {
       absl::SimpleAtod(number, &v);
       spec->mutable_value()->set_op(static_cast<v1::Comparison>(op + 1));
       spec->mutable_value()->set_number(v);
-      absl::StrAppend(&text, Sp(), Kw("value"), OptSp(), kOps[op], OptSp(),
-                      number);
+      absl::StrAppend(&text, SpAfter(text), Kw("value"), OptSp(), kOps[op],
+                      OptSp(), number);
     }
     return text;
   }
