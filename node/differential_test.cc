@@ -325,6 +325,13 @@ void RunDifferential(const Site& site) {
             << " ms, store " << ms(built, loaded_at)
             << " ms, generate and engine " << ms(loaded_at, engine_done)
             << " ms, sqlite " << ms(engine_done, sqlite_done) << " ms\n";
+  std::vector<std::string> missing;
+  for (const std::string& f : QueryGenerator::AllFeatures()) {
+    if (features[f] == 0) missing.push_back(f);
+  }
+  std::cout << "[" << site.label << "] grammar features never drawn: "
+            << (missing.empty() ? "none" : absl::StrJoin(missing, ", "))
+            << "\n";
 }
 
 TEST(DifferentialTest, SynthFr) {
