@@ -110,6 +110,19 @@ std::string GatewayCore::KnownSnapshot(const std::string& site) const {
   return it == known_snapshots_.end() ? "" : it->second;
 }
 
+bool GatewayCore::NodesStillServe(const std::vector<NodeClient*>& clients,
+                                  const std::vector<SiteSnapshot>& known,
+                                  absl::Time deadline) {
+  const absl::Time by =
+      std::min(deadline, clock_->Now() + options_.default_timeout);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    absl::StatusOr<v1::NodeInfo> info = clients[i]->Info(by);
+    NoteSnapshot(clients[i]->site(), info.ok() ? info->snapshot() : "");
+    if (!info.ok() || info->snapshot() != known[i].snapshot) return false;
+  }
+  return true;
+}
+
 void GatewayCore::RefreshNodeInfo(absl::Time deadline) {
   for (const auto& [site, client] : nodes_) {
     absl::StatusOr<v1::NodeInfo> info = client->Info(deadline);
@@ -248,7 +261,11 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
       absl::StatusOr<std::optional<v1::CachedRelease>> hit =
           cache_->Get(ReleaseKey(ob.project(), canonical, ob, known));
       // An unreadable cache is a miss: the query is charged like a new one.
-      if (hit.ok() && hit->has_value()) {
+      // Before answering from it, every node must still be up and hold the
+      // same snapshot (metadata only, no data): a repeat is never served
+      // for a site that is down or has new data.
+      if (hit.ok() && hit->has_value() &&
+          NodesStillServe(clients, known, deadline)) {
         return ServeRepeat(entry, start, request_id, **hit);
       }
     }

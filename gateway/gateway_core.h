@@ -73,7 +73,8 @@ class GatewayCore {
                                             const v1::BudgetRequest& request);
 
   // Asks every node for its snapshot version (metadata only, no data), so
-  // that a repeated query can be recognised without contacting any node.
+  // that a repeated query can be recognised before any budget is reserved;
+  // a repeat is served only after each node confirms that snapshot again.
   // Count responses update the same table. Called periodically by the
   // daemon; a node that does not answer is forgotten until it does.
   void RefreshNodeInfo(absl::Time deadline);
@@ -88,6 +89,11 @@ class GatewayCore {
                       absl::Status status);
 
   void NoteSnapshot(const std::string& site, const std::string& snapshot);
+  // Asks each node for its snapshot now; true when every one answers with
+  // the snapshot in `known`.
+  bool NodesStillServe(const std::vector<NodeClient*>& clients,
+                       const std::vector<SiteSnapshot>& known,
+                       absl::Time deadline);
   absl::StatusOr<v1::QueryResponse> ServeRepeat(
       v1::AuditEntry& entry, absl::Time start, const std::string& request_id,
       const v1::CachedRelease& cached);

@@ -430,6 +430,27 @@ TEST_F(GatewayCoreTest,
   EXPECT_EQ(repeat.released_cells_size(), first->combined_size());
 }
 
+TEST_F(GatewayCoreTest, NoRepeatWhileASiteIsDownOrChangedUnseen) {
+  ASSERT_TRUE(Ask("noised", "condition icd10:E11*").ok());
+  // qc goes down before the gateway's periodic refresh notices.
+  qc_.fail_with(absl::UnavailableError("connection refused"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->repeat());
+  EXPECT_FALSE(r->complete());
+  EXPECT_EQ(r->sites(1).status(), v1::SITE_STATUS_FAILED);
+  // fr loads a new snapshot, also unseen by the table: checked at the repeat.
+  qc_.fail_with(absl::OkStatus());
+  core_->RefreshNodeInfo(absl::Now() + absl::Seconds(1));
+  ASSERT_TRUE(Ask("noised", "condition icd10:E12*").ok());
+  fr_.set_snapshot("snap-fr-2");
+  absl::StatusOr<v1::QueryResponse> fresh =
+      Ask("noised", "condition icd10:E12*");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_FALSE(fresh->repeat());
+  EXPECT_GT(fresh->epsilon_charged(), 0);
+}
+
 TEST_F(GatewayCoreTest, NewSnapshotMeansFreshNoiseAndANewCharge) {
   ASSERT_TRUE(Ask("noised", "condition icd10:E11*").ok());
   qc_.set_snapshot("snap-qc-2");

@@ -184,6 +184,14 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
         absl::StrCat("cannot listen on ", config.listen()));
   }
   server->GetHealthCheckService()->SetServingStatus(true);
+  // Before any thread starts, so a failure returns cleanly.
+  if (!config.port_file().empty()) {
+    absl::Status written = WritePortFile(config.port_file(), port);
+    if (!written.ok()) {
+      server->Shutdown();
+      return written;
+    }
+  }
 
   // Policy hot reload: a changed file is picked up without restart; an
   // invalid new version is logged and the previous one keeps serving.
@@ -208,9 +216,6 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     }
   });
 
-  if (!config.port_file().empty()) {
-    PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
-  }
   std::cerr << "passerelle gateway: serving on port " << port << " with mTLS, "
             << config.sites_size() << " sites, policy "
             << policies->Current()->version().substr(0, 12) << "\n";
