@@ -311,6 +311,24 @@ grpc::Status Federation::QueryWith(
   return status;
 }
 
+grpc::Status Federation::Budget(const std::string& project,
+                                v1::BudgetResponse* response,
+                                const std::string& user) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      Credentials(user);
+  if (!creds.ok()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        std::string(creds.status().message()));
+  }
+  auto stub = v1::GatewayService::NewStub(FreshChannel(gateway_port_, *creds));
+  v1::BudgetRequest request;
+  request.set_project(project);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  return stub->Budget(&context, request, response);
+}
+
 grpc::Status Federation::CountAtNode(
     const std::string& site,
     const std::shared_ptr<grpc::ChannelCredentials>& credentials,

@@ -91,6 +91,9 @@ class Federation {
   // Credentials of pki/<name>.pem through Passerelle's TLS library.
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
       const std::string& name);
+  // `user`'s view of the project's privacy budget.
+  grpc::Status Budget(const std::string& project, v1::BudgetResponse* response,
+                      const std::string& user = "alice");
   // A Count call straight to a node (not through the gateway).
   grpc::Status CountAtNode(
       const std::string& site,
