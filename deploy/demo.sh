@@ -52,7 +52,7 @@ echo "== generating $patients synthetic patients per site and loading the node s
 for site in fr qc; do
   seed=$([ "$site" = fr ] && echo 33 || echo 1608)
   "$bin" generate --patients "$patients" --seed "$seed" --site "$site" --out "$work/data/$site"
-  "$bin" node load --store "$work/$site/store" --site "$site" "$work/data/$site"
+  "$bin" node load --store "$work/$site/store" --site "$site" --format omop "$work/data/$site"
 done
 
 # Configuration files (protobuf text format), one per process.
@@ -130,6 +130,15 @@ echo
 echo "== alice asks the same cohort again, written differently: the same answer, no cost"
 "$bin" query --config "$work/alice.textproto" \
   "$(echo "$query" | sed 's/icd10:E11\*/ICD10:e11*/')" | grep -E "^(privacy cost|repeat of)"
+
+echo
+echo "== dora (federation auditor) verifies the gateway's log remotely over mTLS, with the key she kept:"
+"$bin" audit verify --gateway "127.0.0.1:$(cat "$work/gateway/port")" --server-name localhost \
+  --ca "$work/pki/ca.pem" --cert "$work/pki/dora.pem" --key "$work/pki/dora.key" \
+  --public-key "$work/pki/audit-gateway.pub" | tail -1
+"$bin" audit search --gateway "127.0.0.1:$(cat "$work/gateway/port")" --server-name localhost \
+  --ca "$work/pki/ca.pem" --cert "$work/pki/dora.pem" --key "$work/pki/dora.key" \
+  --public-key "$work/pki/audit-gateway.pub"
 
 echo
 echo "== shutting down"
