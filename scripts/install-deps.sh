@@ -20,6 +20,30 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# FHIR validators for tests/fhir/validate_auditevents.js (npm packages pinned
+# by tests/fhir/package-lock.json), installed with `npm ci` outside the repo
+# and only when the installed lockfile differs from the repo's. Without npm,
+# or when the install fails, a loud warning and the FHIR export test skips;
+# the rest of this script goes on either way.
+fhir_src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fhir"
+fhir_dir="${PASSERELLE_FHIR_VALIDATOR_DIR:-/opt/passerelle-tools/fhir-validator}"
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: WARNING: npm not found: FHIR validators not installed" \
+       "in $fhir_dir (tests/fhir_export_test will skip)" >&2
+elif ! cmp -s "$fhir_src/package-lock.json" "$fhir_dir/.installed-lock.json" ||
+     [ ! -f "$fhir_dir/node_modules/fhir/package.json" ]; then
+  echo "install-deps: installing FHIR validators (npm ci) into $fhir_dir" >&2
+  if mkdir -p "$fhir_dir" && rm -f "$fhir_dir/.installed-lock.json" &&
+     cp "$fhir_src/package.json" "$fhir_src/package-lock.json" "$fhir_dir/" &&
+     npm ci --prefix "$fhir_dir" --no-audit --no-fund --loglevel=error >&2 &&
+     cp "$fhir_src/package-lock.json" "$fhir_dir/.installed-lock.json"; then
+    :
+  else
+    echo "install-deps: ERROR: npm ci of the FHIR validators into $fhir_dir" \
+         "failed (see above); tests/fhir_export_test will skip" >&2
+  fi
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
