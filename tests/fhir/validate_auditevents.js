@@ -181,19 +181,25 @@ function parseInput(text) {
 // ---------------------------------------------------------------------------
 // Checks written from the R4 specification (what neither validator does).
 
-// ele-1 and the JSON representation rules: no null, "", [] or {}.
-function emptyValues(value, where, out) {
+// ele-1 and the JSON representation rules: no null, "", [] or {}. Strings
+// SHOULD hold no characters below U+0020 but tab, CR and LF (R4 datatypes,
+// string): a warning.
+const kControl = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+function emptyValues(value, where, out, warnings) {
   if (value === null) {
     out.push(`${where}: null is not allowed in FHIR JSON`);
   } else if (typeof value === 'string') {
     if (value.length === 0) out.push(`${where}: empty string (ele-1)`);
+    if (warnings && kControl.test(value)) {
+      warnings.push(`${where}: control character in a string (SHOULD not)`);
+    }
   } else if (Array.isArray(value)) {
     if (value.length === 0) out.push(`${where}: empty array (ele-1)`);
-    value.forEach((v, i) => emptyValues(v, `${where}[${i}]`, out));
+    value.forEach((v, i) => emptyValues(v, `${where}[${i}]`, out, warnings));
   } else if (typeof value === 'object') {
     const keys = Object.keys(value);
     if (keys.length === 0) out.push(`${where}: empty object (ele-1)`);
-    for (const k of keys) emptyValues(value[k], `${where}.${k}`, out);
+    for (const k of keys) emptyValues(value[k], `${where}.${k}`, out, warnings);
   }
 }
 
@@ -269,8 +275,11 @@ function bundleRules(b, out) {
 function fhirJsErrors(resource, warnings) {
   const result = fhir.validate(resource, {errorOnUnexpected: true});
   const errors = [];
+  const seen = new Set();
   for (const m of result.messages) {
     const line = `${m.location || '(resource)'}: ${m.message}`;
+    if (seen.has(`${m.severity} ${line}`)) continue;
+    seen.add(`${m.severity} ${line}`);
     if (m.severity === 'error' || m.severity === 'fatal') {
       errors.push(line);
     } else if (m.severity === 'warning') {
@@ -342,7 +351,7 @@ if (parsed.bundle) {
   const rules = [];
   bundleRules(b, rules);
   const empties = [];
-  emptyValues(envelope, 'Bundle', empties);
+  emptyValues(envelope, 'Bundle', empties, warnings);
   report('bundle', 'r4', rules.concat(empties));
   errors.push(...rules, ...empties);
   if (b.type !== 'collection') {
@@ -377,7 +386,7 @@ for (const {index, resource} of parsed.resources) {
     report(label, 'schema', bySchema);
     const rules = [];
     auditEventRules(resource, rules);
-    emptyValues(resource, 'AuditEvent', rules);
+    emptyValues(resource, 'AuditEvent', rules, warnings);
     if (typeof resource.id === 'string') {
       if (ids.has(resource.id)) {
         rules.push(`id ${resource.id} repeats entry ${ids.get(resource.id)}`);
