@@ -12,6 +12,8 @@
 // Every request is a distinct query (bench/load/queries.h): the gateway's
 // repeat protection would otherwise answer from its release cache.
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -353,6 +355,9 @@ class Driver {
             recorder->RecordError(StatusCodeName(status.error_code()),
                                   status.error_message());
           }
+          // Freed before the phase can see the call as done, so nothing of
+          // it outlives the driver.
+          owned.reset();
           absl::MutexLock lock(&mu_);
           --outstanding_;
           if (done > last_done_) last_done_ = done;
@@ -519,18 +524,26 @@ absl::Status Main(const std::vector<std::string>& args) {
     repeats_all += p.outcomes.repeats;
     for (const auto& [code, n] : p.outcomes.errors) errors_all += n;
   }
+  // The driver's own CPU, so a reader can tell whether it was the limit.
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double cpu_s =
+      usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+      (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  std::cout << absl::StrFormat("driver CPU: %.2f s\n", cpu_s);
   if (!o.json_path.empty()) {
     std::ofstream out(o.json_path, std::ios::trunc);
     out << absl::StrFormat(
         "{\"label\": %s, \"gateway\": %s, \"mode\": %s, \"concurrency\": %d, "
         "\"rate\": %g, \"channels\": %d, \"first_index\": %d, "
         "\"next_index\": %d, \"epsilon_charged_all\": %.6f, "
-        "\"errors_all\": %d, \"repeats_all\": %d, \"measured\": %s, "
+        "\"errors_all\": %d, \"repeats_all\": %d, \"driver_cpu_s\": %.3f, "
+        "\"measured\": %s, "
         "\"warmup\": %s}\n",
         JsonString(o.label), JsonString(o.client.gateway()),
         JsonString(o.rate > 0 ? "fixed_rate" : "closed_loop"), o.concurrency,
         o.rate, o.channels, o.first_index, driver.next_index(), epsilon_all,
-        errors_all, repeats_all, PhaseJson(phases.back()),
+        errors_all, repeats_all, cpu_s, PhaseJson(phases.back()),
         phases.size() > 1 ? PhaseJson(phases.front()) : "null");
     if (!out) {
       return absl::InternalError(absl::StrCat("cannot write ", o.json_path));

@@ -17,7 +17,16 @@
 # also on failure (unless --keep).
 # Usage: bench/load/run.sh [--patients N] [--concurrency C] [--duration D]
 #          [--rate R|auto] [--rate-duration D] [--channels K] [--warmup N]
-#          [--workdir DIR] [--keep] [--results DIR]
+#          [--workdir DIR] [--keep] [--results DIR] [--trace-syncs] [--perf]
+# Diagnosis (closed-loop run only): CPU seconds of each server are always
+# reported; --trace-syncs attaches `strace -c -f` (fsync/fdatasync counts
+# and time) to the three servers, --perf a `perf record -g` to each; both
+# slow the servers down, so their figures are not the benchmark's.
+# --hold: once the federation is up, print how to reach it and wait until
+# the file <workdir>/continue exists before the driver runs (for runs by
+# hand against the same federation, e.g. under perf or gdb).
+# --workdir on a tmpfs (e.g. /dev/shm/x) makes every fsync free: a
+# diagnosis of what the durable writes cost, not a durable benchmark.
 # Durations as the driver takes them ("20s", "500ms"). The build directory
 # is $PASSERELLE_BUILD_DIR (default build/), built with $PASSERELLE_JOBS
 # jobs (default 1: the machine is shared).
@@ -33,6 +42,9 @@ warmup=200
 work=""
 keep=0
 results=""
+trace_syncs=0
+perf_record=0
+hold=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --patients) patients="$2"; shift 2 ;;
@@ -45,7 +57,10 @@ while [ $# -gt 0 ]; do
     --workdir) work="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     --results) results="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --trace-syncs) trace_syncs=1; shift ;;
+    --perf) perf_record=1; shift ;;
+    --hold) hold=1; shift ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -64,6 +79,12 @@ policy="$root/bench/load/policy"
 if [ -z "$work" ]; then work="$(mktemp -d /tmp/passerelle-load.XXXXXX)"; fi
 mkdir -p "$work"
 pids=()
+tracers=()
+stop_tracers() {
+  for pid in "${tracers[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${tracers[@]}"; do wait "$pid" 2>/dev/null || true; done
+  tracers=()
+}
 stop_all() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   local rc=0
@@ -73,6 +94,7 @@ stop_all() {
 }
 cleanup() {
   local rc=$?
+  stop_tracers
   stop_all || true
   if [ $rc -ne 0 ]; then
     for log in "$work"/fr/node.log "$work"/qc/node.log "$work"/gateway/gateway.log; do
@@ -130,9 +152,11 @@ wait_for_file() {
 }
 
 echo "== starting node fr and node qc (mTLS)"
+declare -A server_pid
 for site in fr qc; do
   "$bin" node serve --config "$work/$site/node.textproto" 2>"$work/$site/node.log" &
   pids+=($!)
+  server_pid[$site]=$!
   wait_for_file "$work/$site/port" $!
 done
 
@@ -154,6 +178,7 @@ CFG
 echo "== starting the gateway (mTLS, policy, budget ledger, audit log)"
 "$bin" gateway serve --config "$work/gateway/gateway.textproto" 2>"$work/gateway/gateway.log" &
 pids+=($!)
+server_pid[gateway]=$!
 wait_for_file "$work/gateway/port" $!
 
 cat > "$work/loadgen.textproto" <<CFG
@@ -167,11 +192,60 @@ json_field() {  # json_field FILE EXPR (a Python expression on `d`)
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
+if [ "$hold" -eq 1 ]; then
+  echo "== holding: the federation is up; pids gateway ${server_pid[gateway]}, fr ${server_pid[fr]}, qc ${server_pid[qc]}"
+  echo "   $loadgen --config $work/loadgen.textproto ..."
+  echo "   touch $work/continue  # to go on with the benchmark"
+  while [ ! -e "$work/continue" ]; do sleep 1; done
+fi
+
+cpu_ticks() {  # utime + stime of a process, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 echo
 echo "== load: closed loop, concurrency $concurrency, $duration (load before: $(uptime | sed 's/.*load average: //'))"
+declare -A ticks_before
+for p in gateway fr qc; do ticks_before[$p]=$(cpu_ticks "${server_pid[$p]}"); done
+if [ "$trace_syncs" -eq 1 ]; then
+  for p in gateway fr qc; do
+    strace -f -c -w -e trace=fsync,fdatasync,sync_file_range,pwrite64,write \
+      -o "$work/strace-$p.txt" -p "${server_pid[$p]}" 2>/dev/null &
+    tracers+=($!)
+  done
+  sleep 1
+fi
+if [ "$perf_record" -eq 1 ]; then
+  for p in gateway fr qc; do
+    perf record -q -F 499 -g -o "$work/perf-$p.data" -p "${server_pid[$p]}" 2>/dev/null &
+    tracers+=($!)
+  done
+  sleep 1
+fi
 "$loadgen" --config "$work/loadgen.textproto" --concurrency "$concurrency" \
   --duration "$duration" --warmup "$warmup" --channels "$channels" \
   --label "closed c=$concurrency" --json "$work/closed.json"
+stop_tracers
+closed_total=$(json_field "$work/closed.json" 'd["measured"]["issued"] + (d["warmup"] or {}).get("issued", 0)')
+hz=$(getconf CLK_TCK)
+echo "-- CPU per query during the closed-loop run ($closed_total requests):"
+for p in gateway fr qc; do
+  t=$(( $(cpu_ticks "${server_pid[$p]}") - ${ticks_before[$p]} ))
+  python3 -c "import sys; t,hz,n=map(float,sys.argv[2:]); print(f'   {sys.argv[1]:>8}: {t/hz:7.2f} s CPU, {1000*t/hz/n:.3f} ms per query')" "$p" "$t" "$hz" "$closed_total"
+done
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f'     driver: {d[\"driver_cpu_s\"]:7.2f} s CPU, {1000*d[\"driver_cpu_s\"]/int(sys.argv[2]):.3f} ms per query')" "$work/closed.json" "$closed_total"
+for p in gateway fr qc; do
+  if [ -s "$work/strace-$p.txt" ]; then
+    echo "-- strace -c of $p (syscalls of interest, during the closed-loop run):"
+    sed -n '1,12p' "$work/strace-$p.txt"
+  fi
+  if [ -s "$work/perf-$p.data" ]; then
+    echo "-- perf: top symbols of $p (self time)"
+    perf report -i "$work/perf-$p.data" --stdio --no-children --sort dso,sym 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | head -25 > "$work/perf-$p.txt" || true
+    cat "$work/perf-$p.txt"
+  fi
+done
 next=$(json_field "$work/closed.json" 'd["next_index"]')
 if [ "$rate" = auto ]; then
   rate=$(json_field "$work/closed.json" 'max(1, int(d["measured"]["throughput_qps"] / 2))')
@@ -202,8 +276,9 @@ done
 echo
 echo "== ledger total versus the gateway audit log's charges"
 "$bin" audit export --store "$work/gateway/audit" --format jsonl > "$work/audit.jsonl"
-python3 - "$work/budget.json" "$work/audit.jsonl" "$work/closed.json" "$work/rate.json" <<'PY'
+python3 - "$hold" "$work/budget.json" "$work/audit.jsonl" "$work/closed.json" "$work/rate.json" <<'PY'
 import json, math, sys
+hold = sys.argv.pop(1) == "1"
 budget = json.load(open(sys.argv[1]))
 ledger = float(budget["project_account"]["epsilon_spent"])
 
@@ -243,10 +318,38 @@ print(f"ledger (budget show): {ledger}    driver (answers): {driver:.6f} over {o
 if abs(ledger - audit) > tol:
     print("MISMATCH: the ledger's total differs from the audit log's charges")
     sys.exit(1)
+if hold:
+    # Runs by hand during --hold are in the logs but not in the driver's files.
+    print("ledger total == audit log charges (answers not compared: --hold)")
+    sys.exit(0)
 if abs(driver - audit) > 1e-6 * max(1, audit):
     print("MISMATCH: the answers' charges differ from the audit log's")
     sys.exit(1)
 print("ledger total == audit log charges == answers' charges")
+PY
+
+echo
+echo "== where a query's time goes, from the gateway's audit entries"
+python3 - "$work/audit.jsonl" "$work/closed.json" <<'PY'
+import json, sys
+closed = json.load(open(sys.argv[2]))
+n_closed = closed["measured"]["ok"] + (closed["warmup"] or {}).get("ok", 0)
+lat = []
+for line in open(sys.argv[1]):
+    g = json.loads(line).get("record", {}).get("gateway")
+    if g and g.get("operation", "") == "" and float(g.get("epsilon_charged", 0)) > 0:
+        lat.append(int(g.get("latency_micros", 0)) / 1000)
+def show(name, xs):
+    xs = sorted(xs)
+    if not xs:
+        return
+    pct = lambda p: xs[min(len(xs) - 1, max(0, -(-len(xs) * p // 100) - 1))]
+    print(f"  {name}: p50 {pct(50):.2f} ms, p90 {pct(90):.2f} ms, "
+          f"p99 {pct(99):.2f} ms over {len(xs)} queries")
+print("gateway time from a query's start to just before its audit append "
+      "(parse, policy, ledger reservation, both nodes, noise):")
+show("closed loop (with warm-up)", lat[:n_closed])
+show("fixed rate", lat[n_closed:])
 PY
 
 echo
@@ -266,4 +369,5 @@ PY
 if [ -n "$results" ]; then
   mkdir -p "$results"
   cp "$work/closed.json" "$work/rate.json" "$work/budget.json" "$results/"
+  cp "$work"/strace-*.txt "$work"/perf-*.txt "$results/" 2>/dev/null || true
 fi
