@@ -294,6 +294,12 @@ absl::StatusOr<bool> CsvReader::ReadRecord() {
         fields_.clear();
         return false;
       case ParseResult::kNeedMore:
+        // ParseRecord starts the record over after Fill, which moves the
+        // buffer's contents (or reallocates it): drop the partial views now,
+        // so that a failing Fill (oversized record, I/O error) never leaves
+        // stale or dangling views in fields().
+        fields_.clear();
+        escaped_fields_.clear();
         PASSERELLE_RETURN_IF_ERROR(Fill());
         break;
       case ParseResult::kError:
