@@ -1,7 +1,9 @@
 // libFuzzer harness: bytes -> policy file -> validation -> decisions. Policy
 // files come from stewards, not attackers, but a typo must never crash the
-// gateway's hot reload. Build with -DPASSERELLE_POLICY_FUZZ=ON and clang:
-//   build/policy/policy_loader_fuzzer -max_total_time=60 deploy/policy
+// gateway's hot reload. Built and run by scripts/fuzz.sh (seeds in
+// fuzz/corpus/), or by hand:
+//   build-fuzz/policy/policy_loader_fuzzer -max_total_time=60 /tmp/new \
+//     policy/fuzz/corpus
 #include <cstddef>
 #include <cstdint>
 #include <string>

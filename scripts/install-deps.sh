@@ -11,6 +11,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libroaring-dev
   sqlite3 postgresql
   python3 iproute2
+  # Sanitizer and fuzz runs (scripts/sanitize.sh, scripts/fuzz.sh): clang,
+  # its sanitizer runtimes, libFuzzer, and llvm-symbolizer (in llvm-14) for
+  # readable reports.
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14
 )
 
 missing=()

@@ -1,6 +1,6 @@
 // libFuzzer harness: untrusted bytes through every parser and verifier an
 // auditor runs on data they did not produce (checkpoint notes, entries,
-// proofs). Build with clang and -DPASSERELLE_FUZZ=ON.
+// proofs). Built and run by scripts/fuzz.sh (seeds in corpus/).
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -1,7 +1,8 @@
 // libFuzzer harness: untrusted bytes -> ParseQuery / QueryFromJson ->
 // ValidateQuery -> canonical round trip -> cells. Aborts on any broken
-// promise. Build with -DPASSERELLE_FUZZ=ON and clang; run e.g.
-//   build-fuzz/query/query_fuzzer -max_total_time=60 query/fuzz/corpus
+// promise. Built and run by scripts/fuzz.sh, or by hand:
+//   build-fuzz/query/fuzz/query_fuzzer -max_total_time=60 /tmp/new \
+//     query/fuzz/corpus
 #include <cstdint>
 #include <cstdlib>
 #include <string>
