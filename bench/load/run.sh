@@ -203,6 +203,28 @@ cpu_ticks() {  # utime + stime of a process, in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
+sync_probe() {  # fdatasync latency of the work directory's file system
+  python3 - "$work/sync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+ts = []
+for _ in range(200):
+    os.write(fd, b"x" * 256)
+    t = time.perf_counter()
+    os.fdatasync(fd)
+    ts.append((time.perf_counter() - t) * 1e3)
+os.close(fd)
+os.unlink(sys.argv[1])
+ts.sort()
+print(f"fdatasync of a 256-byte append: p50 {ts[99]:.3f} ms, p90 {ts[179]:.3f} ms, "
+      f"p99 {ts[197]:.3f} ms (one writer at a time: at most {1000 / max(ts[99], 1e-6):.0f} per second)")
+PY
+}
+
+echo
+echo "== the work directory's sync latency (what each durable write waits for)"
+sync_probe | tee "$work/sync-probe.txt"
+
 echo
 echo "== load: closed loop, concurrency $concurrency, $duration (load before: $(uptime | sed 's/.*load average: //'))"
 declare -A ticks_before
@@ -217,7 +239,7 @@ if [ "$trace_syncs" -eq 1 ]; then
 fi
 if [ "$perf_record" -eq 1 ]; then
   for p in gateway fr qc; do
-    perf record -q -F 499 -g -o "$work/perf-$p.data" -p "${server_pid[$p]}" 2>/dev/null &
+    perf record -q -F 299 --call-graph dwarf,16384 -o "$work/perf-$p.data" -p "${server_pid[$p]}" 2>/dev/null &
     tracers+=($!)
   done
   sleep 1
@@ -226,6 +248,8 @@ fi
   --duration "$duration" --warmup "$warmup" --channels "$channels" \
   --label "closed c=$concurrency" --json "$work/closed.json"
 stop_tracers
+echo "-- sync latency right after the closed-loop run (the disk's latency changes over time):"
+sync_probe | tee -a "$work/sync-probe.txt"
 closed_total=$(json_field "$work/closed.json" 'd["measured"]["issued"] + (d["warmup"] or {}).get("issued", 0)')
 hz=$(getconf CLK_TCK)
 echo "-- CPU per query during the closed-loop run ($closed_total requests):"
@@ -240,9 +264,16 @@ for p in gateway fr qc; do
     sed -n '1,12p' "$work/strace-$p.txt"
   fi
   if [ -s "$work/perf-$p.data" ]; then
-    echo "-- perf: top symbols of $p (self time)"
-    perf report -i "$work/perf-$p.data" --stdio --no-children --sort dso,sym 2>/dev/null \
-      | grep -E '^ +[0-9.]+%' | head -25 > "$work/perf-$p.txt" || true
+    echo "-- perf of $p: CPU by library (self), then inclusive time of the main frames"
+    {
+      perf report -i "$work/perf-$p.data" --stdio --no-children --sort dso 2>/dev/null \
+        | grep -E '^ +[0-9.]+%' | head -12
+      echo "   inclusive:"
+      perf report -i "$work/perf-$p.data" --stdio --children --sort sym -g none 2>/dev/null \
+        | grep -E '^ +[0-9.]+%' \
+        | grep -E 'passerelle::|rocksdb::DBImpl::(Write|Get)$|WritableFileWriter::Sync$|grpc_pollset_work|ThreadManager::MainWorkLoop|SSL_read|SSL_write|ED25519_sign|EVP_DigestSign$|malloc$|_int_free$' \
+        | awk '!seen[$NF]++' | head -40
+    } > "$work/perf-$p.txt" || true
     cat "$work/perf-$p.txt"
   fi
 done
@@ -368,6 +399,6 @@ print(f"{sys.argv[4]} patients per site; load average after the runs: {sys.argv[
 PY
 if [ -n "$results" ]; then
   mkdir -p "$results"
-  cp "$work/closed.json" "$work/rate.json" "$work/budget.json" "$results/"
+  cp "$work/closed.json" "$work/rate.json" "$work/budget.json" "$work/sync-probe.txt" "$results/"
   cp "$work"/strace-*.txt "$work"/perf-*.txt "$results/" 2>/dev/null || true
 fi
