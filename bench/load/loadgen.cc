@@ -527,9 +527,8 @@ absl::Status Main(const std::vector<std::string>& args) {
   // The driver's own CPU, so a reader can tell whether it was the limit.
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double cpu_s =
-      usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
-      (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  const double cpu_s = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+                       (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   std::cout << absl::StrFormat("driver CPU: %.2f s\n", cpu_s);
   if (!o.json_path.empty()) {
     std::ofstream out(o.json_path, std::ios::trunc);

@@ -18,9 +18,11 @@
 # Usage: bench/load/run.sh [--patients N] [--concurrency C] [--duration D]
 #          [--rate R|auto] [--rate-duration D] [--channels K] [--warmup N]
 #          [--workdir DIR] [--keep] [--results DIR] [--trace-syncs] [--perf]
+#          [--hold]
 # Diagnosis (closed-loop run only): CPU seconds of each server are always
 # reported; --trace-syncs attaches `strace -c -f` (fsync/fdatasync counts
-# and time) to the three servers, --perf a `perf record -g` to each; both
+# and time) to the three servers, --perf a `perf record` (DWARF call
+# graphs) to each and prints the heaviest frames; both
 # slow the servers down, so their figures are not the benchmark's.
 # --hold: once the federation is up, print how to reach it and wait until
 # the file <workdir>/continue exists before the driver runs (for runs by
@@ -60,7 +62,7 @@ while [ $# -gt 0 ]; do
     --trace-syncs) trace_syncs=1; shift ;;
     --perf) perf_record=1; shift ;;
     --hold) hold=1; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
