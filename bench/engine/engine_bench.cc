@@ -16,7 +16,8 @@
 // and optionally both reference engines through their CLIs (sqlite3, psql)
 // as whole-client wall times.
 //
-// Usage: engine_bench --store DIR --sqlite DB --pg CONNINFO [options]
+// Usage: engine_bench --store DIR [--sqlite DB --pg CONNINFO] [options]
+//   (without --sqlite and --pg only Passerelle is timed: the 10M run)
 //   (run by bench/engine/run.sh, which prepares all three stores).
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -326,21 +327,28 @@ absl::Status Run(const Options& o) {
                               store->LoadCurrent());
   const double load_ms = Ms(Clock::now() - t0);
   store.reset();
+  const Clock::time_point t1 = Clock::now();
   std::unique_ptr<node::CohortEngine> engine = node::NewIndexEngine(snap);
+  const double engine_ms = Ms(Clock::now() - t1);
   int sy, sm, sd;
   node::CivilFromDays(snap->meta.snapshot_day, &sy, &sm, &sd);
   const std::string snap_date = absl::StrFormat("%04d-%02d-%02d", sy, sm, sd);
   std::cout << absl::StreamFormat(
       "passerelle: snapshot %s of site %s: %d persons, %d events, snapshot "
-      "date %s; loaded from the store in %.0f ms; resident %d MiB\n",
+      "date %s; loaded from the store in %.0f ms, engine built in %.0f ms; "
+      "resident %d MiB\n",
       snap->meta.version, snap->meta.site, snap->meta.persons,
-      snap->meta.events, snap_date, load_ms, RssMiB());
+      snap->meta.events, snap_date, load_ms, engine_ms, RssMiB());
 
+  // Without reference engines (--engine-only, e.g. at 10M patients where
+  // they would need hours to load) only Passerelle is timed.
+  const bool refs = !o.sqlite_db.empty();
   Sqlite sqlite;
-  PASSERELLE_RETURN_IF_ERROR(sqlite.Open(o.sqlite_db));
   Postgres pg;
-  PASSERELLE_RETURN_IF_ERROR(pg.Open(o.pg_conninfo));
-  {
+  if (refs) {
+    PASSERELLE_RETURN_IF_ERROR(sqlite.Open(o.sqlite_db));
+    PASSERELLE_RETURN_IF_ERROR(pg.Open(o.pg_conninfo));
+
     PASSERELLE_ASSIGN_OR_RETURN(
         std::string v, sqlite.Exec("SELECT sqlite_version(), d FROM SNAP"));
     std::cout << "sqlite: version|snapshot date " << v;
@@ -385,18 +393,27 @@ absl::Status Run(const Options& o) {
     p.pg_sql = PgQueryToSql(p.ast, 0, o.site);
     PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells,
                                 engine->Count(p.ast));
-    PASSERELLE_ASSIGN_OR_RETURN(std::string sq_out, sqlite.Exec(p.sqlite_sql));
-    PASSERELLE_ASSIGN_OR_RETURN(std::string pg_out, pg.Exec(p.pg_sql));
-    PASSERELLE_ASSIGN_OR_RETURN(auto sq_counts, node::difftest::ParseCellCounts(
-                                                    sq_out, {p.ast}, o.site));
-    PASSERELLE_ASSIGN_OR_RETURN(auto pg_counts, node::difftest::ParseCellCounts(
-                                                    pg_out, {p.ast}, o.site));
     const std::vector<v1::CellKey> keys =
         query::EnumerateCells(p.ast, {o.site});
     p.cells = keys.size();
+    std::vector<std::vector<int64_t>> sq_counts, pg_counts;
+    if (refs) {
+      PASSERELLE_ASSIGN_OR_RETURN(std::string sq_out,
+                                  sqlite.Exec(p.sqlite_sql));
+      PASSERELLE_ASSIGN_OR_RETURN(std::string pg_out, pg.Exec(p.pg_sql));
+      PASSERELLE_ASSIGN_OR_RETURN(
+          sq_counts, node::difftest::ParseCellCounts(sq_out, {p.ast}, o.site));
+      PASSERELLE_ASSIGN_OR_RETURN(
+          pg_counts, node::difftest::ParseCellCounts(pg_out, {p.ast}, o.site));
+    } else {
+      sq_counts = pg_counts = {std::vector<int64_t>(keys.size())};
+      for (size_t k = 0; k < cells.size() && k < keys.size(); ++k) {
+        sq_counts[0][k] = pg_counts[0][k] = cells[k].count();
+      }
+    }
     bool equal = cells.size() == keys.size();
-    for (size_t k = 0; equal && k < keys.size(); ++k) {
-      const int64_t n = cells[k].count();
+    for (size_t k = 0; k < keys.size(); ++k) {
+      const int64_t n = equal ? cells[k].count() : -1;
       p.total += n;
       if (sq_counts[0][k] != n || pg_counts[0][k] != n) {
         equal = false;
@@ -411,7 +428,9 @@ absl::Status Run(const Options& o) {
     std::cout << absl::StreamFormat(
         "check %-14s %-9s %3d cell(s), %8d patients: %s\n", q.name, q.kind,
         p.cells, p.total,
-        equal ? "passerelle = sqlite = postgres" : "MISMATCH");
+        !equal ? "MISMATCH"
+        : refs ? "passerelle = sqlite = postgres"
+               : "passerelle only (no reference engine)");
     all_equal &= equal;
     prepared.push_back(std::move(p));
   }
@@ -453,16 +472,18 @@ absl::Status Run(const Options& o) {
     std::cout << absl::StreamFormat("  %-14s %-11s %-20s p50 %10s\n", p.q.name,
                                     "passerelle", base.mode,
                                     Fmt(base.stats.p50));
-    PASSERELLE_ASSIGN_OR_RETURN(
-        Stats sq, time_it(o.ref_warmup, o.ref_runs, [&]() -> absl::Status {
-          return sqlite.Exec(p.sqlite_sql).status();
-        }));
-    add("sqlite", "C API", sq);
-    PASSERELLE_ASSIGN_OR_RETURN(
-        Stats pq, time_it(o.ref_warmup, o.ref_runs, [&]() -> absl::Status {
-          return pg.Exec(p.pg_sql).status();
-        }));
-    add("postgres", "libpq", pq);
+    if (refs) {
+      PASSERELLE_ASSIGN_OR_RETURN(
+          Stats sq, time_it(o.ref_warmup, o.ref_runs, [&]() -> absl::Status {
+            return sqlite.Exec(p.sqlite_sql).status();
+          }));
+      add("sqlite", "C API", sq);
+      PASSERELLE_ASSIGN_OR_RETURN(
+          Stats pq, time_it(o.ref_warmup, o.ref_runs, [&]() -> absl::Status {
+            return pg.Exec(p.pg_sql).status();
+          }));
+      add("postgres", "libpq", pq);
+    }
 
     // Whole-client times (a process per query). `passerelle node count`
     // opens the store and loads the snapshot on every call, so its time is
@@ -476,7 +497,7 @@ absl::Status Run(const Options& o) {
           }));
       add("passerelle", "CLI (load+query)", s);
     }
-    if (!o.sqlite_cli.empty()) {
+    if (refs && !o.sqlite_cli.empty()) {
       const std::string file = o.scratch + "/q.sqlite.sql";
       std::ofstream(file) << p.sqlite_sql;
       std::vector<std::string> args = {o.sqlite_cli, "-batch", "-bail",
@@ -487,7 +508,7 @@ absl::Status Run(const Options& o) {
           }));
       add("sqlite", "sqlite3 CLI", s);
     }
-    if (!o.psql_cli.empty()) {
+    if (refs && !o.psql_cli.empty()) {
       const std::string file = o.scratch + "/q.pg.sql";
       std::ofstream(file) << p.pg_sql << ";\n";
       std::vector<std::string> args = {o.psql_cli, "-X", "-q", "-A", "-t"};
@@ -510,10 +531,11 @@ absl::Status Run(const Options& o) {
   std::ostringstream md;
   md << absl::StreamFormat(
       "%d patients, %d events (snapshot %s); Passerelle load from store "
-      "%.0f ms, resident %d MiB.\nLoad average (1/5/15 min) before timing: "
+      "%.0f ms, engine (index) built in %.0f ms, resident %d MiB.\nLoad average (1/5/15 min) before timing: "
       "%s; after: %s.\nRuns: Passerelle engine %d after %d warm-up; "
       "reference engines %d after %d warm-up; CLI rows %d.\n\n",
-      snap->meta.persons, snap->meta.events, snap_date, load_ms, RssMiB(),
+      snap->meta.persons, snap->meta.events, snap_date, load_ms, engine_ms,
+      RssMiB(),
       load_before, load_after, o.runs, o.warmup, o.ref_runs, o.ref_warmup,
       o.cli_runs);
   md << "| query | patients | engine | how | min | p50 | p99 | p50 / "
@@ -597,17 +619,19 @@ int Main(int argc, char** argv) {
     else if (a == "--cli-runs")
       o.cli_runs = next_int();
     else {
-      std::cerr << "usage: engine_bench --store DIR --sqlite DB --pg CONNINFO "
-                   "[--site ID] [--runs N] [--warmup N] [--ref-runs N] "
-                   "[--ref-warmup N] [--cli PASSERELLE] [--sqlite-cli SQLITE3] "
-                   "[--psql-cli PSQL --psql-args ARGS] [--cli-runs N] "
-                   "[--scratch DIR] [--only q1,q2] [--markdown FILE]\n";
+      std::cerr
+          << "usage: engine_bench --store DIR [--sqlite DB --pg CONNINFO] "
+             "[--site ID] [--runs N] [--warmup N] [--ref-runs N] "
+             "[--ref-warmup N] [--cli PASSERELLE] [--sqlite-cli SQLITE3] "
+             "[--psql-cli PSQL --psql-args ARGS] [--cli-runs N] "
+             "[--scratch DIR] [--only q1,q2] [--markdown FILE]\n";
       return 2;
     }
   }
-  if (o.store.empty() || o.sqlite_db.empty() || o.pg_conninfo.empty() ||
+  if (o.store.empty() || o.sqlite_db.empty() != o.pg_conninfo.empty() ||
       o.runs == 0) {
-    std::cerr << "engine_bench: --store, --sqlite and --pg are required\n";
+    std::cerr << "engine_bench: --store is required, and --sqlite with --pg "
+                 "(without both, only Passerelle is timed)\n";
     return 2;
   }
   absl::Status st = Run(o);
