@@ -25,7 +25,7 @@ class ReleaseCache {
   // nullopt when absent.
   virtual absl::StatusOr<std::optional<v1::CachedRelease>> Get(
       const std::string& key) = 0;
-  // Durable (synced) when the implementation is persistent.
+  // Written through (not synced) when the implementation is persistent.
   virtual absl::Status Put(const std::string& key,
                            const v1::CachedRelease& release) = 0;
 };
