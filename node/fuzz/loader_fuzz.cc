@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "csv/csv_reader.h"
 #include "node/engine.h"
 #include "query/cells.h"
@@ -222,12 +223,12 @@ void CheckLoad(const absl::Status& status, const LoadOptions& options,
 
 void CheckNoIdentifiers(const FuzzSite& site,
                         const std::vector<std::string>& id_columns,
-                        const std::string& dir, const absl::Status& status,
-                        const LoadReport& report) {
+                        ScratchDir* dir, const LoadFn& load,
+                        const absl::Status& status, const LoadReport& report) {
   // Occurrences of each candidate inside identifier fields.
   std::map<std::string, size_t> in_fields;
   for (const auto& [name, contents] : site.files) {
-    const std::string path = (fs::path(dir) / name).string();
+    const std::string path = (fs::path(dir->path()) / name).string();
     absl::StatusOr<char> delimiter = SniffDelimiter(path);
     if (!delimiter.ok()) continue;
     csv::CsvReaderOptions options;
@@ -256,19 +257,40 @@ void CheckNoIdentifiers(const FuzzSite& site,
       }
     }
   }
-  for (const auto& [id, count] : in_fields) {
+  auto texts = [](const absl::Status& st, const LoadReport& r) {
+    std::vector<std::string> out = {std::string(st.message())};
+    for (const RejectedRow& row : r.rejected_samples) out.push_back(row.reason);
+    for (const std::string& note : r.notes) out.push_back(note);
+    return out;
+  };
+  const std::vector<std::string> said = texts(status, report);
+  for (const auto& entry : in_fields) {
+    const std::string& id = entry.first;
     // Counted once per field; a field holding only the id holds it once.
-    if (Occurrences(site.raw, id) != count) continue;
-    if (absl::StrContains(dir, id)) continue;
-    Require(!absl::StrContains(status.message(), id),
-            "a load error contains a person identifier");
-    for (const RejectedRow& r : report.rejected_samples) {
-      Require(!absl::StrContains(r.reason, id),
-              "a rejected row's reason contains a person identifier");
+    if (Occurrences(site.raw, id) != entry.second) continue;
+    if (absl::StrContains(dir->path(), id)) continue;
+    bool suspect = false;
+    for (const std::string& t : said) suspect |= absl::StrContains(t, id);
+    if (!suspect) continue;
+    // The loader's own text (a column name, say) may equal the value: load
+    // again with the identifier renamed; a leak shows the new name.
+    std::string renamed = "Q7" + std::string(id.size() - 2, 'x');
+    for (char c = 'a'; absl::StrContains(site.raw, renamed); ++c) {
+      renamed = "Q7" + std::string(id.size() - 2, c);
     }
-    for (const std::string& note : report.notes) {
-      Require(!absl::StrContains(note, id),
-              "a load note contains a person identifier");
+    FuzzSite other = site;
+    for (auto& file : other.files) {
+      file.second = absl::StrReplaceAll(file.second, {{id, renamed}});
+    }
+    dir->Fill(other);
+    LoadReport other_report;
+    const absl::Status other_status = load(dir->path(), &other_report);
+    for (const std::string& t : texts(other_status, other_report)) {
+      if (absl::StrContains(t, renamed)) {
+        std::fprintf(stderr, "identifier \"%s\" (renamed \"%s\") in: %s\n",
+                     id.c_str(), renamed.c_str(), t.c_str());
+        Require(false, "a load message contains a person identifier");
+      }
     }
   }
 }

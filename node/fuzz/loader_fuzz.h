@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <utility>
@@ -62,16 +63,24 @@ class ScratchDir {
 void CheckLoad(const absl::Status& status, const LoadOptions& options,
                const LoadReport& report, SnapshotBuilder* builder);
 
+// Loads the site in `dir` (a fresh builder each call) into `report`.
+using LoadFn =
+    std::function<absl::Status(const std::string& dir, LoadReport* report)>;
+
 // Person identifiers of `site`: the values of the columns `id_columns`
 // (case-insensitive) of every file, kept only when they look like an
 // identifier (8+ characters of [A-Za-z0-9_-] with a letter and a digit) and
-// occur nowhere in the input outside those columns, nor in `dir`. Aborts if
-// one of them shows up in `status`, a rejected row's reason or a note: the
-// loaders promise that reasons never contain an identifier.
+// occur nowhere in the input outside those columns, nor in the directory
+// name. When one of them shows up in `status`, a rejected row's reason or a
+// note, the site is loaded again (`load`, refilling `dir`) with that
+// identifier renamed; if the new name shows up, the loader echoed it and
+// this aborts: the loaders promise that reasons never contain an
+// identifier. (The renaming tells a leak from the loader's own words, a
+// column name the input happened to use as an identifier.)
 void CheckNoIdentifiers(const FuzzSite& site,
                         const std::vector<std::string>& id_columns,
-                        const std::string& dir, const absl::Status& status,
-                        const LoadReport& report);
+                        ScratchDir* dir, const LoadFn& load,
+                        const absl::Status& status, const LoadReport& report);
 
 // Aborts (after printing `what`) when `condition` is false.
 void Require(bool condition, const char* what);

@@ -44,8 +44,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   node::LoadReport report;
   const absl::Status status =
       node::LoadSndsDirectory(dir->path(), options, &builder, &report, snds);
-  fz::CheckNoIdentifiers(site, {"BEN_NIR_PSA", "NIR_ANO_17"}, dir->path(),
-                         status, report);
+  fz::CheckNoIdentifiers(
+      site, {"BEN_NIR_PSA", "NIR_ANO_17"}, dir,
+      [&](const std::string& d, node::LoadReport* r) {
+        node::SnapshotBuilder b("fr");
+        return node::LoadSndsDirectory(d, options, &b, r, snds);
+      },
+      status, report);
   fz::CheckLoad(status, options, report, &builder);
 
   const absl::string_view head = input.substr(0, input.find('\n'));

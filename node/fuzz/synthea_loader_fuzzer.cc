@@ -27,7 +27,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   node::LoadReport report;
   const absl::Status status =
       loader->Load(dir->path(), options, &builder, &report);
-  fz::CheckNoIdentifiers(site, {"Id", "PATIENT"}, dir->path(), status, report);
+  fz::CheckNoIdentifiers(
+      site, {"Id", "PATIENT"}, dir,
+      [&](const std::string& d, node::LoadReport* r) {
+        node::SnapshotBuilder b("us");
+        return loader->Load(d, options, &b, r);
+      },
+      status, report);
   fz::CheckLoad(status, options, report, &builder);
 
   // The small classifiers the loader leans on, on the input's first line.
