@@ -1,6 +1,7 @@
 #include "node/testing/query_generator.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -507,7 +508,8 @@ class GenerationState {
       Feature(kNames[op]);
       const std::string number = Number(*spec);
       double v = 0;
-      absl::SimpleAtod(number, &v);
+      // Number() writes a literal the lexer reads, so it always parses.
+      if (!absl::SimpleAtod(number, &v)) std::abort();
       spec->mutable_value()->set_op(static_cast<v1::Comparison>(op + 1));
       spec->mutable_value()->set_number(v);
       absl::StrAppend(&text, SpAfter(text), Kw("value"), OptSp(), kOps[op],
