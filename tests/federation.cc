@@ -229,8 +229,9 @@ void Federation::StopNode(const std::string& site) {
   if (it == nodes_.end()) return;
   it->second.Signal(SIGKILL);
   it->second.Wait();
-  nodes_.erase(it);
+  // `site` may be the key of `it` (StopAll passes it): erase by it last.
   node_ports_.erase(site);
+  nodes_.erase(it);
 }
 
 void Federation::StopGateway() {
@@ -243,7 +244,10 @@ void Federation::StopGateway() {
 
 void Federation::StopAll() {
   StopGateway();
-  while (!nodes_.empty()) StopNode(nodes_.begin()->first);
+  while (!nodes_.empty()) {
+    const std::string site = nodes_.begin()->first;  // A copy: StopNode erases.
+    StopNode(site);
+  }
 }
 
 namespace {
