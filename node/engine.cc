@@ -452,6 +452,18 @@ class IndexEngine : public CohortEngine {
       const size_t n = v.size();
       size_t lo = c->i;
       if (lo >= n || v[lo] >= patient) return;
+      // The next patients asked for are usually a run or two ahead: a short
+      // linear probe stays in the cache lines being read; beyond it, gallop.
+      for (const size_t end = std::min(n, lo + 32); lo + 1 < end;) {
+        if (v[++lo] >= patient) {
+          c->i = lo;
+          return;
+        }
+      }
+      if (lo + 1 >= n) {
+        c->i = n;
+        return;
+      }
       // v[lo] < patient: gallop to a bound hi with v[hi] >= patient (or n).
       size_t step = 1, hi = lo + 1;
       while (hi < n && v[hi] < patient) {

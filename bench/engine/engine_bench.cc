@@ -106,6 +106,7 @@ struct Options {
   int ref_runs = 7;
   int ref_warmup = 1;
   int cli_runs = 3;
+  bool print_sql = false;
 };
 
 struct Stats {
@@ -391,6 +392,11 @@ absl::Status Run(const Options& o) {
     PASSERELLE_ASSIGN_OR_RETURN(p.ast, query::ParseQuery(q.text));
     p.sqlite_sql = node::difftest::QueryToSql(p.ast, 0, o.site);
     p.pg_sql = PgQueryToSql(p.ast, 0, o.site);
+    if (o.print_sql) {
+      std::cout << "-- " << q.name << ": " << q.text << "\n-- SQLite:\n"
+                << p.sqlite_sql << "-- PostgreSQL:\n"
+                << p.pg_sql << ";\n";
+    }
     PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells,
                                 engine->Count(p.ast));
     const std::vector<v1::CellKey> keys =
@@ -531,13 +537,13 @@ absl::Status Run(const Options& o) {
   std::ostringstream md;
   md << absl::StreamFormat(
       "%d patients, %d events (snapshot %s); Passerelle load from store "
-      "%.0f ms, engine (index) built in %.0f ms, resident %d MiB.\nLoad average (1/5/15 min) before timing: "
+      "%.0f ms, engine (index) built in %.0f ms, resident %d MiB.\nLoad "
+      "average (1/5/15 min) before timing: "
       "%s; after: %s.\nRuns: Passerelle engine %d after %d warm-up; "
       "reference engines %d after %d warm-up; CLI rows %d.\n\n",
       snap->meta.persons, snap->meta.events, snap_date, load_ms, engine_ms,
-      RssMiB(),
-      load_before, load_after, o.runs, o.warmup, o.ref_runs, o.ref_warmup,
-      o.cli_runs);
+      RssMiB(), load_before, load_after, o.runs, o.warmup, o.ref_runs,
+      o.ref_warmup, o.cli_runs);
   md << "| query | patients | engine | how | min | p50 | p99 | p50 / "
         "Passerelle p50 |\n"
         "|---|---:|---|---|---:|---:|---:|---:|\n";
@@ -606,6 +612,8 @@ int Main(int argc, char** argv) {
       o.scratch = next();
     else if (a == "--only")
       o.only = next();
+    else if (a == "--print-sql")
+      o.print_sql = true;
     else if (a == "--markdown")
       o.markdown_out = next();
     else if (a == "--runs")
@@ -624,7 +632,7 @@ int Main(int argc, char** argv) {
              "[--site ID] [--runs N] [--warmup N] [--ref-runs N] "
              "[--ref-warmup N] [--cli PASSERELLE] [--sqlite-cli SQLITE3] "
              "[--psql-cli PSQL --psql-args ARGS] [--cli-runs N] "
-             "[--scratch DIR] [--only q1,q2] [--markdown FILE]\n";
+             "[--scratch DIR] [--only q1,q2] [--markdown FILE] [--print-sql]\n";
       return 2;
     }
   }
