@@ -33,6 +33,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if [[ ! "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: --seconds wants a positive whole number, got '$seconds'" >&2
+  exit 2
+fi
+
 "$root/scripts/install-deps.sh"
 
 cxx="$(command -v clang++-14 || command -v clang++ || true)"
@@ -98,6 +103,7 @@ fi
 
 failed=()
 ran=0
+passed=0
 for manifest in "${manifests[@]}"; do
   name="$(basename "$manifest" .txt)"
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then
@@ -124,6 +130,7 @@ for manifest in "${manifests[@]}"; do
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -n 1)"
   cov="$(grep -o 'cov: [0-9]*' "$work/log" | tail -n 1 | cut -d' ' -f2 || true)"
   if [ $status -eq 0 ]; then
+    passed=$((passed + 1))
     echo "fuzz: $name: ok, ${execs:-?} runs, ${cov:-?} coverage points, $(( $(date +%s) - t0 )) s"
   else
     failed+=("$name")
@@ -134,5 +141,12 @@ for manifest in "${manifests[@]}"; do
   fi
 done
 
-echo "fuzz: $ran harnesses, $seconds s each, $(( $(date +%s) - built )) s; $(( ran - ${#failed[@]} )) passed, ${#failed[@]} failed${failed:+: ${failed[*]}}"
+for name in "${only[@]}"; do
+  if [ ! -f "$build/fuzzers/$name.txt" ]; then
+    echo "fuzz: no harness named $name (see $build/fuzzers/)"
+    failed+=("$name")
+  fi
+done
+
+echo "fuzz: $ran harnesses, $seconds s each, $(( $(date +%s) - built )) s; $passed passed, ${#failed[@]} failed${failed:+: ${failed[*]}}"
 [ ${#failed[@]} -eq 0 ]
