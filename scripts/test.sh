@@ -2,7 +2,7 @@
 # Installs what is missing, builds everything, and runs the whole test suite
 # (unit tests beside the code, multi-process mTLS tests in tests/).
 #
-# With CI=true or PASSERELLE_FULL_TESTS=1 (CI sets the former), two more
+# With PASSERELLE_FULL_TESTS=1, two more
 # parts follow the normal suite: the suite again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (scripts/sanitize.sh, build-asan/) and a bounded
 # run of every libFuzzer harness (scripts/fuzz.sh, build-fuzz/;
@@ -14,7 +14,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${PASSERELLE_BUILD_DIR:-$root/build}"
 
 full=0
-if [ "${CI:-}" = "true" ] || [ "${PASSERELLE_FULL_TESTS:-}" = "1" ]; then
+# Not yet on CI=true: the full run (about 30 minutes here) has not been
+# through a clean CI run end to end; see the closing note of this change.
+if [ "${PASSERELLE_FULL_TESTS:-}" = "1" ]; then
   full=1
 fi
 
@@ -23,7 +25,7 @@ start=$(date +%s)
 built=$(date +%s)
 echo "build: $((built - start)) s"
 if [ $full -eq 0 ]; then
-  echo "test.sh: normal suite only (the sanitizer and fuzz parts run with CI=true or PASSERELLE_FULL_TESTS=1)"
+  echo "test.sh: normal suite only (the sanitizer and fuzz parts run with PASSERELLE_FULL_TESTS=1)"
 fi
 
 logs="$(mktemp -d)"
