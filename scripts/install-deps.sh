@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libroaring-dev
-  sqlite3 postgresql
+  sqlite3 postgresql libsqlite3-dev libpq-dev
   python3 iproute2
   # Sanitizer and fuzz runs (scripts/sanitize.sh, scripts/fuzz.sh): clang,
   # its sanitizer runtimes, libFuzzer, and llvm-symbolizer (in llvm-14) for
