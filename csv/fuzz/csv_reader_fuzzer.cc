@@ -6,8 +6,10 @@
 // Input: byte 0 chooses the options (bits 0-1 the delimiter , ; TAB |;
 // bit 2 no header; bit 3 header width not enforced; bit 4 empty lines kept),
 // byte 1 the file reader's block size (64 + byte), the rest is the file.
-// Run through scripts/fuzz.sh, or e.g.
-//   build-fuzz/csv/fuzz/csv_reader_fuzzer -max_total_time=60 csv/fuzz/corpus
+// Run through scripts/fuzz.sh, or by hand (new inputs go to the first
+// directory, so the seeds stay as written):
+//   build-fuzz/csv/fuzz/csv_reader_fuzzer -max_total_time=60 /tmp/new \
+//     csv/fuzz/corpus
 #include <sys/mman.h>
 #include <unistd.h>
 
