@@ -139,6 +139,13 @@ echo "== dora (federation auditor) verifies the gateway's log remotely over mTLS
 "$bin" audit search --gateway "127.0.0.1:$(cat "$work/gateway/port")" --server-name localhost \
   --ca "$work/pki/ca.pem" --cert "$work/pki/dora.pem" --key "$work/pki/dora.key" \
   --public-key "$work/pki/audit-gateway.pub"
+echo "== dora, named auditor in each site policy, verifies each node's own log remotely:"
+for site in fr qc; do
+  printf '%-3s ' "$site:"
+  "$bin" audit verify --node "127.0.0.1:$(cat "$work/$site/port")" --server-name localhost \
+    --ca "$work/pki/ca.pem" --cert "$work/pki/dora.pem" --key "$work/pki/dora.key" \
+    --public-key "$work/pki/audit-$site.pub" | tail -1
+done
 
 echo
 echo "== shutting down"
