@@ -127,25 +127,20 @@ absl::Status SnapshotBuilder::AddPerson(int64_t source_id, int32_t birth_key,
   if (persons_finished_) {
     return absl::FailedPreconditionError("persons already finished");
   }
-  if (!index_.emplace(source_id, 0).second) {
+  if (pending_.size() >= std::numeric_limits<uint32_t>::max()) {
+    return absl::ResourceExhaustedError("too many persons for one snapshot");
+  }
+  if (!index_.emplace(source_id, static_cast<uint32_t>(pending_.size()))
+           .second) {
     return absl::AlreadyExistsError(
         absl::StrCat("duplicate person_id ", source_id));
   }
-  pending_.push_back({source_id, birth_key, static_cast<uint8_t>(sex)});
+  pending_.push_back({birth_key, static_cast<uint8_t>(sex)});
+  death_day_.push_back(std::numeric_limits<int32_t>::min());
   return absl::OkStatus();
 }
 
-void SnapshotBuilder::FinishPersons() {
-  std::stable_sort(pending_.begin(), pending_.end(),
-                   [](const PendingPerson& a, const PendingPerson& b) {
-                     return a.birth_key < b.birth_key;
-                   });
-  for (uint32_t i = 0; i < pending_.size(); ++i) {
-    index_[pending_[i].source_id] = i;
-  }
-  death_day_.assign(pending_.size(), std::numeric_limits<int32_t>::min());
-  persons_finished_ = true;
-}
+void SnapshotBuilder::FinishPersons() { persons_finished_ = true; }
 
 bool SnapshotBuilder::HasPerson(int64_t source_id) const {
   return index_.contains(source_id);
@@ -163,32 +158,160 @@ absl::Status SnapshotBuilder::MarkDeceased(int64_t source_id, int32_t day) {
   return absl::OkStatus();
 }
 
-absl::Status SnapshotBuilder::BeginEvent(int64_t source_person_id, int32_t day,
-                                         double value) {
-  auto it = index_.find(source_person_id);
-  if (it == index_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "person_id ", source_person_id, " is not in the person table"));
+absl::Status SnapshotBuilder::StartRow(uint32_t pending, int32_t day,
+                                       double value) {
+  if (event_count_ >= std::numeric_limits<uint32_t>::max()) {
+    return absl::ResourceExhaustedError("too many events for one snapshot");
   }
-  cur_patient_ = it->second;
+  cur_patient_ = pending;
   cur_day_ = day;
   cur_value_ = value;
+  row_codes_.clear();
   // The first event sets the snapshot date: dates before 1970 are negative.
   max_day_ = event_count_ == 0 ? day : std::max(max_day_, day);
   ++event_count_;
   return absl::OkStatus();
 }
 
+absl::Status SnapshotBuilder::BeginEvent(int64_t source_person_id, int32_t day,
+                                         double value) {
+  auto it = index_.find(source_person_id);
+  if (it == index_.end()) {
+    return absl::NotFoundError(absl::StrCat("person_id ", source_person_id,
+                                            " is not in the person table"));
+  }
+  return StartRow(it->second, day, value);
+}
+
+absl::Status SnapshotBuilder::BeginEventForLastPerson(int32_t day,
+                                                      double value) {
+  if (pending_.empty()) {
+    return absl::FailedPreconditionError("no person added yet");
+  }
+  return StartRow(static_cast<uint32_t>(pending_.size() - 1), day, value);
+}
+
+SnapshotBuilder::CodeId SnapshotBuilder::InternCode(
+    v1::Domain domain, absl::string_view vocabulary, absl::string_view code) {
+  key_buffer_.clear();
+  key_buffer_.push_back(static_cast<char>('0' + static_cast<int>(domain)));
+  key_buffer_.append(vocabulary.data(), vocabulary.size());
+  key_buffer_.push_back('\0');
+  key_buffer_.append(code.data(), code.size());
+  auto it = code_ids_.find(key_buffer_);
+  if (it != code_ids_.end()) return it->second;
+  const CodeId id = static_cast<CodeId>(codes_.size());
+  codes_.push_back(std::make_unique<CodeAccum>());
+  codes_.back()->key = key_buffer_;
+  code_ids_.emplace(key_buffer_, id);
+  return id;
+}
+
 void SnapshotBuilder::AddEventCode(v1::Domain domain,
                                    absl::string_view vocabulary,
                                    absl::string_view code) {
-  by_code_[CodeMapKey(domain, vocabulary, code)].push_back(
-      {cur_patient_, cur_day_, static_cast<uint32_t>(event_count_),
-       cur_value_});
+  AddEventCode(InternCode(domain, vocabulary, code));
+}
+
+void SnapshotBuilder::AddEventCode(CodeId code) {
+  // A row lists a code once, however many of its columns carry it.
+  for (CodeId c : row_codes_) {
+    if (c == code) return;
+  }
+  row_codes_.push_back(code);
+  CodeAccum& a = *codes_[code];
+  a.patients.push_back(cur_patient_);
+  a.days.push_back(cur_day_);
+  a.events.push_back(static_cast<uint32_t>(event_count_));
+  if (!a.has_values && !std::isnan(cur_value_)) {
+    for (uint64_t i = 0; i < a.size; ++i) {
+      a.values.push_back(std::numeric_limits<double>::quiet_NaN());
+    }
+    a.has_values = true;
+  }
+  if (a.has_values) a.values.push_back(cur_value_);
+  ++a.size;
+}
+
+namespace {
+
+// (patient, day) in one integer that sorts like the pair.
+inline uint64_t PatientKey(uint32_t patient) { return uint64_t{patient} << 32; }
+inline uint32_t DayBits(int32_t day) {
+  return static_cast<uint32_t>(day) ^ 0x80000000u;
+}
+
+struct SortRec {
+  uint64_t key;
+  uint32_t event;
+};
+struct SortRecValue {
+  uint64_t key;
+  uint32_t event;
+  double value;
+};
+
+template <typename R>
+void SortRecs(std::vector<R>* recs) {
+  auto less = [](const R& a, const R& b) {
+    return a.key < b.key || (a.key == b.key && a.event < b.event);
+  };
+  if (!std::is_sorted(recs->begin(), recs->end(), less)) {
+    std::sort(recs->begin(), recs->end(), less);
+  }
+}
+
+}  // namespace
+
+void SnapshotBuilder::FillPosting(CodeAccum& a,
+                                  const std::vector<uint32_t>& rank,
+                                  Posting* posting) {
+  const size_t n = a.size;
+  auto fill = [&](auto& recs) {
+    recs.resize(n);
+    size_t i = 0;
+    a.patients.ForEach(
+        [&](uint32_t p) { recs[i++].key = PatientKey(rank[p]); });
+    a.patients.Clear();
+    i = 0;
+    a.days.ForEach([&](int32_t d) { recs[i++].key |= DayBits(d); });
+    a.days.Clear();
+    i = 0;
+    a.events.ForEach([&](uint32_t e) { recs[i++].event = e; });
+    a.events.Clear();
+  };
+  auto emit = [&](const auto& recs) {
+    posting->patients.reserve(n);
+    posting->days.reserve(n);
+    posting->events.reserve(n);
+    for (const auto& r : recs) {
+      posting->patients.push_back(static_cast<uint32_t>(r.key >> 32));
+      posting->days.push_back(
+          static_cast<int32_t>(static_cast<uint32_t>(r.key) ^ 0x80000000u));
+      posting->events.push_back(r.event);
+    }
+  };
+  if (a.has_values) {
+    std::vector<SortRecValue> recs;
+    fill(recs);
+    size_t i = 0;
+    a.values.ForEach([&](double v) { recs[i++].value = v; });
+    a.values.Clear();
+    SortRecs(&recs);
+    emit(recs);
+    posting->values.reserve(n);
+    for (const SortRecValue& r : recs) posting->values.push_back(r.value);
+  } else {
+    std::vector<SortRec> recs;
+    fill(recs);
+    SortRecs(&recs);
+    emit(recs);
+  }
 }
 
 std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
                                                  int64_t loaded_at_unix) {
+  persons_finished_ = true;
   auto snap = std::make_shared<Snapshot>();
   snap->meta.site = site_;
   snap->meta.version = std::move(version);
@@ -196,43 +319,49 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
   snap->meta.persons = static_cast<int64_t>(pending_.size());
   snap->meta.events = event_count_;
   snap->meta.snapshot_day = max_day_;
-  snap->birth_keys.reserve(pending_.size());
-  snap->sex.reserve(pending_.size());
-  for (uint32_t i = 0; i < pending_.size(); ++i) {
-    snap->birth_keys.push_back(pending_[i].birth_key);
-    snap->sex.push_back(pending_[i].sex);
-    if (death_day_[i] != std::numeric_limits<int32_t>::min()) {
-      snap->deceased.add(i);
+  // Patients are numbered in birth order (ties in insertion order).
+  const uint32_t n = static_cast<uint32_t>(pending_.size());
+  std::vector<uint32_t> rank(n);
+  {
+    std::vector<uint32_t> order(n);
+    for (uint32_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return pending_[a].birth_key < pending_[b].birth_key;
+    });
+    snap->birth_keys.reserve(n);
+    snap->sex.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t src = order[i];
+      rank[src] = i;
+      snap->birth_keys.push_back(pending_[src].birth_key);
+      snap->sex.push_back(pending_[src].sex);
+      if (death_day_[src] != std::numeric_limits<int32_t>::min()) {
+        snap->deceased.add(i);
+      }
     }
   }
-  // Sort the codes so each (domain, vocabulary) table is in code order.
-  std::vector<std::string> keys;
-  keys.reserve(by_code_.size());
-  for (const auto& [key, entries] : by_code_) keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
-  for (const std::string& key : keys) {
-    std::vector<Entry>& entries = by_code_[key];
-    std::sort(entries.begin(), entries.end(),
-              [](const Entry& a, const Entry& b) {
-                return std::tie(a.patient, a.day, a.event) <
-                       std::tie(b.patient, b.day, b.event);
-              });
+  std::vector<PendingPerson>().swap(pending_);
+  std::vector<int32_t>().swap(death_day_);
+  index_ = {};
+  code_ids_ = {};
+  // Codes in key order, so each (domain, vocabulary) table is in code order;
+  // each code's events are freed as soon as its posting is filled.
+  std::vector<CodeId> order(codes_.size());
+  for (CodeId i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](CodeId a, CodeId b) {
+    return codes_[a]->key < codes_[b]->key;
+  });
+  for (CodeId id : order) {
+    CodeAccum& accum = *codes_[id];
+    const std::string& key = accum.key;
     const int domain = key[0] - '0';
     const size_t nul = key.find('\0', 1);
     CodeTable& table = snap->tables[{domain, key.substr(1, nul - 1)}];
     table.codes.push_back(key.substr(nul + 1));
-    Posting& posting = table.postings.emplace_back();
-    bool has_values = false;
-    for (const Entry& e : entries) has_values |= !std::isnan(e.value);
-    for (const Entry& e : entries) {
-      posting.patients.push_back(e.patient);
-      posting.days.push_back(e.day);
-      posting.events.push_back(e.event);
-      if (has_values) posting.values.push_back(e.value);
-    }
-    std::vector<Entry>().swap(entries);
+    FillPosting(accum, rank, &table.postings.emplace_back());
+    codes_[id].reset();
   }
-  by_code_.clear();
+  codes_.clear();
   snap->Finish();
   return snap;
 }

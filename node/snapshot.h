@@ -5,6 +5,7 @@
 #ifndef PASSERELLE_NODE_SNAPSHOT_H_
 #define PASSERELLE_NODE_SNAPSHOT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -97,46 +98,98 @@ class Snapshot {
   void Finish();
 };
 
-// Accumulates one load: persons first, then events. Not thread-safe.
+// Accumulates one load. Not thread-safe.
+//
+// Persons come first (AddPerson); events may follow FinishPersons (as the CSV
+// loaders do) or be interleaved with the persons, each after its person (as
+// `passerelle generate --into-store` does): patients are numbered in birth
+// order at Build time either way. Memory is bounded by the data itself: per
+// code, the events are kept in compact column chunks that never move (about
+// 12 bytes per event and code, plus 8 for a value), and Build sorts, moves
+// into the snapshot and frees one code at a time. A code added twice for the
+// same source row is kept once.
 class SnapshotBuilder {
  public:
+  using CodeId = uint32_t;
+
   explicit SnapshotBuilder(std::string site) : site_(std::move(site)) {}
+  SnapshotBuilder(const SnapshotBuilder&) = delete;
+  SnapshotBuilder& operator=(const SnapshotBuilder&) = delete;
 
   // Persons are identified by the source's id only while loading; the id is
   // never stored.
   absl::Status AddPerson(int64_t source_id, int32_t birth_key, v1::Sex sex);
-  // Numbers the patients; call once, after the last AddPerson.
+  // Closes the person list; optional (Build does it). AddPerson fails after.
   void FinishPersons();
   bool HasPerson(int64_t source_id) const;
   absl::Status MarkDeceased(int64_t source_id, int32_t day);
 
   // Starts a new source row; the codes added until the next call belong to it.
   absl::Status BeginEvent(int64_t source_person_id, int32_t day, double value);
+  // The same for the person added last (no lookup by source id).
+  absl::Status BeginEventForLastPerson(int32_t day, double value);
   void AddEventCode(v1::Domain domain, absl::string_view vocabulary,
                     absl::string_view code);
+  // A handle for a code, for loaders that add the same codes many times.
+  CodeId InternCode(v1::Domain domain, absl::string_view vocabulary,
+                    absl::string_view code);
+  void AddEventCode(CodeId code);
 
   int64_t persons() const { return static_cast<int64_t>(pending_.size()); }
   int64_t events() const { return event_count_; }
 
+  // Moves everything into a new snapshot; the builder is empty afterwards.
   std::shared_ptr<Snapshot> Build(std::string version, int64_t loaded_at_unix);
 
  private:
-  struct Entry {
-    uint32_t patient;
-    int32_t day;
-    uint32_t event;
-    double value;
+  // A column in chunks of growing size (256 entries up to 64Ki): no
+  // reallocation copies, little slack per code.
+  template <typename T>
+  class ChunkedColumn {
+   public:
+    void push_back(T v) {
+      if (chunks_.empty() ||
+          chunks_.back().size() == chunks_.back().capacity()) {
+        const size_t cap =
+            chunks_.empty()
+                ? 256
+                : std::min<size_t>(chunks_.back().capacity() * 2, 1 << 16);
+        chunks_.emplace_back().reserve(cap);
+      }
+      chunks_.back().push_back(v);
+    }
+    template <typename Fn>
+    void ForEach(Fn fn) const {
+      for (const std::vector<T>& c : chunks_) {
+        for (const T& v : c) fn(v);
+      }
+    }
+    void Clear() { std::vector<std::vector<T>>().swap(chunks_); }
+
+   private:
+    std::vector<std::vector<T>> chunks_;
+  };
+  struct CodeAccum {
+    std::string key;  // CodeMapKey.
+    uint64_t size = 0;
+    bool has_values = false;
+    ChunkedColumn<uint32_t> patients;  // Pending (insertion) person index.
+    ChunkedColumn<int32_t> days;
+    ChunkedColumn<uint32_t> events;
+    ChunkedColumn<double> values;  // Only once a value was seen.
   };
   struct PendingPerson {
-    int64_t source_id;
     int32_t birth_key;
     uint8_t sex;
   };
+  absl::Status StartRow(uint32_t pending, int32_t day, double value);
+  void FillPosting(CodeAccum& accum, const std::vector<uint32_t>& rank,
+                   Posting* posting);
 
   std::string site_;
   std::vector<PendingPerson> pending_;
-  absl::flat_hash_map<int64_t, uint32_t> index_;
-  std::vector<int32_t> death_day_;
+  absl::flat_hash_map<int64_t, uint32_t> index_;  // Source id -> pending.
+  std::vector<int32_t> death_day_;                // By pending index.
   bool persons_finished_ = false;
   int32_t max_day_ = 0;  // Latest event day; meaningful once an event exists.
   int64_t event_count_ = 0;
@@ -144,7 +197,10 @@ class SnapshotBuilder {
   uint32_t cur_patient_ = 0;
   int32_t cur_day_ = 0;
   double cur_value_ = 0;
-  absl::flat_hash_map<std::string, std::vector<Entry>> by_code_;
+  std::vector<CodeId> row_codes_;
+  absl::flat_hash_map<std::string, CodeId> code_ids_;
+  std::vector<std::unique_ptr<CodeAccum>> codes_;
+  std::string key_buffer_;
 };
 
 // Key of a code inside by_code_-style maps: domain byte, vocabulary, NUL, code.

@@ -1,15 +1,20 @@
 #include "node/store.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/write_batch.h"
 
 namespace passerelle::node {
@@ -18,12 +23,21 @@ namespace {
 constexpr char kCurrentKey[] = "CURRENT";
 constexpr char kSeqKey[] = "SEQ";
 constexpr size_t kPersonChunk = 1 << 16;
-constexpr size_t kBatchBytes = 8 << 20;
+// Size at which a load starts a new SST file.
+constexpr uint64_t kSstFileBytes = uint64_t{1} << 30;
+// Format 2: postings in chunks of raw little-endian columns, keys
+// "c/<CodeMapKey>\0<chunk, 8 hex digits>", written as SST files and ingested
+// in one step. Format 1 (no "format=" line in meta): one value per code.
+constexpr int kFormat = 2;
+constexpr uint8_t kChunkTag = 0xC2;
+constexpr size_t kChunkHeader = 1 + 4 + 4 + 1;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
-  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(what, ": ", s.ToString()));
-  return absl::InternalError(absl::StrCat("node store: ", what, ": ", s.ToString()));
+  if (s.IsNotFound())
+    return absl::NotFoundError(absl::StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(
+      absl::StrCat("node store: ", what, ": ", s.ToString()));
 }
 
 template <typename T>
@@ -58,48 +72,46 @@ std::string Prefix(absl::string_view version) {
 std::string EncodeMeta(const SnapshotMeta& m) {
   return absl::StrCat("site=", m.site, "\nversion=", m.version,
                       "\nsnapshot_day=", m.snapshot_day,
-                      "\nloaded_at=", m.loaded_at_unix,
-                      "\npersons=", m.persons, "\nevents=", m.events, "\n");
+                      "\nloaded_at=", m.loaded_at_unix, "\npersons=", m.persons,
+                      "\nevents=", m.events, "\nformat=", kFormat, "\n");
 }
 
-absl::Status DecodeMeta(absl::string_view text, SnapshotMeta* m) {
+absl::Status DecodeMeta(absl::string_view text, SnapshotMeta* m, int* format) {
+  *format = 1;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     std::pair<absl::string_view, absl::string_view> kv =
         absl::StrSplit(line, absl::MaxSplits('=', 1));
     bool ok = true;
-    if (kv.first == "site") m->site = std::string(kv.second);
-    else if (kv.first == "version") m->version = std::string(kv.second);
-    else if (kv.first == "snapshot_day") ok = absl::SimpleAtoi(kv.second, &m->snapshot_day);
-    else if (kv.first == "loaded_at") ok = absl::SimpleAtoi(kv.second, &m->loaded_at_unix);
-    else if (kv.first == "persons") ok = absl::SimpleAtoi(kv.second, &m->persons);
-    else if (kv.first == "events") ok = absl::SimpleAtoi(kv.second, &m->events);
-    if (!ok) return absl::DataLossError(absl::StrCat("node store: bad meta line \"", line, "\""));
+    if (kv.first == "site")
+      m->site = std::string(kv.second);
+    else if (kv.first == "version")
+      m->version = std::string(kv.second);
+    else if (kv.first == "snapshot_day")
+      ok = absl::SimpleAtoi(kv.second, &m->snapshot_day);
+    else if (kv.first == "loaded_at")
+      ok = absl::SimpleAtoi(kv.second, &m->loaded_at_unix);
+    else if (kv.first == "persons")
+      ok = absl::SimpleAtoi(kv.second, &m->persons);
+    else if (kv.first == "events")
+      ok = absl::SimpleAtoi(kv.second, &m->events);
+    else if (kv.first == "format")
+      ok = absl::SimpleAtoi(kv.second, format);
+    if (!ok)
+      return absl::DataLossError(
+          absl::StrCat("node store: bad meta line \"", line, "\""));
   }
   return absl::OkStatus();
 }
 
-std::string EncodePosting(const Posting& p) {
-  std::string out;
-  const uint32_t n = static_cast<uint32_t>(p.size());
-  const uint8_t has_values = p.values.empty() ? 0 : 1;
-  out.reserve(5 + n * (12 + 8 * has_values));
-  PutRaw(&out, n);
-  PutRaw(&out, has_values);
-  for (uint32_t i = 0; i < n; ++i) PutRaw(&out, p.patients[i]);
-  for (uint32_t i = 0; i < n; ++i) PutRaw(&out, p.days[i]);
-  for (uint32_t i = 0; i < n; ++i) PutRaw(&out, p.events[i]);
-  if (has_values) {
-    for (uint32_t i = 0; i < n; ++i) PutRaw(&out, p.values[i]);
-  }
-  return out;
-}
-
+// Format 1 (read only): one value per code, the columns one after another.
 bool DecodePosting(absl::string_view data, uint32_t population, Posting* p) {
   Reader r(data);
   uint32_t n;
   uint8_t has_values;
   if (!r.Get(&n) || !r.Get(&has_values)) return false;
-  if (data.size() != 5 + static_cast<size_t>(n) * (12 + 8 * (has_values ? 1 : 0))) return false;
+  if (data.size() !=
+      5 + static_cast<size_t>(n) * (12 + 8 * (has_values ? 1 : 0)))
+    return false;
   p->patients.resize(n);
   p->days.resize(n);
   p->events.resize(n);
@@ -115,17 +127,66 @@ bool DecodePosting(absl::string_view data, uint32_t population, Posting* p) {
   return r.done();
 }
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the store's columns are written in host order: little-endian");
+
+rocksdb::Options StoreOptions() {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  // Postings are raw integer columns read back in bulk: decompression cost
+  // more at open than the disk it saved.
+  options.compression = rocksdb::kNoCompression;
+  return options;
+}
+
+std::string ChunkKey(const std::string& prefix, const std::string& code_key,
+                     uint32_t chunk) {
+  char suffix[10];
+  snprintf(suffix, sizeof(suffix), "%08x", chunk);
+  std::string key = absl::StrCat(prefix, "c/");
+  key.append(code_key);
+  key.push_back('\0');
+  key.append(suffix, 8);
+  return key;
+}
+
+// One chunk: tag, total events of the code, events here, has-values flag,
+// then the columns (patients, days, events, values) raw.
+void EncodeChunk(const Posting& p, size_t begin, size_t n, std::string* out) {
+  const uint8_t has_values = p.values.empty() ? 0 : 1;
+  out->clear();
+  out->reserve(kChunkHeader + n * (12 + 8 * has_values));
+  out->push_back(static_cast<char>(kChunkTag));
+  PutRaw(out, static_cast<uint32_t>(p.size()));
+  PutRaw(out, static_cast<uint32_t>(n));
+  PutRaw(out, has_values);
+  auto put_array = [&](const auto& column) {
+    out->append(reinterpret_cast<const char*>(column.data() + begin),
+                n * sizeof(column[0]));
+  };
+  put_array(p.patients);
+  put_array(p.days);
+  put_array(p.events);
+  if (has_values) put_array(p.values);
+}
+
+template <typename T>
+void AppendColumn(const char* src, size_t n, std::vector<T>* column) {
+  const size_t old = column->size();
+  column->resize(old + n);
+  std::memcpy(column->data() + old, src, n * sizeof(T));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
     const std::string& dir) {
-  rocksdb::Options options;
-  options.create_if_missing = true;
+  const rocksdb::Options options = StoreOptions();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot create node store directory ", dir, ": ", ec.message()));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot create node store directory ", dir, ": ", ec.message()));
   }
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
@@ -133,7 +194,7 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
     return absl::UnavailableError(
         absl::StrCat("cannot open node store at ", dir, ": ", s.ToString()));
   }
-  return std::unique_ptr<NodeStore>(new NodeStore(db));
+  return std::unique_ptr<NodeStore>(new NodeStore(db, dir));
 }
 
 NodeStore::~NodeStore() { delete db_; }
@@ -156,30 +217,102 @@ absl::StatusOr<std::string> NodeStore::NextVersion(absl::string_view site,
   wo.sync = true;
   PASSERELLE_RETURN_IF_ERROR(
       FromRocks(db_->Put(wo, kSeqKey, absl::StrCat(seq)), "write sequence"));
-  return absl::StrCat(site, "-",
-                      absl::FormatTime("%Y%m%dT%H%M%SZ",
-                                       absl::FromUnixSeconds(now_unix),
-                                       absl::UTCTimeZone()),
-                      "-", seq);
+  return absl::StrCat(
+      site, "-",
+      absl::FormatTime("%Y%m%dT%H%M%SZ", absl::FromUnixSeconds(now_unix),
+                       absl::UTCTimeZone()),
+      "-", seq);
 }
 
 absl::Status NodeStore::Commit(const Snapshot& snap) {
   absl::MutexLock lock(&mu_);
   const std::string prefix = Prefix(snap.meta.version);
-  rocksdb::WriteOptions wo;
-  rocksdb::WriteBatch batch;
-  auto flush = [&](bool force) -> absl::Status {
-    if (batch.Count() == 0 || (!force && batch.GetDataSize() < kBatchBytes)) {
-      return absl::OkStatus();
+  // The snapshot is written as SST files in a scratch directory and ingested
+  // in one atomic step (no WAL, no memtable, no compaction: each byte is
+  // written once), then made current by one synced write.
+  const std::string scratch =
+      (std::filesystem::path(dir_) / "ingest.tmp").string();
+  std::error_code ec;
+  std::filesystem::remove_all(scratch, ec);
+  std::filesystem::create_directories(scratch, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", scratch, ": ", ec.message()));
+  }
+  // SST keys must come in order: codes ("c/"), then "meta", then "p/".
+  struct CodeRef {
+    std::string key;
+    const Posting* posting;
+  };
+  std::vector<CodeRef> codes;
+  for (const auto& [tkey, table] : snap.tables) {
+    if (table.codes.size() != table.postings.size()) {
+      return absl::InvalidArgumentError("node store: ragged code table");
     }
-    absl::Status st = FromRocks(db_->Write(wo, &batch), "write snapshot");
-    batch.Clear();
+    for (size_t i = 0; i < table.codes.size(); ++i) {
+      codes.push_back({CodeMapKey(static_cast<v1::Domain>(tkey.first),
+                                  tkey.second, table.codes[i]),
+                       &table.postings[i]});
+    }
+  }
+  std::sort(codes.begin(), codes.end(),
+            [](const CodeRef& a, const CodeRef& b) { return a.key < b.key; });
+  for (size_t i = 1; i < codes.size(); ++i) {
+    if (codes[i].key == codes[i - 1].key) {
+      return absl::InvalidArgumentError("node store: a code appears twice");
+    }
+  }
+  const rocksdb::Options options = StoreOptions();
+  std::vector<std::string> files;
+  std::unique_ptr<rocksdb::SstFileWriter> writer;
+  auto finish_file = [&]() -> absl::Status {
+    if (writer == nullptr) return absl::OkStatus();
+    absl::Status st = FromRocks(writer->Finish(), "finish snapshot file");
+    writer.reset();
     return st;
   };
-  batch.Put(prefix + "meta", EncodeMeta(snap.meta));
+  auto put = [&](const std::string& key,
+                 absl::string_view value) -> absl::Status {
+    PASSERELLE_CRASH_POINT("node.store.commit.put");
+    if (writer != nullptr && writer->FileSize() >= kSstFileBytes) {
+      PASSERELLE_RETURN_IF_ERROR(finish_file());
+    }
+    if (writer == nullptr) {
+      writer = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(),
+                                                        options);
+      char name[32];
+      snprintf(name, sizeof(name), "%06zu.sst", files.size());
+      files.push_back((std::filesystem::path(scratch) / name).string());
+      PASSERELLE_RETURN_IF_ERROR(
+          FromRocks(writer->Open(files.back()), "create snapshot file"));
+    }
+    return FromRocks(
+        writer->Put(key, rocksdb::Slice(value.data(), value.size())),
+        "write snapshot file");
+  };
+  std::string value;
+  for (const CodeRef& c : codes) {
+    const Posting& p = *c.posting;
+    if (p.days.size() != p.size() || p.events.size() != p.size() ||
+        (!p.values.empty() && p.values.size() != p.size()) ||
+        p.size() > UINT32_MAX) {
+      return absl::InvalidArgumentError("node store: ragged posting");
+    }
+    size_t begin = 0;
+    uint32_t chunk = 0;
+    do {
+      const size_t n = std::min<size_t>(posting_chunk_, p.size() - begin);
+      EncodeChunk(p, begin, n, &value);
+      PASSERELLE_RETURN_IF_ERROR(put(ChunkKey(prefix, c.key, chunk), value));
+      begin += n;
+      ++chunk;
+    } while (begin < p.size());
+  }
+  PASSERELLE_RETURN_IF_ERROR(put(prefix + "meta", EncodeMeta(snap.meta)));
   for (size_t start = 0; start < snap.size(); start += kPersonChunk) {
     const size_t end = std::min<size_t>(snap.size(), start + kPersonChunk);
     std::string chunk;
+    chunk.reserve((end - start) * 6);
     for (size_t i = start; i < end; ++i) {
       PutRaw(&chunk, snap.birth_keys[i]);
       PutRaw(&chunk, snap.sex[i]);
@@ -187,32 +320,32 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
     }
     char key[32];
     snprintf(key, sizeof(key), "p/%010zu", start);
-    batch.Put(prefix + key, chunk);
-    PASSERELLE_RETURN_IF_ERROR(flush(false));
+    PASSERELLE_RETURN_IF_ERROR(put(prefix + key, chunk));
   }
-  for (const auto& [tkey, table] : snap.tables) {
-    for (size_t i = 0; i < table.codes.size(); ++i) {
-      std::string key = absl::StrCat(prefix, "c/");
-      key.append(CodeMapKey(static_cast<v1::Domain>(tkey.first), tkey.second,
-                            table.codes[i]));
-      batch.Put(key, EncodePosting(table.postings[i]));
-      PASSERELLE_RETURN_IF_ERROR(flush(false));
-    }
-  }
-  PASSERELLE_RETURN_IF_ERROR(flush(true));
-  // Everything above is in the WAL; the switch is the one synced write.
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(true), "sync snapshot"));
+  PASSERELLE_RETURN_IF_ERROR(finish_file());
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = true;
+  ingest.write_global_seqno = false;
+  PASSERELLE_CRASH_POINT("node.store.commit.before_ingest");
+  PASSERELLE_RETURN_IF_ERROR(
+      FromRocks(db_->IngestExternalFile(files, ingest), "ingest snapshot"));
+  std::filesystem::remove_all(scratch, ec);
+  // Everything above is durable (ingestion syncs the files and the
+  // manifest); the switch is the one synced write.
+  PASSERELLE_CRASH_POINT("node.store.commit.before_switch");
   rocksdb::WriteOptions sync;
   sync.sync = true;
-  PASSERELLE_RETURN_IF_ERROR(
-      FromRocks(db_->Put(sync, kCurrentKey, snap.meta.version), "switch snapshot"));
+  PASSERELLE_RETURN_IF_ERROR(FromRocks(
+      db_->Put(sync, kCurrentKey, snap.meta.version), "switch snapshot"));
+  PASSERELLE_CRASH_POINT("node.store.commit.after_switch");
   return DropAllExcept(snap.meta.version);
 }
 
 absl::Status NodeStore::DropAllExcept(const std::string& version) {
   // Snapshot prefixes are "s/<version>/"; delete every other one, including
   // the leftovers of an interrupted load.
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   std::vector<std::string> others;
   for (it->Seek("s/"); it->Valid() && it->key().starts_with("s/");) {
     absl::string_view key(it->key().data(), it->key().size());
@@ -238,25 +371,33 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
   std::string version;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kCurrentKey, &version);
   if (s.IsNotFound()) {
-    return absl::NotFoundError("node store holds no snapshot yet (run `passerelle node load`)");
+    return absl::NotFoundError(
+        "node store holds no snapshot yet (run `passerelle node load`)");
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read current snapshot"));
   const std::string prefix = Prefix(version);
   auto snap = std::make_shared<Snapshot>();
   std::string meta;
-  PASSERELLE_RETURN_IF_ERROR(
-      FromRocks(db_->Get(rocksdb::ReadOptions(), prefix + "meta", &meta), "read meta"));
-  PASSERELLE_RETURN_IF_ERROR(DecodeMeta(meta, &snap->meta));
+  PASSERELLE_RETURN_IF_ERROR(FromRocks(
+      db_->Get(rocksdb::ReadOptions(), prefix + "meta", &meta), "read meta"));
+  int format = 1;
+  PASSERELLE_RETURN_IF_ERROR(DecodeMeta(meta, &snap->meta, &format));
+  if (format < 1 || format > kFormat) {
+    return absl::DataLossError(
+        absl::StrCat("node store: unknown format ", format));
+  }
   if (snap->meta.persons < 0 || snap->meta.persons > UINT32_MAX) {
     return absl::DataLossError("node store: person count out of range");
   }
   snap->birth_keys.reserve(snap->meta.persons);
   snap->sex.reserve(snap->meta.persons);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   const std::string pp = prefix + "p/";
   for (it->Seek(pp); it->Valid() && it->key().starts_with(pp); it->Next()) {
     absl::string_view v(it->value().data(), it->value().size());
-    if (v.size() % 6 != 0) return absl::DataLossError("node store: corrupt person chunk");
+    if (v.size() % 6 != 0)
+      return absl::DataLossError("node store: corrupt person chunk");
     Reader r(v);
     while (!r.done()) {
       int32_t key;
@@ -264,7 +405,8 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
       r.Get(&key);
       r.Get(&sex);
       r.Get(&dead);
-      if (dead) snap->deceased.add(static_cast<uint32_t>(snap->birth_keys.size()));
+      if (dead)
+        snap->deceased.add(static_cast<uint32_t>(snap->birth_keys.size()));
       snap->birth_keys.push_back(key);
       snap->sex.push_back(sex);
     }
@@ -273,21 +415,101 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     return absl::DataLossError("node store: person count does not match meta");
   }
   const std::string cp = prefix + "c/";
-  for (it->Seek(cp); it->Valid() && it->key().starts_with(cp); it->Next()) {
-    absl::string_view key(it->key().data(), it->key().size());
-    key.remove_prefix(cp.size());
-    const size_t nul = key.find('\0');
-    if (key.size() < 2 || nul == absl::string_view::npos) {
-      return absl::DataLossError("node store: corrupt code key");
+  if (format == 1) {
+    for (it->Seek(cp); it->Valid() && it->key().starts_with(cp); it->Next()) {
+      absl::string_view key(it->key().data(), it->key().size());
+      key.remove_prefix(cp.size());
+      const size_t nul = key.find('\0');
+      if (key.size() < 2 || nul == absl::string_view::npos) {
+        return absl::DataLossError("node store: corrupt code key");
+      }
+      const int domain = key[0] - '0';
+      CodeTable& table =
+          snap->tables[{domain, std::string(key.substr(1, nul - 1))}];
+      table.codes.emplace_back(key.substr(nul + 1));
+      if (!DecodePosting(
+              absl::string_view(it->value().data(), it->value().size()),
+              snap->size(), &table.postings.emplace_back())) {
+        return absl::DataLossError(absl::StrCat(
+            "node store: corrupt posting for ", table.codes.back()));
+      }
     }
-    const int domain = key[0] - '0';
-    CodeTable& table = snap->tables[{domain, std::string(key.substr(1, nul - 1))}];
-    table.codes.emplace_back(key.substr(nul + 1));
-    if (!DecodePosting(absl::string_view(it->value().data(), it->value().size()),
-                       snap->size(), &table.postings.emplace_back())) {
-      return absl::DataLossError(absl::StrCat("node store: corrupt posting for ",
-                                              table.codes.back()));
+  } else {
+    // Large sequential reads straight into the columns.
+    rocksdb::ReadOptions bulk;
+    bulk.fill_cache = false;
+    bulk.readahead_size = 8 << 20;
+    it.reset(db_->NewIterator(bulk));
+    std::string current;  // CodeMapKey of the posting being filled.
+    Posting* posting = nullptr;
+    uint32_t total = 0, chunks = 0;
+    bool has_values = false;
+    auto corrupt = [&](absl::string_view what) {
+      return absl::DataLossError(absl::StrCat("node store: corrupt posting ",
+                                              absl::CHexEscape(current), ": ",
+                                              what));
+    };
+    for (it->Seek(cp); it->Valid() && it->key().starts_with(cp); it->Next()) {
+      absl::string_view key(it->key().data(), it->key().size());
+      key.remove_prefix(cp.size());
+      const size_t last = key.rfind('\0');
+      const size_t nul = key.find('\0');
+      if (key.size() < 2 || last == absl::string_view::npos || last == nul ||
+          key.size() - last != 9) {
+        return absl::DataLossError("node store: corrupt code key");
+      }
+      uint32_t chunk = 0;
+      if (!absl::SimpleHexAtoi(key.substr(last + 1), &chunk)) {
+        return absl::DataLossError("node store: corrupt code key");
+      }
+      const absl::string_view code_key = key.substr(0, last);
+      absl::string_view v(it->value().data(), it->value().size());
+      Reader r(v);
+      uint8_t tag = 0, hv = 0;
+      uint32_t code_total = 0, n = 0;
+      if (!r.Get(&tag) || tag != kChunkTag || !r.Get(&code_total) ||
+          !r.Get(&n) || !r.Get(&hv) || hv > 1 ||
+          v.size() != kChunkHeader + static_cast<size_t>(n) * (12 + 8 * hv)) {
+        current = std::string(code_key);
+        return corrupt("bad chunk header or size");
+      }
+      if (posting == nullptr || code_key != current) {
+        if (posting != nullptr && posting->size() != total)
+          return corrupt("missing chunk");
+        current = std::string(code_key);
+        const int domain = code_key[0] - '0';
+        CodeTable& table =
+            snap->tables[{domain, std::string(code_key.substr(1, nul - 1))}];
+        table.codes.emplace_back(code_key.substr(nul + 1));
+        posting = &table.postings.emplace_back();
+        total = code_total;
+        chunks = 0;
+        has_values = hv != 0;
+        posting->patients.reserve(total);
+        posting->days.reserve(total);
+        posting->events.reserve(total);
+        if (has_values) posting->values.reserve(total);
+      }
+      if (chunk != chunks || code_total != total || (hv != 0) != has_values ||
+          posting->size() + n > total) {
+        return corrupt("chunks out of order");
+      }
+      ++chunks;
+      const char* data = v.data() + kChunkHeader;
+      const size_t old = posting->size();
+      AppendColumn(data, n, &posting->patients);
+      AppendColumn(data + 4 * size_t{n}, n, &posting->days);
+      AppendColumn(data + 8 * size_t{n}, n, &posting->events);
+      if (has_values) AppendColumn(data + 12 * size_t{n}, n, &posting->values);
+      uint32_t max_patient = 0;
+      for (size_t i = old; i < posting->patients.size(); ++i) {
+        max_patient = std::max(max_patient, posting->patients[i]);
+      }
+      if (n > 0 && max_patient >= snap->size())
+        return corrupt("patient out of range");
     }
+    if (posting != nullptr && posting->size() != total)
+      return corrupt("missing chunk");
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "read snapshot"));
   snap->Finish();

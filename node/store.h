@@ -1,11 +1,18 @@
 // Persistence of node snapshots in RocksDB. A load writes a complete new
 // snapshot under its own key prefix and then, in one synced write, makes it
 // current: a failed or interrupted load leaves the previous snapshot serving.
+//
+// Layout (format 2): per code, its posting in a few large values of raw
+// little-endian columns (patients, days, row ordinals, values), written as
+// SST files and ingested in one step, so a load writes each byte once and an
+// open is a few large sequential reads with no decoding or re-sorting.
 #ifndef PASSERELLE_NODE_STORE_H_
 #define PASSERELLE_NODE_STORE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -33,12 +40,23 @@ class NodeStore {
   // The current snapshot, or NOT_FOUND when nothing was loaded yet.
   absl::StatusOr<std::shared_ptr<Snapshot>> LoadCurrent();
 
+  // Events per stored posting chunk; smaller values exercise multi-chunk
+  // postings in tests. Call before Commit.
+  void set_posting_chunk_for_testing(uint32_t events) {
+    absl::MutexLock lock(&mu_);
+    posting_chunk_ = events > 0 ? events : kDefaultPostingChunk;
+  }
+
  private:
-  explicit NodeStore(rocksdb::DB* db) : db_(db) {}
+  NodeStore(rocksdb::DB* db, std::string dir) : db_(db), dir_(std::move(dir)) {}
   absl::Status DropAllExcept(const std::string& version);
 
   absl::Mutex mu_;
   rocksdb::DB* const db_;
+  const std::string dir_;
+  // One RocksDB value holds at most this many events of a posting (24-40 MB).
+  static constexpr uint32_t kDefaultPostingChunk = 1 << 21;
+  uint32_t posting_chunk_ ABSL_GUARDED_BY(mu_) = kDefaultPostingChunk;
 };
 
 }  // namespace passerelle::node

@@ -14,7 +14,8 @@ namespace {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pstore-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "pstore-XXXXXX").string();
     path_ = mkdtemp(tmpl.data());
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
@@ -28,7 +29,8 @@ std::shared_ptr<Snapshot> Small(const std::string& version, int n_diabetic) {
   SnapshotBuilder b("qc");
   for (int i = 0; i < 10; ++i) {
     EXPECT_TRUE(b.AddPerson(i, BirthKey(1950 + i, 0, 0),
-                            i % 2 ? v1::SEX_MALE : v1::SEX_FEMALE).ok());
+                            i % 2 ? v1::SEX_MALE : v1::SEX_FEMALE)
+                    .ok());
   }
   b.FinishPersons();
   for (int i = 0; i < n_diabetic; ++i) {
@@ -51,7 +53,8 @@ TEST(NodeStoreTest, EmptyStoreSaysNothingLoaded) {
   TempDir dir;
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
-  EXPECT_EQ((*store)->LoadCurrent().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->LoadCurrent().status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(NodeStoreTest, CommitThenReloadGivesSameAnswers) {
@@ -73,7 +76,8 @@ TEST(NodeStoreTest, CommitThenReloadGivesSameAnswers) {
   EXPECT_EQ((*snap)->meta.site, "qc");
   EXPECT_EQ((*snap)->size(), 10u);
   EXPECT_EQ(CountDiabetic(*snap), 4);
-  EXPECT_EQ((*snap)->Vocabularies(), (std::vector<std::string>{"concept", "icd10ca"}));
+  EXPECT_EQ((*snap)->Vocabularies(),
+            (std::vector<std::string>{"concept", "icd10ca"}));
 }
 
 TEST(NodeStoreTest, VersionsIncreaseAndNewSnapshotReplacesOld) {
@@ -106,8 +110,12 @@ TEST(NodeStoreTest, InterruptedLoadLeavesPreviousSnapshotServing) {
     // but CURRENT still names the old one.
     rocksdb::DB* db;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/meta", "site=qc\n").ok());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/p/0000000000", "x").ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/meta", "site=qc\n")
+            .ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/p/0000000000", "x")
+            .ok());
     delete db;
   }
   auto store = NodeStore::Open(dir.path());
@@ -137,6 +145,8 @@ TEST(NodeStoreTest, CorruptPostingIsDataLossNotCrash) {
     std::string key = "s/" + version + "/c/1icd10ca";
     key.push_back('\0');
     key += "E119";
+    key.push_back('\0');
+    key += "00000000";  // The first (here the only) chunk of the posting.
     std::string value;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), key, &value).ok());
     value.resize(value.size() - 3);
@@ -145,7 +155,8 @@ TEST(NodeStoreTest, CorruptPostingIsDataLossNotCrash) {
   }
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
-  EXPECT_EQ((*store)->LoadCurrent().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ((*store)->LoadCurrent().status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
