@@ -5,6 +5,9 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
@@ -61,10 +64,10 @@ class Rejections {
     }
     if (report_->rejected > options_.max_rejected) {
       const RejectedRow& first = report_->rejected_samples.front();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "load aborted: more than ", options_.max_rejected,
-          " rejected rows; first: ", first.file, ":", first.line, ": ",
-          first.reason));
+      return absl::InvalidArgumentError(
+          absl::StrCat("load aborted: more than ", options_.max_rejected,
+                       " rejected rows; first: ", first.file, ":", first.line,
+                       ": ", first.reason));
     }
     return absl::OkStatus();
   }
@@ -97,7 +100,8 @@ v1::Sex SexFromGenderConcept(int64_t concept_id, absl::string_view source) {
     default:
       break;
   }
-  const std::string s = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(source));
+  const std::string s =
+      absl::AsciiStrToUpper(absl::StripAsciiWhitespace(source));
   if (s == "F" || s == "FEMALE") return v1::SEX_FEMALE;
   if (s == "M" || s == "MALE") return v1::SEX_MALE;
   return v1::SEX_UNKNOWN;
@@ -118,7 +122,8 @@ absl::StatusOr<absl::flat_hash_map<int64_t, Concept>> LoadConcepts(
       TableReader::Open(path, {"concept_id", "vocabulary_id", "concept_code"},
                         {true, true, true}));
   PASSERELLE_RETURN_IF_ERROR(reader.ForEach(
-      [&](const std::vector<absl::string_view>& f, int64_t line) -> absl::Status {
+      [&](const std::vector<absl::string_view>& f,
+          int64_t line) -> absl::Status {
         int64_t id;
         if (!ParseId(f[0], &id)) {
           return absl::InvalidArgumentError(
@@ -130,7 +135,8 @@ absl::StatusOr<absl::flat_hash_map<int64_t, Concept>> LoadConcepts(
         return absl::OkStatus();
       },
       [&](int64_t line, std::string reason) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", reason));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", line, ": ", reason));
       }));
   return concepts;
 }
@@ -138,10 +144,12 @@ absl::StatusOr<absl::flat_hash_map<int64_t, Concept>> LoadConcepts(
 }  // namespace
 
 std::string VocabularyFromOmop(absl::string_view vocabulary_id) {
-  std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(vocabulary_id));
-  v.erase(std::remove_if(v.begin(), v.end(),
-                         [](char c) { return c == ' ' || c == '-' || c == '_'; }),
-          v.end());
+  std::string v =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(vocabulary_id));
+  v.erase(
+      std::remove_if(v.begin(), v.end(),
+                     [](char c) { return c == ' ' || c == '-' || c == '_'; }),
+      v.end());
   return v;
 }
 
@@ -149,7 +157,8 @@ absl::StatusOr<std::vector<VocabularyRule>> ParseVocabularyRules(
     const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read vocabulary rules ", path));
+    return absl::NotFoundError(
+        absl::StrCat("cannot read vocabulary rules ", path));
   }
   std::vector<VocabularyRule> rules;
   std::string line;
@@ -168,8 +177,10 @@ absl::StatusOr<std::vector<VocabularyRule>> ParseVocabularyRules(
       return fail("expected `DOMAIN source_concept_id PATTERN VOCABULARY`");
     }
     bool known_domain = words[0] == "*";
-    for (const EventTable& t : kEventTables) known_domain |= words[0] == t.prefix;
-    if (!known_domain) return fail(absl::StrCat("unknown domain \"", words[0], "\""));
+    for (const EventTable& t : kEventTables)
+      known_domain |= words[0] == t.prefix;
+    if (!known_domain)
+      return fail(absl::StrCat("unknown domain \"", words[0], "\""));
     if (words[1] != "source_concept_id") {
       return fail(absl::StrCat("unknown column \"", words[1],
                                "\" (only source_concept_id is supported)"));
@@ -189,60 +200,71 @@ absl::Status LoadOmopDirectory(const std::string& dir,
   Rejections rejections(options, report);
   std::vector<VocabularyRule> rules;
   if (!options.vocabulary_rules_file.empty()) {
-    PASSERELLE_ASSIGN_OR_RETURN(rules,
-                                ParseVocabularyRules(options.vocabulary_rules_file));
+    PASSERELLE_ASSIGN_OR_RETURN(
+        rules, ParseVocabularyRules(options.vocabulary_rules_file));
   }
   // Optional tables: absent is fine, ambiguous (person.csv and PERSON.csv)
   // is an error rather than a guess.
-  auto optional_table = [&](absl::string_view name) -> absl::StatusOr<std::string> {
+  auto optional_table =
+      [&](absl::string_view name) -> absl::StatusOr<std::string> {
     absl::StatusOr<std::string> path = FindTable(dir, name);
-    if (!path.ok() && path.status().code() == absl::StatusCode::kNotFound) return std::string();
+    if (!path.ok() && path.status().code() == absl::StatusCode::kNotFound)
+      return std::string();
     return path;
   };
   absl::flat_hash_map<int64_t, Concept> concepts;
-  PASSERELLE_ASSIGN_OR_RETURN(std::string concept_path, optional_table("concept"));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string concept_path,
+                              optional_table("concept"));
   if (absl::StatusOr<std::string> path = concept_path; !concept_path.empty()) {
     PASSERELLE_ASSIGN_OR_RETURN(concepts, LoadConcepts(*path));
     report->tables.push_back(*path);
   }
 
   // Persons.
-  PASSERELLE_ASSIGN_OR_RETURN(std::string person_path, FindTable(dir, "person"));
+  PASSERELLE_ASSIGN_OR_RETURN(std::string person_path,
+                              FindTable(dir, "person"));
   {
     PASSERELLE_ASSIGN_OR_RETURN(
         TableReader reader,
-        TableReader::Open(person_path,
-                          {"person_id", "gender_concept_id", "year_of_birth",
-                           "month_of_birth", "day_of_birth",
-                           "gender_source_value"},
-                          {true, true, true, false, false, false}));
+        TableReader::Open(
+            person_path,
+            {"person_id", "gender_concept_id", "year_of_birth",
+             "month_of_birth", "day_of_birth", "gender_source_value"},
+            {true, true, true, false, false, false}));
     PASSERELLE_RETURN_IF_ERROR(reader.ForEach(
         [&](const std::vector<absl::string_view>& f,
             int64_t line) -> absl::Status {
           int64_t id = 0, gender = 0;
           int year = 0, month = 0, day = 0;
           if (!ParseId(f[0], &id)) {
-            return rejections.Reject(person_path, line,
-                                     absl::StrCat("person_id \"", f[0],
-                                                  "\" is not an integer"));
+            return rejections.Reject(
+                person_path, line,
+                absl::StrCat("person_id \"", f[0], "\" is not an integer"));
           }
           if (!ParseId(f[1], &gender)) gender = 0;
           if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(f[2]), &year) ||
               year < 1800 || year > 2300) {
             return rejections.Reject(
                 person_path, line,
-                absl::StrCat("year_of_birth \"", f[2], "\" is missing or out of range"));
+                absl::StrCat("year_of_birth \"", f[2],
+                             "\" is missing or out of range"));
           }
           if (!f[3].empty() && !f[4].empty()) {
-            if (!absl::SimpleAtoi(f[3], &month) || !absl::SimpleAtoi(f[4], &day) ||
-                !ParseDay(absl::StrFormat("%04d-%02d-%02d", year, month, day)).ok()) {
-              return rejections.Reject(person_path, line,
-                                       "month_of_birth/day_of_birth is not a valid date");
+            if (!absl::SimpleAtoi(f[3], &month) ||
+                !absl::SimpleAtoi(f[4], &day) ||
+                !ParseDay(absl::StrFormat("%04d-%02d-%02d", year, month, day))
+                     .ok()) {
+              return rejections.Reject(
+                  person_path, line,
+                  "month_of_birth/day_of_birth is not a valid date");
             }
           }
-          absl::Status st = builder->AddPerson(
-              id, BirthKey(year, month, day), SexFromGenderConcept(gender, f[5]));
-          if (!st.ok()) return rejections.Reject(person_path, line, std::string(st.message()));
+          absl::Status st =
+              builder->AddPerson(id, BirthKey(year, month, day),
+                                 SexFromGenderConcept(gender, f[5]));
+          if (!st.ok())
+            return rejections.Reject(person_path, line,
+                                     std::string(st.message()));
           return absl::OkStatus();
         },
         rejections.For(person_path)));
@@ -263,11 +285,15 @@ absl::Status LoadOmopDirectory(const std::string& dir,
           int64_t id;
           absl::StatusOr<int32_t> day = ParseDay(f[1]);
           if (!ParseId(f[0], &id)) {
-            return rejections.Reject(*path, line, "person_id is not an integer");
+            return rejections.Reject(*path, line,
+                                     "person_id is not an integer");
           }
-          if (!day.ok()) return rejections.Reject(*path, line, std::string(day.status().message()));
+          if (!day.ok())
+            return rejections.Reject(*path, line,
+                                     std::string(day.status().message()));
           absl::Status st = builder->MarkDeceased(id, *day);
-          if (!st.ok()) return rejections.Reject(*path, line, std::string(st.message()));
+          if (!st.ok())
+            return rejections.Reject(*path, line, std::string(st.message()));
           return absl::OkStatus();
         },
         rejections.For(*path)));
@@ -277,13 +303,14 @@ absl::Status LoadOmopDirectory(const std::string& dir,
   // Events.
   int64_t unmapped = 0;
   for (const EventTable& table : kEventTables) {
-    PASSERELLE_ASSIGN_OR_RETURN(std::string table_path, optional_table(table.name));
+    PASSERELLE_ASSIGN_OR_RETURN(std::string table_path,
+                                optional_table(table.name));
     if (table_path.empty()) continue;
     absl::StatusOr<std::string> path = table_path;
     const std::string p = table.prefix;
-    std::vector<std::string> columns = {"person_id", table.date_column,
-                                        p + "_concept_id", p + "_source_concept_id",
-                                        p + "_source_value"};
+    std::vector<std::string> columns = {
+        "person_id", table.date_column, p + "_concept_id",
+        p + "_source_concept_id", p + "_source_value"};
     std::vector<bool> required = {true, true, true, false, false};
     if (table.has_value) {
       columns.push_back("value_as_number");
@@ -295,40 +322,55 @@ absl::Status LoadOmopDirectory(const std::string& dir,
     }
     PASSERELLE_ASSIGN_OR_RETURN(TableReader reader,
                                 TableReader::Open(*path, columns, required));
+    std::vector<std::pair<std::string, std::string>> row_codes;  // This row's.
     PASSERELLE_RETURN_IF_ERROR(reader.ForEach(
         [&](const std::vector<absl::string_view>& f,
             int64_t line) -> absl::Status {
           int64_t person;
           if (!ParseId(f[0], &person)) {
-            return rejections.Reject(*path, line, "person_id is not an integer");
+            return rejections.Reject(*path, line,
+                                     "person_id is not an integer");
           }
           absl::StatusOr<int32_t> day = ParseDay(f[1]);
           if (!day.ok()) {
-            return rejections.Reject(*path, line,
-                                     absl::StrCat(table.date_column, ": ",
-                                                  day.status().message()));
+            return rejections.Reject(
+                *path, line,
+                absl::StrCat(table.date_column, ": ", day.status().message()));
           }
           double value = std::numeric_limits<double>::quiet_NaN();
           if (table.has_value) {
             absl::string_view v = absl::StripAsciiWhitespace(f[5]);
             if (!v.empty() && !absl::SimpleAtod(v, &value)) {
-              return rejections.Reject(*path, line,
-                                       absl::StrCat("value_as_number \"", v,
-                                                    "\" is not a number"));
+              return rejections.Reject(
+                  *path, line,
+                  absl::StrCat("value_as_number \"", v, "\" is not a number"));
             }
           }
           absl::Status st = builder->BeginEvent(person, *day, value);
-          if (!st.ok()) return rejections.Reject(*path, line, std::string(st.message()));
+          if (!st.ok())
+            return rejections.Reject(*path, line, std::string(st.message()));
           int64_t concept_id = 0, source_concept_id = 0;
           ParseId(f[2], &concept_id);
           ParseId(f[3], &source_concept_id);
+          // Each code is indexed once per row: a row is one event whatever
+          // the number of ways it names a code (source_concept_id equal to
+          // concept_id, as in most exports, or two concepts with the same
+          // vocabulary code). The postings hold events, not mentions.
+          row_codes.clear();
+          auto add_code = [&](absl::string_view vocabulary,
+                              absl::string_view code) {
+            for (const auto& [v, c] : row_codes) {
+              if (v == vocabulary && c == code) return;
+            }
+            row_codes.emplace_back(std::string(vocabulary), std::string(code));
+            builder->AddEventCode(table.domain, vocabulary, code);
+          };
           bool coded_source = false;
           for (int64_t id : {concept_id, source_concept_id}) {
             if (id == 0) continue;
-            builder->AddEventCode(table.domain, "concept", absl::StrCat(id));
+            add_code("concept", absl::StrCat(id));
             if (auto it = concepts.find(id); it != concepts.end()) {
-              builder->AddEventCode(table.domain, it->second.vocabulary,
-                                    it->second.code);
+              add_code(it->second.vocabulary, it->second.code);
               coded_source |= id == source_concept_id;
             }
           }
@@ -343,9 +385,8 @@ absl::Status LoadOmopDirectory(const std::string& dir,
               }
             }
             if (rule != nullptr) {
-              builder->AddEventCode(table.domain, rule->vocabulary,
-                                    query::NormalizeCode(rule->vocabulary,
-                                                         source_value));
+              add_code(rule->vocabulary,
+                       query::NormalizeCode(rule->vocabulary, source_value));
             } else {
               // Never guess a vocabulary: the value stays unindexed.
               ++unmapped;
