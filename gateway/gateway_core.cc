@@ -1,6 +1,7 @@
 #include "gateway/gateway_core.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -79,6 +80,12 @@ absl::StatusOr<std::vector<v1::Cell>> AlignCells(
   return cells;
 }
 
+absl::Duration SiteTimeout(const GatewayOptions& options,
+                           const std::string& site) {
+  auto t = options.site_timeouts.find(site);
+  return t == options.site_timeouts.end() ? options.default_timeout : t->second;
+}
+
 const char* SiteStatusName(v1::SiteStatus s) {
   switch (s) {
     case v1::SITE_STATUS_OK:
@@ -113,14 +120,25 @@ std::string GatewayCore::KnownSnapshot(const std::string& site) const {
 bool GatewayCore::NodesStillServe(const std::vector<NodeClient*>& clients,
                                   const std::vector<SiteSnapshot>& known,
                                   absl::Time deadline) {
-  const absl::Time by =
-      std::min(deadline, clock_->Now() + options_.default_timeout);
+  // All sites at once, each within its own timeout: a stalled site costs
+  // its timeout once, not the default timeout on top of the fan-out's.
+  const absl::Time now = clock_->Now();
+  std::vector<absl::StatusOr<v1::NodeInfo>> infos(
+      clients.size(), absl::UnknownError("not asked"));
+  std::vector<std::thread> askers;
   for (size_t i = 0; i < clients.size(); ++i) {
-    absl::StatusOr<v1::NodeInfo> info = clients[i]->Info(by);
-    NoteSnapshot(clients[i]->site(), info.ok() ? info->snapshot() : "");
-    if (!info.ok() || info->snapshot() != known[i].snapshot) return false;
+    const absl::Time by =
+        std::min(deadline, now + SiteTimeout(options_, clients[i]->site()));
+    askers.emplace_back(
+        [&infos, &clients, i, by] { infos[i] = clients[i]->Info(by); });
   }
-  return true;
+  for (std::thread& t : askers) t.join();
+  bool same = true;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    NoteSnapshot(clients[i]->site(), infos[i].ok() ? infos[i]->snapshot() : "");
+    same &= infos[i].ok() && infos[i]->snapshot() == known[i].snapshot;
+  }
+  return same;
 }
 
 void GatewayCore::RefreshNodeInfo(absl::Time deadline) {
@@ -292,11 +310,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     *r.mutable_query() = query;
     r.set_project(ob.project());
     r.set_min_cell_size(ob.sites(static_cast<int>(i)).min_cell_size());
-    auto t = options_.site_timeouts.find(clients[i]->site());
-    const absl::Duration timeout = t == options_.site_timeouts.end()
-                                       ? options_.default_timeout
-                                       : t->second;
-    deadlines.push_back(std::min(deadline, clock_->Now() + timeout));
+    // From the query's start: time spent confirming a repeat counts too.
+    deadlines.push_back(
+        std::min(deadline, start + SiteTimeout(options_, clients[i]->site())));
   }
   std::vector<SiteOutcome> outcomes =
       FanOut(clients, requests, deadlines, options_.fan_out);

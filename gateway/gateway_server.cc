@@ -1,16 +1,20 @@
 #include "gateway/gateway_server.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <set>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "common/health_probe.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -19,6 +23,8 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/ledger.h"
+#include "passerelle/v1/audit_service.grpc.pb.h"
+#include "passerelle/v1/gateway.grpc.pb.h"
 #include "policy/store.h"
 #include "privacy/noise.h"
 #include "privacy/random.h"
@@ -50,6 +56,35 @@ class LogAuditSink : public AuditSink {
 
  private:
   audit::AuditLog* const log_;
+};
+
+// The gateway service behind the health probe: while the ledger, policy or
+// audit log is unusable nothing is answered (UNAVAILABLE, the reason named),
+// as an answer could not be charged or audited durably.
+class GuardedGatewayService : public v1::GatewayService::Service {
+ public:
+  GuardedGatewayService(GatewayServiceImpl* inner, const HealthProbe* health)
+      : inner_(inner), health_(health) {}
+  grpc::Status Query(grpc::ServerContext* context,
+                     const v1::QueryRequest* request,
+                     v1::QueryResponse* response) override {
+    if (!health_->serving()) return NotServing();
+    return inner_->Query(context, request, response);
+  }
+  grpc::Status Budget(grpc::ServerContext* context,
+                      const v1::BudgetRequest* request,
+                      v1::BudgetResponse* response) override {
+    if (!health_->serving()) return NotServing();
+    return inner_->Budget(context, request, response);
+  }
+
+ private:
+  grpc::Status NotServing() const {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "gateway not serving: " + health_->why());
+  }
+  GatewayServiceImpl* const inner_;
+  const HealthProbe* const health_;
 };
 
 absl::Status WritePortFile(const std::string& path, int port) {
@@ -102,6 +137,24 @@ absl::Status ValidateGatewayConfig(const v1::GatewayConfig& c) {
     return absl::InvalidArgumentError(
         "gateway config: default_timeout_ms is negative");
   }
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"health_interval_ms",
+                                    c.health_interval_ms()},
+        {"node_info_interval_ms", c.node_info_interval_ms()},
+        {"retry_max_attempts", c.retry_max_attempts()},
+        {"retry_initial_backoff_ms", c.retry_initial_backoff_ms()},
+        {"retry_max_backoff_ms", c.retry_max_backoff_ms()}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gateway config: ", name, " is negative"));
+    }
+  }
+  if (c.retry_initial_backoff_ms() > 0 && c.retry_max_backoff_ms() > 0 &&
+      c.retry_max_backoff_ms() < c.retry_initial_backoff_ms()) {
+    return absl::InvalidArgumentError(
+        "gateway config: retry_max_backoff_ms is below "
+        "retry_initial_backoff_ms");
+  }
   return absl::OkStatus();
 }
 
@@ -138,13 +191,26 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   if (config.default_timeout_ms() > 0) {
     options.default_timeout = absl::Milliseconds(config.default_timeout_ms());
   }
+  if (config.retry_max_attempts() > 0) {
+    options.fan_out.max_attempts = config.retry_max_attempts();
+  }
+  if (config.retry_initial_backoff_ms() > 0) {
+    options.fan_out.initial_backoff =
+        absl::Milliseconds(config.retry_initial_backoff_ms());
+  }
+  if (config.retry_max_backoff_ms() > 0) {
+    options.fan_out.max_backoff =
+        absl::Milliseconds(config.retry_max_backoff_ms());
+  }
+  options.fan_out.max_backoff =
+      std::max(options.fan_out.max_backoff, options.fan_out.initial_backoff);
   std::vector<std::unique_ptr<NodeClient>> clients;
   std::vector<NodeClient*> client_ptrs;
   for (const v1::SiteEndpoint& s : config.sites()) {
     PASSERELLE_ASSIGN_OR_RETURN(
         std::unique_ptr<NodeClient> c,
         NewGrpcNodeClient(s.site(), s.address(), s.tls_server_name(),
-                          channel_creds));
+                          channel_creds, options.fan_out));
     client_ptrs.push_back(c.get());
     clients.push_back(std::move(c));
     if (s.timeout_ms() > 0)
@@ -162,7 +228,66 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
       noise.get(), &random, client_ptrs, Clock::Real(), cache.get());
   // Snapshot versions first, so a repeat is recognised from the start.
   core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
-  GatewayServiceImpl service(&core);
+  GatewayServiceImpl core_service(&core);
+
+  // Health: the ledger, the audit log and the policy must be usable; the
+  // verdict is published per service (grpc.health.v1) and the gateway
+  // answers nothing while it is NOT_SERVING. The release cache is not
+  // checked: losing it only costs a repeat its discount.
+  absl::Mutex health_mu;
+  grpc::HealthCheckServiceInterface* health_service = nullptr;
+  const std::vector<std::string> health_names = {
+      "", v1::GatewayService::service_full_name(),
+      v1::AuditService::service_full_name()};
+  HealthProbe health(
+      Clock::Real(),
+      absl::Milliseconds(
+          config.health_interval_ms() > 0 ? config.health_interval_ms() : 5000),
+      [&](bool serving, const std::string& why) {
+        std::cerr << "passerelle gateway: health "
+                  << (serving ? "SERVING" : "NOT_SERVING: ") << why << "\n";
+        absl::MutexLock lock(&health_mu);
+        if (health_service == nullptr) return;
+        for (const std::string& name : health_names) {
+          health_service->SetServingStatus(name, serving);
+        }
+      });
+  health.AddCheck(
+      "audit log",
+      [dir = DirectoryCheck(config.audit_dir()),
+       log = log.get()]() -> absl::Status {
+        PASSERELLE_RETURN_IF_ERROR(dir());
+        const uint64_t size = log->Size();
+        if (size > 0) {
+          absl::StatusOr<std::string> last = log->Get(size - 1);
+          if (!last.ok()) {
+            return absl::UnavailableError(absl::StrCat(
+                "cannot read entry ", size - 1, ": ", last.status().message()));
+          }
+        }
+        return absl::OkStatus();
+      });
+  health.AddCheck("ledger",
+                  [dir = DirectoryCheck(config.ledger_dir()),
+                   ledger = ledger.get()]() -> absl::Status {
+                    PASSERELLE_RETURN_IF_ERROR(dir());
+                    // One point read (a project no policy can name has no
+                    // account).
+                    absl::StatusOr<ledger::BudgetView> v =
+                        ledger->Show("passerelle-health");
+                    if (!v.ok() && !absl::IsNotFound(v.status()))
+                      return v.status();
+                    return absl::OkStatus();
+                  });
+  // A rejected reload keeps the last good policy serving (logged by the
+  // reloader): still SERVING. Only no policy at all is unhealthy.
+  health.AddCheck("policy", [&policies]() -> absl::Status {
+    if (policies->Current() == nullptr) {
+      return absl::UnavailableError("no policy loaded");
+    }
+    return absl::OkStatus();
+  });
+  GuardedGatewayService service(&core_service, &health);
   // Auditors (federation-wide, or of a project) read the log over mTLS.
   audit::FederationAuditAuthorizer audit_authorizer(
       [&policies] { return policies->Current(); });
@@ -183,7 +308,12 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config.listen()));
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
+  {
+    absl::MutexLock lock(&health_mu);
+    health_service = server->GetHealthCheckService();
+  }
+  // The first verdict before the port is announced.
+  (void)health.ProbeNow();
   // Before any thread starts, so a failure returns cleanly.
   if (!config.port_file().empty()) {
     absl::Status written = WritePortFile(config.port_file(), port);
@@ -204,6 +334,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
       core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
     }
   });
+  std::thread health_prober([&] { health.RunUntil(&stopping); });
   std::thread reloader([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
       absl::StatusOr<bool> st = policies->MaybeReload();
@@ -220,10 +351,18 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
             << config.sites_size() << " sites, policy "
             << policies->Current()->version().substr(0, 12) << "\n";
   const int sig = WaitForTerminationSignal();
-  std::cerr << "passerelle gateway: signal " << sig << ", draining\n";
-  server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // In-flight queries finish: the grace covers the longest site timeout.
+  absl::Duration grace = options.default_timeout;
+  for (const auto& [site, timeout] : options.site_timeouts) {
+    grace = std::max(grace, timeout);
+  }
+  grace += absl::Seconds(2);
+  std::cerr << "passerelle gateway: signal " << sig << ", draining (up to "
+            << absl::FormatDuration(grace) << ")\n";
   stopping.Notify();
+  health_prober.join();  // No probe may mark it SERVING again.
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   reloader.join();
   info_refresher.join();
   std::cerr << "passerelle gateway: stopped\n";

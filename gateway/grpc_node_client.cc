@@ -1,5 +1,7 @@
 #include "gateway/grpc_node_client.h"
 
+#include <algorithm>
+
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "passerelle/v1/node.grpc.pb.h"
@@ -62,12 +64,24 @@ class GrpcNodeClient : public NodeClient {
 absl::StatusOr<std::unique_ptr<NodeClient>> NewGrpcNodeClient(
     const std::string& site, const std::string& address,
     const std::string& server_name,
-    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    std::shared_ptr<grpc::ChannelCredentials> credentials,
+    const FanOutOptions& retry) {
   if (address.empty()) {
     return absl::InvalidArgumentError("site " + site + ": empty node address");
   }
   grpc::ChannelArguments args;
   if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
+  // gRPC's reconnect backoff grows by 1.6 with +/-20% jitter; half of the
+  // fan-out's (which doubles) keeps it below every retry's wait. The
+  // minimum connect timeout (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS) stays at
+  // its default: a slow handshake is not a failure.
+  const auto half_ms = [](absl::Duration d) {
+    return static_cast<int>(
+        std::max<int64_t>(10, absl::ToInt64Milliseconds(d) / 2));
+  };
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              half_ms(retry.initial_backoff));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, half_ms(retry.max_backoff));
   return std::unique_ptr<NodeClient>(new GrpcNodeClient(
       site, grpc::CreateCustomChannel(address, credentials, args)));
 }

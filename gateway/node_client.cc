@@ -41,7 +41,8 @@ SiteOutcome Classify(const std::string& site,
     default:
       out.state = SiteState::kFailed;
   }
-  out.reason = absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+  out.reason =
+      absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
   return out;
 }
 
@@ -53,11 +54,10 @@ struct Attempt : std::enable_shared_from_this<Attempt> {
   FanOutOptions options;
   SiteOutcome* out;
   absl::BlockingCounter* done;
-  int attempt = 0;
-  absl::Duration backoff;
+  int attempts = 0;  // Calls made so far.
 
   void Start() {
-    ++attempt;
+    ++attempts;
     auto self = shared_from_this();
     client->Count(*request, deadline,
                   [self](absl::StatusOr<v1::CountResponse> r) {
@@ -67,23 +67,34 @@ struct Attempt : std::enable_shared_from_this<Attempt> {
 
   void OnResult(absl::StatusOr<v1::CountResponse> r) {
     if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable &&
-        attempt < options.max_attempts &&
-        absl::Now() + backoff < deadline) {
-      // Retrying off the callback thread keeps gRPC's threads free.
-      auto self = shared_from_this();
-      std::thread([self] {
-        absl::SleepFor(self->backoff);
-        self->backoff = std::min(self->backoff * 2, self->options.max_backoff);
-        self->Start();
-      }).detach();
-      return;
+        attempts < options.max_attempts) {
+      const absl::Duration wait = RetryBackoff(options, attempts);
+      if (absl::Now() + wait < deadline) {
+        // Retrying off the callback thread keeps gRPC's threads free.
+        auto self = shared_from_this();
+        std::thread([self, wait] {
+          absl::SleepFor(wait);
+          self->Start();
+        }).detach();
+        return;
+      }
     }
+    const bool failed = !r.ok();
     *out = Classify(client->site(), std::move(r));
+    if (failed && attempts > 1) {
+      absl::StrAppend(&out->reason, " (", attempts, " attempts)");
+    }
     done->DecrementCount();
   }
 };
 
 }  // namespace
+
+absl::Duration RetryBackoff(const FanOutOptions& options, int retry) {
+  absl::Duration wait = options.initial_backoff;
+  for (int i = 1; i < retry && wait < options.max_backoff; ++i) wait *= 2;
+  return std::min(wait, options.max_backoff);
+}
 
 const char* SiteStateName(SiteState state) {
   switch (state) {
@@ -113,7 +124,6 @@ std::vector<SiteOutcome> FanOut(const std::vector<NodeClient*>& clients,
     attempt->options = options;
     attempt->out = &outcomes[i];
     attempt->done = &done;
-    attempt->backoff = options.initial_backoff;
     attempt->Start();
   }
   done.Wait();

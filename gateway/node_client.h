@@ -44,13 +44,20 @@ struct SiteOutcome {
 
 // Sends requests[i] to clients[i], all in parallel, and waits for all of
 // them, each bounded by deadlines[i]. Outcomes are in client order. Only
-// UNAVAILABLE is retried, with capped exponential backoff, within the
-// deadline.
+// UNAVAILABLE is retried (a node that is down, restarting or unreachable;
+// never a refusal, a timeout or an error of the node), with capped
+// exponential backoff: the first retry `initial_backoff` after the failure,
+// each wait doubling up to `max_backoff`, at most `max_attempts` calls in
+// all, and no retry that could not start before the deadline. A site that
+// still fails names the last error and the number of attempts.
 struct FanOutOptions {
-  int max_attempts = 3;
-  absl::Duration initial_backoff = absl::Milliseconds(20);
-  absl::Duration max_backoff = absl::Milliseconds(200);
+  int max_attempts = 4;
+  absl::Duration initial_backoff = absl::Milliseconds(50);
+  absl::Duration max_backoff = absl::Milliseconds(500);
 };
+// The waits before retries 1..n of one site under `options` (for tests and
+// the docs): initial_backoff * 2^k, capped at max_backoff.
+absl::Duration RetryBackoff(const FanOutOptions& options, int retry);
 std::vector<SiteOutcome> FanOut(const std::vector<NodeClient*>& clients,
                                 const std::vector<v1::CountRequest>& requests,
                                 const std::vector<absl::Time>& deadlines,

@@ -2,17 +2,19 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <thread>
-
-#include "absl/synchronization/notification.h"
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "common/health_probe.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -21,6 +23,7 @@
 #include "node/node_service.h"
 #include "node/store.h"
 #include "passerelle/v1/audit.pb.h"
+#include "passerelle/v1/audit_service.grpc.pb.h"
 #include "policy/store.h"
 #include "tls/tls.h"
 
@@ -62,7 +65,8 @@ class PolicyAuthorizer : public RequestAuthorizer {
   absl::Status Authorize(const std::string& caller,
                          const v1::CountRequest& request,
                          absl::Time now) const override {
-    const v1::Decision d = store_->Current()->DecideNode(site_, caller, request, now);
+    const v1::Decision d =
+        store_->Current()->DecideNode(site_, caller, request, now);
     if (d.allow()) return absl::OkStatus();
     return absl::PermissionDeniedError(absl::StrCat(
         "site ", site_, " refuses: ", absl::StrJoin(d.reasons(), "; ")));
@@ -70,19 +74,68 @@ class PolicyAuthorizer : public RequestAuthorizer {
   absl::Status AuthorizeCaller(const std::string& caller) const override {
     const std::shared_ptr<const policy::Policy> p = store_->Current();
     const v1::SitePolicy* sp = p->FindSite(site_);
-    if (sp != nullptr &&
-        std::find(sp->callers().begin(), sp->callers().end(), caller) !=
-            sp->callers().end()) {
+    if (sp != nullptr && std::find(sp->callers().begin(), sp->callers().end(),
+                                   caller) != sp->callers().end()) {
       return absl::OkStatus();
     }
-    return absl::PermissionDeniedError(absl::StrCat(
-        "site ", site_, " refuses: caller \"", caller,
-        "\" is not among its callers"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("site ", site_, " refuses: caller \"", caller,
+                     "\" is not among its callers"));
   }
 
  private:
   const std::string site_;
   policy::PolicyStore* const store_;
+};
+
+// The node service behind the health probe: while the store, snapshot,
+// site policy or audit log is unusable nothing is answered (UNAVAILABLE,
+// which the gateway retries within its deadline), since an answer could not
+// be recorded durably. With PASSERELLE_TRACE_DEADLINES=1 in the environment
+// each Count logs how long its caller gave it (the propagated deadline).
+class GuardedNodeService : public v1::NodeService::Service {
+ public:
+  GuardedNodeService(std::string site, NodeServiceImpl* inner,
+                     const HealthProbe* health)
+      : site_(std::move(site)),
+        inner_(inner),
+        health_(health),
+        trace_deadlines_(
+            std::getenv("PASSERELLE_TRACE_DEADLINES") != nullptr &&
+            std::string(std::getenv("PASSERELLE_TRACE_DEADLINES")) == "1") {}
+
+  grpc::Status Count(grpc::ServerContext* context,
+                     const v1::CountRequest* request,
+                     v1::CountResponse* response) override {
+    if (trace_deadlines_) {
+      const absl::Time deadline = absl::FromChrono(context->deadline());
+      std::string left = "none";
+      if (deadline < absl::InfiniteFuture() - absl::Hours(24 * 365)) {
+        left = absl::StrCat(absl::ToInt64Milliseconds(deadline - absl::Now()),
+                            " ms");
+      }
+      std::cerr << "passerelle node " << site_ << ": count "
+                << request->request_id() << " deadline in " << left << "\n";
+    }
+    if (!health_->serving()) return NotServing();
+    return inner_->Count(context, request, response);
+  }
+  grpc::Status GetInfo(grpc::ServerContext* context,
+                       const v1::NodeInfoRequest* request,
+                       v1::NodeInfo* response) override {
+    if (!health_->serving()) return NotServing();
+    return inner_->GetInfo(context, request, response);
+  }
+
+ private:
+  grpc::Status NotServing() const {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "site " + site_ + " not serving: " + health_->why());
+  }
+  const std::string site_;
+  NodeServiceImpl* const inner_;
+  const HealthProbe* const health_;
+  const bool trace_deadlines_;
 };
 
 tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
@@ -105,7 +158,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path));
   }
   return absl::OkStatus();
 }
@@ -114,7 +168,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
 
 absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
   auto missing = [](absl::string_view field) {
-    return absl::InvalidArgumentError(absl::StrCat("node config: ", field, " is required"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("node config: ", field, " is required"));
   };
   if (c.site().empty()) return missing("site");
   if (c.listen().empty()) return missing("listen");
@@ -125,16 +180,19 @@ absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
   if (c.tls().cert_file().empty()) return missing("tls.cert_file");
   if (c.tls().key_file().empty()) return missing("tls.key_file");
   if (c.policy_files().empty()) {
-    if (c.allowed_callers().empty()) return missing("allowed_callers (or policy_files)");
+    if (c.allowed_callers().empty())
+      return missing("allowed_callers (or policy_files)");
     if (c.min_cell_size() < 1) {
-      return absl::InvalidArgumentError("node config: min_cell_size must be >= 1");
+      return absl::InvalidArgumentError(
+          "node config: min_cell_size must be >= 1");
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status RunNodeServerFromFile(const std::string& config_path) {
-  if (config_path.empty()) return absl::InvalidArgumentError("--config is required");
+  if (config_path.empty())
+    return absl::InvalidArgumentError("--config is required");
   v1::NodeConfig config;
   PASSERELLE_RETURN_IF_ERROR(LoadTextProtoFile(config_path, &config));
   return RunNodeServer(config);
@@ -144,11 +202,12 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(ValidateNodeConfig(config));
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<NodeStore> store,
                               NodeStore::Open(config.store_dir()));
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<Snapshot> snap, store->LoadCurrent());
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<Snapshot> snap,
+                              store->LoadCurrent());
   if (snap->meta.site != config.site()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("store ", config.store_dir(), " holds site \"", snap->meta.site,
-                     "\" but the config says \"", config.site(), "\""));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", config.store_dir(), " holds site \"", snap->meta.site,
+        "\" but the config says \"", config.site(), "\""));
   }
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<audit::AuditLog> log,
@@ -160,13 +219,14 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   std::unique_ptr<RequestAuthorizer> authorizer;
   if (!config.policy_files().empty()) {
     PASSERELLE_ASSIGN_OR_RETURN(
-        policies, policy::PolicyStore::Create(
-                      {config.policy_files().begin(), config.policy_files().end()}));
+        policies, policy::PolicyStore::Create({config.policy_files().begin(),
+                                               config.policy_files().end()}));
     if (policies->Current()->FindSite(config.site()) == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the site policy files define no site \"", config.site(), "\""));
     }
-    authorizer = std::make_unique<PolicyAuthorizer>(config.site(), policies.get());
+    authorizer =
+        std::make_unique<PolicyAuthorizer>(config.site(), policies.get());
   } else {
     authorizer = std::make_unique<AllowListAuthorizer>(
         std::vector<std::string>{config.allowed_callers().begin(),
@@ -175,17 +235,77 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   }
   NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
                 Clock::Real());
-  NodeServiceImpl service(&core);
+  NodeServiceImpl core_service(&core);
+
+  // Health: store (still the directory opened, a snapshot loaded), site
+  // policy and audit log, published per service (grpc.health.v1).
+  absl::Mutex health_mu;
+  grpc::HealthCheckServiceInterface* health_service = nullptr;
+  const std::vector<std::string> health_names = {
+      "", v1::NodeService::service_full_name(),
+      v1::AuditService::service_full_name()};
+  HealthProbe health(
+      Clock::Real(),
+      absl::Milliseconds(
+          config.health_interval_ms() > 0 ? config.health_interval_ms() : 5000),
+      [&](bool serving, const std::string& why) {
+        std::cerr << "passerelle node " << config.site() << ": health "
+                  << (serving ? "SERVING" : "NOT_SERVING: ") << why << "\n";
+        absl::MutexLock lock(&health_mu);
+        if (health_service == nullptr) return;
+        for (const std::string& name : health_names) {
+          health_service->SetServingStatus(name, serving);
+        }
+      });
+  health.AddCheck(
+      "store",
+      [dir = DirectoryCheck(config.store_dir()), snap,
+       site = config.site()]() -> absl::Status {
+        PASSERELLE_RETURN_IF_ERROR(dir());
+        if (snap == nullptr || snap->meta.site != site) {
+          return absl::UnavailableError("no snapshot of this site loaded");
+        }
+        return absl::OkStatus();
+      });
+  health.AddCheck(
+      "audit log",
+      [dir = DirectoryCheck(config.audit_dir()),
+       log = log.get()]() -> absl::Status {
+        PASSERELLE_RETURN_IF_ERROR(dir());
+        const uint64_t size = log->Size();
+        if (size > 0) {
+          absl::StatusOr<std::string> last = log->Get(size - 1);
+          if (!last.ok()) {
+            return absl::UnavailableError(absl::StrCat(
+                "cannot read entry ", size - 1, ": ", last.status().message()));
+          }
+        }
+        return absl::OkStatus();
+      });
+  // A rejected reload keeps the last good site policy serving (logged by
+  // the reloader): still SERVING.
+  if (policies != nullptr) {
+    health.AddCheck(
+        "site policy", [&policies, site = config.site()]() -> absl::Status {
+          const std::shared_ptr<const policy::Policy> p = policies->Current();
+          if (p == nullptr || p->FindSite(site) == nullptr) {
+            return absl::UnavailableError("no site policy for " + site);
+          }
+          return absl::OkStatus();
+        });
+  }
+  GuardedNodeService service(config.site(), &core_service, &health);
   // The site's auditors (site policy `auditors`) read the node's own log.
   audit::SiteAuditAuthorizer audit_authorizer(
-      config.site(), policies == nullptr
-                         ? audit::PolicyGetter()
-                         : [&policies] { return policies->Current(); });
+      config.site(), policies == nullptr ? audit::PolicyGetter() : [&policies] {
+        return policies->Current();
+      });
   audit::AuditServiceCore audit_core(log.get(), &audit_authorizer);
   audit::AuditServiceImpl audit_service(&audit_core);
 
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
-                              tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> creds,
+      tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -194,9 +314,14 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.listen()));
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
+  {
+    absl::MutexLock lock(&health_mu);
+    health_service = server->GetHealthCheckService();
+  }
+  (void)health.ProbeNow();  // The first verdict before the port is announced.
   if (!config.port_file().empty()) {
     PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
   }
@@ -204,19 +329,22 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
             << snap->meta.version << " (" << snap->meta.persons
             << " persons) on port " << port << " with mTLS\n";
   absl::Notification stopping;
+  std::thread health_prober([&] { health.RunUntil(&stopping); });
   std::thread reloader([&] {
     while (policies != nullptr &&
            !stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
       absl::StatusOr<bool> st = policies->MaybeReload();
       if (!st.ok()) {
-        std::cerr << "passerelle node " << config.site()
-                  << ": site policy reload rejected, previous version keeps serving: "
-                  << st.status().message() << "\n";
+        std::cerr
+            << "passerelle node " << config.site()
+            << ": site policy reload rejected, previous version keeps serving: "
+            << st.status().message() << "\n";
       }
     }
   });
   const int sig = WaitForTerminationSignal();
   stopping.Notify();
+  health_prober.join();  // No probe may mark it SERVING again.
   reloader.join();
   std::cerr << "passerelle node " << config.site() << ": signal " << sig
             << ", draining\n";

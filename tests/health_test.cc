@@ -1,0 +1,208 @@
+// grpc.health.v1 across real processes: a node or the gateway turns
+// NOT_SERVING (overall and per service) while its store, audit log or
+// ledger directory is gone or replaced, refuses requests meanwhile, and
+// comes back when it is restored; a rejected policy reload keeps the last
+// good policy serving.
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "gtest/gtest.h"
+#include "tests/fault_harness.h"
+#include "tests/federation.h"
+
+namespace passerelle::testing {
+namespace {
+
+constexpr char kTotal[] = "condition icd10:E11* or drug atc:A10*";
+constexpr absl::Duration kWait = absl::Seconds(15);
+
+class HealthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("PASSERELLE_TRACE_DEADLINES", "1", 1);
+    dir_ = new TempDir();
+    fed_ = new Federation(dir_->path());
+    setup_ = new absl::Status(Prepare());
+  }
+  static absl::Status Prepare() {
+    PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
+    for (const auto& [site, seed] :
+         {std::pair<std::string, int>{"fr", 31}, {"qc", 32}}) {
+      absl::StatusOr<CommandResult> gen =
+          RunCommand({PasserelleBin(), "generate", "--patients", "300",
+                      "--seed", absl::StrCat(seed), "--site", site, "--out",
+                      fed_->Path("data/" + site)});
+      if (!gen.ok()) return gen.status();
+      if (gen->exit_code != 0) {
+        return absl::InternalError(
+            absl::StrCat("passerelle generate failed: ", gen->err));
+      }
+      PASSERELLE_RETURN_IF_ERROR(
+          fed_->LoadSite(site, fed_->Path("data/" + site)));
+    }
+    return absl::OkStatus();
+  }
+  static void TearDownTestSuite() {
+    delete fed_;
+    delete dir_;
+    delete setup_;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(setup_->ok()) << *setup_;
+    for (const std::string site : {"fr", "qc"}) {
+      absl::StatusOr<Daemon> node = StartNodeDaemon(*fed_, site, DaemonSpec());
+      ASSERT_TRUE(node.ok()) << node.status();
+      nodes_[site] = *std::move(node);
+    }
+    GatewaySpec spec;
+    spec.retry_max_attempts = 5;
+    spec.retry_initial_backoff_ms = 20;
+    spec.retry_max_backoff_ms = 50;
+    for (const std::string site : {"fr", "qc"}) {
+      spec.sites.push_back(
+          {site, absl::StrCat("127.0.0.1:", nodes_[site].port), 3000});
+    }
+    absl::StatusOr<Daemon> gw = StartGatewayDaemon(*fed_, TestPolicy(), spec);
+    ASSERT_TRUE(gw.ok()) << gw.status();
+    gateway_ = *std::move(gw);
+  }
+  void TearDown() override {
+    gateway_.process.reset();
+    nodes_.clear();
+  }
+
+  std::string Address(const Daemon& d) const {
+    return absl::StrCat("127.0.0.1:", d.port);
+  }
+  int Health(const Daemon& d, const std::string& service) {
+    absl::StatusOr<int> h =
+        HealthAt(Address(d), UserCredentials(*fed_), service);
+    return h.ok() ? *h : -static_cast<int>(h.status().code());
+  }
+  // Every name the daemon publishes is in `status`.
+  bool AllAre(const Daemon& d, const std::vector<std::string>& services,
+              int status) {
+    for (const std::string& s : services) {
+      if (Health(d, s) != status) return false;
+    }
+    return true;
+  }
+
+  static TempDir* dir_;
+  static Federation* fed_;
+  static absl::Status* setup_;
+  std::map<std::string, Daemon> nodes_;
+  Daemon gateway_;
+};
+absl::Status* HealthTest::setup_ = nullptr;
+TempDir* HealthTest::dir_ = nullptr;
+Federation* HealthTest::fed_ = nullptr;
+
+const std::vector<std::string> kNodeServices = {"", "passerelle.v1.NodeService",
+                                                "passerelle.v1.AuditService"};
+const std::vector<std::string> kGatewayServices = {
+    "", "passerelle.v1.GatewayService", "passerelle.v1.AuditService"};
+
+TEST_F(HealthTest, NodeIsNotServingWhileItsAuditLogIsReplacedAndRefuses) {
+  const Daemon& fr = nodes_["fr"];
+  EXPECT_TRUE(AllAre(fr, kNodeServices, kServing));
+  // A name nobody registered is unknown (Check answers NOT_FOUND).
+  EXPECT_EQ(Health(fr, "passerelle.v1.NoSuchService"),
+            -static_cast<int>(absl::StatusCode::kNotFound));
+
+  // An operator's mistake: the audit directory moved away and a fresh one
+  // put in its place. Appends would go to the moved files.
+  const std::string audit = fed_->Path("fr/audit");
+  std::filesystem::rename(audit, audit + ".moved");
+  std::filesystem::create_directories(audit);
+  EXPECT_TRUE(
+      WaitUntil([&] { return AllAre(fr, kNodeServices, kNotServing); }, kWait));
+  EXPECT_TRUE(WaitForLog(*fr.process, "NOT_SERVING: audit log", kWait));
+
+  // The gateway's query gets a partial answer naming fr; fr was asked more
+  // than once (UNAVAILABLE is retried) and answered none.
+  v1::QueryResponse r;
+  grpc::Status st = QueryAt(Address(gateway_), UserCredentials(*fed_), "exact",
+                            kTotal, absl::Seconds(20), &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(r.complete());
+  const v1::SiteResult* site = FindSite(r, "fr");
+  ASSERT_NE(site, nullptr);
+  EXPECT_EQ(site->status(), v1::SITE_STATUS_FAILED);
+  EXPECT_NE(site->reason().find("not serving"), std::string::npos)
+      << site->reason();
+  EXPECT_GT(CountInLog(*fr.process, "count " + r.request_id()), 1);
+  EXPECT_EQ(FindSite(r, "qc")->status(), v1::SITE_STATUS_OK);
+
+  // Put back: SERVING again without a restart.
+  std::filesystem::remove_all(audit);
+  std::filesystem::rename(audit + ".moved", audit);
+  EXPECT_TRUE(
+      WaitUntil([&] { return AllAre(fr, kNodeServices, kServing); }, kWait));
+  st = QueryAt(Address(gateway_), UserCredentials(*fed_), "exact", kTotal,
+               absl::Seconds(20), &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(r.complete());
+}
+
+TEST_F(HealthTest, NodeIsNotServingWhileItsStoreIsGone) {
+  const Daemon& qc = nodes_["qc"];
+  EXPECT_TRUE(AllAre(qc, kNodeServices, kServing));
+  const std::string store = fed_->Path("qc/store");
+  std::filesystem::rename(store, store + ".moved");
+  EXPECT_TRUE(
+      WaitUntil([&] { return AllAre(qc, kNodeServices, kNotServing); }, kWait));
+  EXPECT_TRUE(WaitForLog(*qc.process, "NOT_SERVING: store", kWait));
+  std::filesystem::rename(store + ".moved", store);
+  EXPECT_TRUE(
+      WaitUntil([&] { return AllAre(qc, kNodeServices, kServing); }, kWait));
+}
+
+TEST_F(HealthTest, GatewayIsNotServingWhileItsLedgerIsGoneAndAnswersNothing) {
+  EXPECT_TRUE(AllAre(gateway_, kGatewayServices, kServing));
+  const std::string ledger = fed_->Path("gateway/ledger");
+  std::filesystem::rename(ledger, ledger + ".moved");
+  EXPECT_TRUE(WaitUntil(
+      [&] { return AllAre(gateway_, kGatewayServices, kNotServing); }, kWait));
+  EXPECT_TRUE(WaitForLog(*gateway_.process, "NOT_SERVING: ledger", kWait));
+  v1::QueryResponse r;
+  grpc::Status st = QueryAt(Address(gateway_), UserCredentials(*fed_), "exact",
+                            kTotal, absl::Seconds(20), &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(st.error_message().find("ledger"), std::string::npos)
+      << st.error_message();
+  // No node was asked.
+  for (const std::string site : {"fr", "qc"}) {
+    EXPECT_EQ(CountInLog(*nodes_[site].process, "deadline in"), 0);
+  }
+  std::filesystem::rename(ledger + ".moved", ledger);
+  EXPECT_TRUE(WaitUntil(
+      [&] { return AllAre(gateway_, kGatewayServices, kServing); }, kWait));
+  st = QueryAt(Address(gateway_), UserCredentials(*fed_), "exact", kTotal,
+               absl::Seconds(20), &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(r.complete());
+}
+
+TEST_F(HealthTest, GatewayAuditLogGoneIsNotServing) {
+  const std::string audit = fed_->Path("gateway/audit");
+  std::filesystem::rename(audit, audit + ".moved");
+  EXPECT_TRUE(WaitUntil(
+      [&] { return AllAre(gateway_, kGatewayServices, kNotServing); }, kWait));
+  EXPECT_TRUE(WaitForLog(*gateway_.process, "NOT_SERVING: audit log", kWait));
+}
+
+TEST_F(HealthTest, RejectedPolicyReloadKeepsTheLastGoodOneServing) {
+  WriteFile(fed_->PolicyFile(), "project { this is not a policy");
+  EXPECT_TRUE(WaitForLog(*gateway_.process, "policy reload rejected", kWait));
+  EXPECT_TRUE(AllAre(gateway_, kGatewayServices, kServing));
+  v1::QueryResponse r;
+  grpc::Status st = QueryAt(Address(gateway_), UserCredentials(*fed_), "exact",
+                            kTotal, absl::Seconds(20), &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(r.complete());
+}
+
+}  // namespace
+}  // namespace passerelle::testing
