@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "audit/merkle.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 
 namespace passerelle::audit {
@@ -366,7 +367,9 @@ absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes) {
         new_size, FoldFrontier(frontier), overlay, &puts, &cp));
   }
   // Nothing changes in memory unless the synced write succeeded.
+  PASSERELLE_CRASH_POINT("audit.append.before_commit");
   PASSERELLE_RETURN_IF_ERROR(store_->Commit(puts));
+  PASSERELLE_CRASH_POINT("audit.append.after_commit");
   size_ = new_size;
   frontier_ = std::move(frontier);
   if (cp.has_value()) latest_ = std::move(cp);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
@@ -300,6 +301,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   }
   entry.set_epsilon_charged(cost->epsilon);
   entry.set_rho_charged(cost->rho);
+  PASSERELLE_CRASH_POINT("gateway.query.after_reserve");
 
   // 4. Fan-out under the caller's deadline and each site's own timeout.
   std::vector<v1::CountRequest> requests;
@@ -316,6 +318,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   }
   std::vector<SiteOutcome> outcomes =
       FanOut(clients, requests, deadlines, options_.fan_out);
+  PASSERELLE_CRASH_POINT("gateway.query.after_fanout");
 
   // 5. Disclosure control per cell, per site and combined.
   v1::QueryResponse response;
@@ -421,11 +424,13 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   entry.set_decision(complete ? v1::AUDIT_DECISION_ALLOWED
                               : v1::AUDIT_DECISION_PARTIAL);
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  PASSERELLE_CRASH_POINT("gateway.query.before_audit");
   absl::StatusOr<uint64_t> index = audit_->Append(entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "audit log unavailable, nothing released: ", index.status().message()));
   }
+  PASSERELLE_CRASH_POINT("gateway.query.after_audit");
   response.set_audit_index(*index);
   for (const SiteOutcome& o : outcomes) {
     if (o.state == SiteState::kOk) NoteSnapshot(o.site, o.response.snapshot());
@@ -444,6 +449,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     // Already released and audited: a failed write only loses the discount.
     (void)cache_->Put(ReleaseKey(ob.project(), canonical, ob, actual), release);
   }
+  PASSERELLE_CRASH_POINT("gateway.query.before_reply");
   return response;
 }
 

@@ -20,6 +20,7 @@
 #include "common/textproto.h"
 #include "gateway/gateway_service.h"
 #include "gateway/grpc_node_client.h"
+#include "gateway/recovery.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/ledger.h"
@@ -179,6 +180,8 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
       std::unique_ptr<audit::AuditLog> log,
       audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
                             "passerelle/gateway"));
+  PASSERELLE_RETURN_IF_ERROR(
+      RecoverInterruptedRequests(ledger.get(), log.get()));
   LogAuditSink sink(log.get());
   privacy::OpenSslRandomSource random;
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "privacy/units.h"
 #include "rocksdb/db.h"
@@ -356,9 +357,11 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
   if (s.ok()) s = batch.Put(researcher_key, EncodeStored(r, false));
   if (s.ok()) s = batch.Put(kNextIdKey, absl::StrCat(charge.id + 1));
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "batch"));
+  PASSERELLE_CRASH_POINT("ledger.reserve.before_commit");
   rocksdb::WriteOptions sync;
   sync.sync = true;
   PASSERELLE_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "write"));
+  PASSERELLE_CRASH_POINT("ledger.reserve.after_commit");
   ++next_id_;
   return charge;
 }

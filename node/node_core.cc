@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "query/canonical.h"
 #include "query/validate.h"
@@ -75,6 +76,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   }
   uint64_t audit_index = 0;
   if (audit_ != nullptr) {
+    PASSERELLE_CRASH_POINT("node.count.before_audit");
     absl::StatusOr<uint64_t> index = audit_->Record(record);
     if (!index.ok()) {
       // Audit before release: without a durable record nothing leaves.
@@ -82,6 +84,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
           "site ", site_, " audit log unavailable: ", index.status().message()));
     }
     audit_index = *index;
+    PASSERELLE_CRASH_POINT("node.count.after_audit");
   }
   if (!cells.ok()) return cells.status();
   v1::CountResponse response;

@@ -1,0 +1,116 @@
+#include "gateway/recovery.h"
+
+#include <iostream>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "audit/log.h"
+#include "audit/records.h"
+#include "common/status_macros.h"
+
+namespace passerelle::gateway {
+namespace {
+
+using Key = std::tuple<int64_t, std::string, std::string>;
+
+Key KeyOf(int64_t time_micros, const std::string& project,
+          const std::string& caller) {
+  return Key(time_micros, project, caller);
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+bool MayRecordCharge(const v1::AuditEntry& entry) {
+  if (!entry.operation().empty() && entry.operation() != "query") return false;
+  if (entry.has_repeat_of_index()) return false;
+  return entry.decision() == v1::AUDIT_DECISION_ALLOWED ||
+         entry.decision() == v1::AUDIT_DECISION_PARTIAL ||
+         entry.decision() == v1::AUDIT_DECISION_FAILED;
+}
+
+v1::AuditEntry InterruptedEntry(const ledger::Charge& charge, absl::Time now) {
+  constexpr double kMicro = 1e-6;
+  v1::AuditEntry entry;
+  entry.set_operation("query");
+  entry.set_time_unix_micros(absl::ToUnixMicros(charge.time));
+  entry.set_request_id(absl::StrCat("interrupted-charge-", charge.id));
+  entry.set_caller(charge.researcher);
+  entry.set_caller_role("researcher");
+  entry.set_project(charge.project);
+  entry.set_decision(v1::AUDIT_DECISION_FAILED);
+  entry.set_epsilon_charged(static_cast<double>(charge.epsilon_micros) *
+                            kMicro);
+  entry.set_rho_charged(static_cast<double>(charge.rho_micros) * kMicro);
+  entry.add_reasons(absl::StrCat(
+      "interrupted: the gateway stopped after reserving budget charge ",
+      charge.id, " (", Rfc3339(charge.time),
+      ") and before recording the request; recorded at restart (", Rfc3339(now),
+      "). Nothing was released; the charge is kept as spent since a node may "
+      "have computed"));
+  return entry;
+}
+
+absl::StatusOr<RecoveryReport> ReconcileLedgerWithAudit(
+    ledger::BudgetLedger& ledger, audit::AuditLog& log, absl::Time now) {
+  RecoveryReport report;
+  std::map<Key, uint64_t> recorded;  // Entries that may record a charge.
+  const uint64_t size = log.Size();
+  for (uint64_t i = 0; i < size; ++i) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string bytes, log.Get(i));
+    absl::StatusOr<v1::AuditRecord> record = audit::DecodeRecord(bytes);
+    if (!record.ok() || !record->has_gateway()) continue;
+    ++report.entries_scanned;
+    const v1::AuditEntry& e = record->gateway();
+    if (!MayRecordCharge(e)) continue;
+    ++recorded[KeyOf(e.time_unix_micros(), e.project(), e.caller())];
+  }
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<ledger::Charge> charges,
+                              ledger.ListCharges(""));
+  for (const ledger::Charge& c : charges) {
+    if (c.refunded) continue;
+    ++report.charges;
+    auto it = recorded.find(
+        KeyOf(absl::ToUnixMicros(c.time), c.project, c.researcher));
+    if (it != recorded.end() && it->second > 0) {
+      --it->second;
+      ++report.matched;
+      continue;
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(
+        uint64_t index,
+        log.Append(audit::EncodeRecord(InterruptedEntry(c, now))));
+    report.recorded_charge_ids.push_back(c.id);
+    report.recorded_indices.push_back(index);
+  }
+  return report;
+}
+
+absl::Status RecoverInterruptedRequests(ledger::BudgetLedger* ledger,
+                                        audit::AuditLog* log) {
+  absl::StatusOr<RecoveryReport> report =
+      ReconcileLedgerWithAudit(*ledger, *log, absl::Now());
+  if (!report.ok()) {
+    return absl::Status(
+        report.status().code(),
+        absl::StrCat(
+            "recovery (ledger against audit log) failed, not serving: ",
+            report.status().message()));
+  }
+  for (size_t i = 0; i < report->recorded_charge_ids.size(); ++i) {
+    std::cerr << "passerelle gateway: recovery: budget charge "
+              << report->recorded_charge_ids[i]
+              << " had no audit entry (interrupted request); recorded as entry "
+              << report->recorded_indices[i] << ", charge kept\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace passerelle::gateway

@@ -1,0 +1,449 @@
+// Crash safety across real processes: the gateway and the nodes are killed
+// with SIGKILL at named points (common/crash_point.h, PASSERELLE_CRASH_AT)
+// of a data load, a budget reservation, an audit append and a query, and a
+// load is also killed at arbitrary moments. After each crash the process is
+// restarted without the variable and the test checks that
+//   (a) the node serves the previous snapshot or the new one, complete
+//       (counts equal one of the two exact expected sets, and the version
+//       the node reports goes with them);
+//   (b) the ledger's total equals the sum of the charges in the gateway's
+//       audit log (after the gateway's start-up recovery);
+//   (c) `passerelle audit verify` passes on every log (gateway, fr, qc)
+//       with public keys derived independently from the private keys;
+//   (d) every audit entry is complete and every charge has exactly one
+//       audit entry (none half-recorded);
+//   (e) the federation answers a fresh query correctly.
+#include <stdlib.h>
+
+#include <csignal>
+#include <map>
+#include <regex>
+#include <tuple>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "audit/log.h"
+#include "audit/records.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+#include "gtest/gtest.h"
+#include "ledger/ledger.h"
+#include "tests/federation.h"
+
+namespace passerelle::testing {
+namespace {
+
+constexpr char kCheckQuery[] = "condition icd10:E11* group by sex";
+constexpr int kKilled = 128 + SIGKILL;
+
+// PASSERELLE_CRASH_AT for the children started in this scope only (spawn
+// copies the environment at start).
+class ScopedCrashAt {
+ public:
+  explicit ScopedCrashAt(const std::string& spec) {
+    setenv("PASSERELLE_CRASH_AT", spec.c_str(), 1);
+  }
+  ~ScopedCrashAt() { unsetenv("PASSERELLE_CRASH_AT"); }
+};
+
+std::string Marker(const std::string& point) {
+  return absl::StrCat("passerelle: crash point ", point);
+}
+
+// TestPolicy with room for many charged queries.
+std::string Policy() {
+  return absl::StrReplaceAll(
+      TestPolicy(),
+      {{"budget { epsilon_cap: 5 researcher_epsilon_cap: 5 }",
+        "budget { epsilon_cap: 1000 researcher_epsilon_cap: 1000 }"}});
+}
+
+class CrashSafetyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<TempDir>();
+    fed_ = std::make_unique<Federation>(dir_->path());
+    data_[0] = fed_->Path("data/fr-v1");
+    data_[1] = fed_->Path("data/fr-v2");
+    absl::Status s = Prepare();
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  void TearDown() override {
+    fed_.reset();
+    dir_.reset();
+  }
+
+  absl::Status Generate(const std::string& site, int patients, int seed,
+                        const std::string& out) {
+    absl::StatusOr<CommandResult> gen = RunCommand(
+        {PasserelleBin(), "generate", "--patients", absl::StrCat(patients),
+         "--seed", absl::StrCat(seed), "--site", site, "--out", out});
+    if (!gen.ok()) return gen.status();
+    if (gen->exit_code != 0) {
+      return absl::InternalError("generate failed: " + gen->err);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Prepare() {
+    PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
+    // Two versions of fr's data, with different counts.
+    PASSERELLE_RETURN_IF_ERROR(Generate("fr", 1500, 21, data_[0]));
+    PASSERELLE_RETURN_IF_ERROR(Generate("fr", 1800, 31, data_[1]));
+    PASSERELLE_RETURN_IF_ERROR(Generate("qc", 1500, 22, fed_->Path("data/qc")));
+    // The exact counts of each: version 1 through a scratch store.
+    const absl::Time t0 = absl::Now();
+    PASSERELLE_RETURN_IF_ERROR(fed_->LoadSite("scratch", data_[1]));
+    load_time_ = absl::Now() - t0;
+    PASSERELLE_ASSIGN_OR_RETURN(counts_[1],
+                                fed_->LocalCounts("scratch", kCheckQuery));
+    PASSERELLE_RETURN_IF_ERROR(fed_->LoadSite("fr", data_[0]));
+    PASSERELLE_ASSIGN_OR_RETURN(counts_[0],
+                                fed_->LocalCounts("fr", kCheckQuery));
+    if (counts_[0] == counts_[1] || counts_[0].empty()) {
+      return absl::InternalError("the two data versions must count apart");
+    }
+    PASSERELLE_RETURN_IF_ERROR(fed_->LoadSite("qc", fed_->Path("data/qc")));
+    PASSERELLE_ASSIGN_OR_RETURN(qc_counts_,
+                                fed_->LocalCounts("qc", kCheckQuery));
+    PASSERELLE_ASSIGN_OR_RETURN(fr_version_, StoreVersion("fr"));
+    PASSERELLE_RETURN_IF_ERROR(fed_->StartNode("fr"));
+    PASSERELLE_RETURN_IF_ERROR(fed_->StartNode("qc"));
+    PASSERELLE_RETURN_IF_ERROR(fed_->StartGateway(Policy()));
+    // The daemons created their audit keys: the auditor's copies of the
+    // public keys, derived from the private keys (not from the stores).
+    for (const std::string who : {"gateway", "fr", "qc"}) {
+      absl::StatusOr<CommandResult> r = RunCommand(
+          {"/usr/bin/openssl", "pkey", "-in", fed_->Path(who + "/audit.key"),
+           "-pubout", "-out", fed_->Path(who + "/audit.pub")});
+      if (!r.ok()) return r.status();
+      if (r->exit_code != 0) {
+        return absl::InternalError("openssl pkey failed: " + r->err);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The snapshot version `passerelle node info` reads from a stopped
+  // node's store.
+  absl::StatusOr<std::string> StoreVersion(const std::string& site) {
+    absl::StatusOr<CommandResult> r =
+        RunCommand({PasserelleBin(), "node", "info", "--store",
+                    fed_->Path(site + "/store")});
+    if (!r.ok()) return r.status();
+    if (r->exit_code != 0) {
+      return absl::InternalError("node info failed: " + r->err);
+    }
+    std::smatch m;
+    static const std::regex re("snapshot: +([^\\s]+)");
+    if (!std::regex_search(r->out, m, re)) {
+      return absl::InternalError("no snapshot in: " + r->out);
+    }
+    return m[1].str();
+  }
+
+  // A charged query that nobody asked before (no repeat discount).
+  std::string FreshNoisedQuery() {
+    return absl::StrCat("drug atc:A", 10 + next_query_++, "*");
+  }
+
+  // Restarts the gateway (its start-up recovery runs), asks a fresh query
+  // and the check query, stops it and checks the stores: (b) to (e).
+  void CheckAfterRestart(const std::string& label) {
+    SCOPED_TRACE(label);
+    absl::Status started = fed_->StartGateway(Policy());
+    ASSERT_TRUE(started.ok()) << started;
+    // (e) A fresh charged query is answered in full...
+    v1::QueryResponse fresh;
+    grpc::Status st = fed_->Query("noised", FreshNoisedQuery(), &fresh);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_TRUE(fresh.complete());
+    EXPECT_GT(fresh.epsilon_charged(), 0);
+    // ... and the exact counts are the expected ones, site by site, with
+    // fr at the version its store holds.
+    v1::QueryResponse exact;
+    st = fed_->Query("exact", kCheckQuery, &exact);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_TRUE(exact.complete());
+    for (const v1::SiteResult& s : exact.sites()) {
+      const std::vector<int64_t>& want =
+          s.site() == "fr" ? counts_[fr_data_] : qc_counts_;
+      ASSERT_EQ(s.cells_size(), static_cast<int>(want.size())) << s.site();
+      int released = 0;
+      for (int i = 0; i < s.cells_size(); ++i) {
+        // Exact mode releases true counts; a suppressed cell has none.
+        if (!s.cells(i).has_count()) continue;
+        ++released;
+        EXPECT_EQ(s.cells(i).count(), want[i]) << s.site() << " cell " << i;
+      }
+      EXPECT_GE(released, 2) << s.site();
+      if (s.site() == "fr") {
+        EXPECT_EQ(s.snapshot(), fr_version_);
+      }
+    }
+    fed_->StopGateway();
+    CheckLedgerAgainstAudit();
+    for (const std::string who : {"gateway", "fr", "qc"}) VerifyLog(who);
+  }
+
+  // (b) and (d) on the gateway's stores (the gateway is stopped).
+  void CheckLedgerAgainstAudit() {
+    auto ledger =
+        ledger::BudgetLedger::Open(fed_->Path("gateway/ledger"), Clock::Real());
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    auto charges = (*ledger)->ListCharges("");
+    ASSERT_TRUE(charges.ok()) << charges.status();
+    auto totals = (*ledger)->SumCharges("");
+    ASSERT_TRUE(totals.ok()) << totals.status();
+    ledger->reset();
+
+    audit::AuditLogOptions options;  // Read-only.
+    auto log =
+        audit::AuditLog::OpenDirectory(fed_->Path("gateway/audit"), options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    double epsilon = 0, rho = 0;
+    using Key = std::tuple<int64_t, std::string, std::string>;
+    std::map<Key, int> entries_by_key;  // Entries that may hold a charge.
+    std::map<Key, double> epsilon_by_key;
+    for (uint64_t i = 0; i < (*log)->Size(); ++i) {
+      auto bytes = (*log)->Get(i);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      auto record = audit::DecodeRecord(*bytes);
+      ASSERT_TRUE(record.ok()) << "entry " << i << ": " << record.status();
+      ASSERT_TRUE(record->has_gateway()) << "entry " << i;
+      const v1::AuditEntry& e = record->gateway();
+      // Complete: who, when, what was decided.
+      EXPECT_GT(e.time_unix_micros(), 0) << "entry " << i;
+      EXPECT_FALSE(e.request_id().empty()) << "entry " << i;
+      EXPECT_FALSE(e.caller().empty()) << "entry " << i;
+      EXPECT_FALSE(e.project().empty()) << "entry " << i;
+      EXPECT_NE(e.decision(), v1::AUDIT_DECISION_UNSPECIFIED) << "entry " << i;
+      epsilon += e.epsilon_charged();
+      rho += e.rho_charged();
+      const bool may_charge =
+          (e.operation().empty() || e.operation() == "query") &&
+          !e.has_repeat_of_index() && e.decision() != v1::AUDIT_DECISION_DENIED;
+      const Key key(e.time_unix_micros(), e.project(), e.caller());
+      if (may_charge) {
+        ++entries_by_key[key];
+        epsilon_by_key[key] += e.epsilon_charged();
+      } else {
+        EXPECT_EQ(e.epsilon_charged(), 0) << "entry " << i;
+      }
+    }
+    // (b) The sums agree.
+    EXPECT_NEAR(epsilon, totals->epsilon_micros * 1e-6, 1e-6);
+    EXPECT_NEAR(rho, totals->rho_micros * 1e-6, 1e-6);
+    EXPECT_GT(totals->charges, 0);
+    // (d) Every charge has exactly one entry (same request start, project
+    // and caller), with its cost; no entry claims a charge the ledger lacks.
+    std::map<Key, int> charges_by_key;
+    std::map<Key, double> charged_by_key;
+    for (const ledger::Charge& c : *charges) {
+      if (c.refunded) continue;
+      const Key key(absl::ToUnixMicros(c.time), c.project, c.researcher);
+      ++charges_by_key[key];
+      charged_by_key[key] += c.epsilon_micros * 1e-6;
+    }
+    for (const auto& [key, n] : charges_by_key) {
+      EXPECT_EQ(entries_by_key[key], n)
+          << "charge at " << std::get<0>(key) << " by " << std::get<2>(key)
+          << " is not recorded exactly once";
+      EXPECT_NEAR(epsilon_by_key[key], charged_by_key[key], 1e-6);
+    }
+    for (const auto& [key, eps] : epsilon_by_key) {
+      if (charges_by_key.count(key) == 0) {
+        EXPECT_EQ(eps, 0) << "an entry at " << std::get<0>(key)
+                          << " claims a charge the ledger lacks";
+      }
+    }
+  }
+
+  // (c) and (d) on one log: `audit verify` with the independent key, and
+  // every entry decodes, whole.
+  void VerifyLog(const std::string& who) {
+    SCOPED_TRACE(who);
+    absl::StatusOr<CommandResult> r =
+        RunCommand({PasserelleBin(), "audit", "verify", "--store",
+                    fed_->Path(who + "/audit"), "--public-key",
+                    fed_->Path(who + "/audit.pub")});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    EXPECT_TRUE(absl::StrContains(r->out, "\nOK\n")) << r->out;
+    if (who == "gateway") return;  // Checked entry by entry above.
+    audit::AuditLogOptions options;
+    auto log =
+        audit::AuditLog::OpenDirectory(fed_->Path(who + "/audit"), options);
+    ASSERT_TRUE(log.ok()) << log.status();
+    for (uint64_t i = 0; i < (*log)->Size(); ++i) {
+      auto bytes = (*log)->Get(i);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      auto record = audit::DecodeRecord(*bytes);
+      ASSERT_TRUE(record.ok()) << "entry " << i;
+      ASSERT_TRUE(record->has_node()) << "entry " << i;
+      EXPECT_FALSE(record->node().request_id().empty()) << "entry " << i;
+      EXPECT_EQ(record->node().site(), who) << "entry " << i;
+      EXPECT_NE(record->node().decision(), v1::AUDIT_DECISION_UNSPECIFIED);
+    }
+  }
+
+  // (a) after a load of data_[target] into fr's stopped store was killed:
+  // the store holds the previous snapshot or the new one, whole.
+  // `expect_new`: nullopt when either is right.
+  void CheckLoadOutcome(int target, std::optional<bool> expect_new) {
+    absl::StatusOr<std::vector<int64_t>> counts =
+        fed_->LocalCounts("fr", kCheckQuery);
+    ASSERT_TRUE(counts.ok()) << counts.status();
+    absl::StatusOr<std::string> version = StoreVersion("fr");
+    ASSERT_TRUE(version.ok()) << version.status();
+    const bool is_new = *counts == counts_[target];
+    if (!is_new) {
+      EXPECT_EQ(*counts, counts_[1 - target]) << "neither snapshot";
+      EXPECT_EQ(*version, fr_version_) << "old counts under a new version";
+    } else {
+      EXPECT_NE(*version, fr_version_) << "new counts under the old version";
+      fr_version_ = *version;
+      fr_data_ = target;
+    }
+    if (expect_new.has_value()) {
+      EXPECT_EQ(is_new, *expect_new);
+    }
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Federation> fed_;
+  std::string data_[2];
+  std::vector<int64_t> counts_[2];
+  std::vector<int64_t> qc_counts_;
+  int fr_data_ = 0;  // Which of data_ fr serves.
+  std::string fr_version_;
+  absl::Duration load_time_;
+  int next_query_ = 0;
+};
+
+// The gateway killed at each point of a charged query. Before the
+// reservation is durable nothing is charged; after it and before the audit
+// entry the charge has no entry until the restarted gateway's recovery
+// records it ("interrupted"); after the audit entry the request is whole
+// (only the reply, or the repeat discount, is lost).
+TEST_F(CrashSafetyTest, GatewayKilledDuringAQuery) {
+  const std::vector<std::string> points = {
+      "ledger.reserve.before_commit", "ledger.reserve.after_commit",
+      "gateway.query.after_reserve",  "gateway.query.after_fanout",
+      "gateway.query.before_audit",   "audit.append.before_commit",
+      "audit.append.after_commit",    "gateway.query.after_audit",
+      "gateway.query.before_reply"};
+  int interrupted = 0;
+  for (const std::string& point : points) {
+    SCOPED_TRACE(point);
+    {
+      ScopedCrashAt crash(point);
+      absl::Status started = fed_->StartGateway(Policy());
+      ASSERT_TRUE(started.ok()) << started;
+    }
+    v1::QueryResponse r;
+    grpc::Status st = fed_->Query("noised", FreshNoisedQuery(), &r);
+    EXPECT_FALSE(st.ok()) << "answered although killed at " << point;
+    EXPECT_EQ(fed_->gateway().Wait(), kKilled);
+    const std::string log = fed_->gateway().Log();
+    EXPECT_TRUE(absl::StrContains(log, Marker(point))) << log;
+    CheckAfterRestart(point);
+    const std::string restarted = ReadFile(fed_->Path("gateway/gateway.log"));
+    if (absl::StrContains(restarted, "recovery: budget charge")) ++interrupted;
+  }
+  // Exactly the points between a durable charge and a durable entry.
+  EXPECT_EQ(interrupted, 5);
+}
+
+// A node killed while answering (before or after its own audit entry, in
+// its audit append): the gateway reports the site missing, the request is
+// charged and audited as partial, and the restarted node serves again.
+TEST_F(CrashSafetyTest, NodeKilledDuringACount) {
+  for (const std::string point :
+       {"node.count.before_audit", "audit.append.before_commit",
+        "audit.append.after_commit", "node.count.after_audit"}) {
+    SCOPED_TRACE(point);
+    {
+      ScopedCrashAt crash(point);
+      absl::Status s = fed_->StartNode("fr");
+      ASSERT_TRUE(s.ok()) << s;
+    }
+    absl::Status s = fed_->StartGateway(Policy());  // fr's new port.
+    ASSERT_TRUE(s.ok()) << s;
+    v1::QueryResponse r;
+    grpc::Status st = fed_->Query("noised", FreshNoisedQuery(), &r);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_FALSE(r.complete());
+    for (const v1::SiteResult& site : r.sites()) {
+      EXPECT_EQ(site.status() == v1::SITE_STATUS_OK, site.site() == "qc")
+          << site.site() << ": " << site.reason();
+    }
+    EXPECT_EQ(fed_->node("fr").Wait(), kKilled);
+    EXPECT_TRUE(absl::StrContains(fed_->node("fr").Log(), Marker(point)));
+    s = fed_->StartNode("fr");
+    ASSERT_TRUE(s.ok()) << s;
+    CheckAfterRestart(point);
+  }
+}
+
+// `node load` killed at each point of writing a new snapshot, then at
+// arbitrary moments: the store serves the previous snapshot or the new one,
+// never a mix, and the next load works.
+TEST_F(CrashSafetyTest, LoadKilledAtEveryStage) {
+  fed_->StopNode("fr");  // A serving node holds the store.
+  struct Point {
+    std::string spec;
+    bool takes_effect;  // The new snapshot is current after the crash.
+  };
+  const std::vector<Point> points = {{"node.store.commit.put:1", false},
+                                     {"node.store.commit.put:40", false},
+                                     {"node.store.commit.before_ingest", false},
+                                     {"node.store.commit.before_switch", false},
+                                     {"node.store.commit.after_switch", true}};
+  for (const Point& p : points) {
+    SCOPED_TRACE(p.spec);
+    const int target = 1 - fr_data_;
+    absl::StatusOr<CommandResult> r;
+    {
+      ScopedCrashAt crash(p.spec);
+      r = RunCommand({PasserelleBin(), "node", "load", "--store",
+                      fed_->Path("fr/store"), "--site", "fr", data_[target]});
+    }
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->exit_code, kKilled) << r->out << r->err;
+    EXPECT_TRUE(absl::StrContains(r->err, "passerelle: crash point")) << r->err;
+    CheckLoadOutcome(target, p.takes_effect);
+  }
+  // Plain SIGKILLs from outside at spread moments of a load (the delays
+  // pick the moment; nothing waits on them: every outcome is checked).
+  for (int i = 1; i <= 5; ++i) {
+    SCOPED_TRACE(absl::StrCat("SIGKILL at ", i * 18, "% of a load"));
+    const int target = 1 - fr_data_;
+    absl::StatusOr<Process> load =
+        Process::Start({PasserelleBin(), "node", "load", "--store",
+                        fed_->Path("fr/store"), "--site", "fr", data_[target]},
+                       fed_->Path(absl::StrCat("fr/load-", i, ".log")));
+    ASSERT_TRUE(load.ok()) << load.status();
+    absl::SleepFor(load_time_ * (0.18 * i));
+    load->Signal(SIGKILL);
+    const int code = load->Wait();
+    EXPECT_TRUE(code == kKilled || code == 0) << code << load->Log();
+    if (code == 0) {
+      CheckLoadOutcome(target, true);
+    } else {
+      CheckLoadOutcome(target, std::nullopt);
+    }
+  }
+  // A load after all that works, and the federation serves it.
+  const int target = 1 - fr_data_;
+  ASSERT_TRUE(fed_->LoadSite("fr", data_[target]).ok());
+  CheckLoadOutcome(target, true);
+  absl::Status s = fed_->StartNode("fr");
+  ASSERT_TRUE(s.ok()) << s;
+  CheckAfterRestart("after the loads");
+}
+
+}  // namespace
+}  // namespace passerelle::testing
