@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "audit/merkle.h"
-#include "common/crash_point.h"
 #include "common/status_macros.h"
 
 namespace passerelle::audit {
@@ -165,6 +164,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
   AuditLogOptions options;
   options.origin = origin;
   options.signing_key = std::shared_ptr<const SigningKey>(std::move(key));
+  options.checkpoint_lag = kDefaultCheckpointLag;
   return OpenDirectory(dir, std::move(options));
 }
 
@@ -174,10 +174,25 @@ absl::Status AuditLog::Load() {
   PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> interval,
                               GetU64(*store_, log_keys::kCheckpointInterval));
   checkpoint_interval_ = interval.value_or(options_.checkpoint_interval);
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<uint64_t> lag,
+                              GetU64(*store_, log_keys::kCheckpointLag));
   if (!interval.has_value()) {
+    // A new log: both are fixed now.
     meta.emplace_back(log_keys::kCheckpointInterval,
                       EncodeU64(checkpoint_interval_));
+    checkpoint_lag_ = lag.value_or(options_.checkpoint_lag);
+    if (!lag.has_value() && checkpoint_lag_ > 0) {
+      meta.emplace_back(log_keys::kCheckpointLag, EncodeU64(checkpoint_lag_));
+    }
+  } else {
+    checkpoint_lag_ = lag.value_or(0);  // Created before the lag existed.
   }
+  if (checkpoint_lag_ >= (uint64_t{1} << 32)) {
+    return absl::DataLossError(
+        absl::StrCat("implausible checkpoint lag ", checkpoint_lag_));
+  }
+  max_batch_ = checkpoint_lag_ > 0 ? static_cast<size_t>(checkpoint_lag_) + 1
+                                   : kMaxBatchEntries;
 
   PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> stored_key,
                               store_->Get(log_keys::kPublicKey));
@@ -291,34 +306,35 @@ std::string AuditLog::FoldFrontier(const std::vector<FrontierNode>& frontier) {
   return h;
 }
 
-absl::Status AuditLog::AddCheckpointLocked(
+absl::Status AuditLog::AddCheckpoint(
     uint64_t size, const std::string& root, const NodeSource& nodes,
-    std::vector<LogStore::KeyValue>* puts,
-    std::optional<Checkpoint>* signed_cp) {
-  if (latest_.has_value()) {
-    if (latest_->size > size) {
+    std::optional<Checkpoint>* latest,
+    std::vector<LogStore::KeyValue>* puts) const {
+  if (latest->has_value()) {
+    const Checkpoint& prev = **latest;
+    if (prev.size > size) {
       return absl::DataLossError(absl::StrCat("refusing to sign size ", size,
                                               ": a checkpoint for size ",
-                                              latest_->size, " exists"));
+                                              prev.size, " exists"));
     }
-    if (latest_->size == size) {
-      if (root != latest_->root_hash) {
+    if (prev.size == size) {
+      if (root != prev.root_hash) {
         return absl::DataLossError(
             absl::StrCat("refusing to sign: root for size ", size,
                          " differs from the signed one"));
       }
       return absl::OkStatus();  // Already signed.
     }
-    if (latest_->size > 0) {
+    if (prev.size > 0) {
       PASSERELLE_ASSIGN_OR_RETURN(
           std::vector<std::string> proof,
-          audit::ConsistencyProof(nodes, latest_->size, size));
-      absl::Status consistent = VerifyConsistency(latest_->size, size, proof,
-                                                  latest_->root_hash, root);
+          audit::ConsistencyProof(nodes, prev.size, size));
+      absl::Status consistent =
+          VerifyConsistency(prev.size, size, proof, prev.root_hash, root);
       if (!consistent.ok()) {
         return absl::DataLossError(
             absl::StrCat("refusing to sign a checkpoint for size ", size,
-                         " inconsistent with the one for size ", latest_->size,
+                         " inconsistent with the one for size ", prev.size,
                          ": ", consistent.message()));
       }
     }
@@ -328,69 +344,122 @@ absl::Status AuditLog::AddCheckpointLocked(
       std::string note,
       audit::SignCheckpoint(cp, origin_, *options_.signing_key));
   puts->emplace_back(log_keys::CheckpointKey(size), std::move(note));
-  *signed_cp = std::move(cp);
+  *latest = std::move(cp);
   return absl::OkStatus();
 }
 
+absl::Status AuditLog::WriteBatch(const std::vector<PendingAppend*>& batch,
+                                  uint64_t* size,
+                                  std::vector<FrontierNode>* frontier,
+                                  std::optional<Checkpoint>* latest) const {
+  std::vector<LogStore::KeyValue> puts;
+  puts.reserve(batch.size() * 3 + 2);
+  OverlayNodes overlay(*store_);
+  bool checkpoint_due = false;
+  for (PendingAppend* p : batch) {
+    const uint64_t index = *size;
+    std::string h = HashLeaf(p->entry);
+    puts.emplace_back(log_keys::Entry(index), std::move(p->entry));
+    puts.emplace_back(log_keys::Node(0, index), h);
+    overlay.Add(0, index, h);
+    int level = 0;
+    uint64_t node_index = index;
+    while (!frontier->empty() && frontier->back().level == level) {
+      h = HashChildren(frontier->back().hash, h);
+      frontier->pop_back();
+      ++level;
+      node_index >>= 1;
+      puts.emplace_back(log_keys::Node(level, node_index), h);
+      overlay.Add(level, node_index, h);
+    }
+    frontier->push_back({level, std::move(h)});
+    *size = index + 1;
+    if (checkpoint_interval_ > 0 && *size % checkpoint_interval_ == 0) {
+      if (checkpoint_lag_ == 0) {
+        PASSERELLE_RETURN_IF_ERROR(AddCheckpoint(*size, FoldFrontier(*frontier),
+                                                 overlay, latest, &puts));
+      } else {
+        checkpoint_due = true;
+      }
+    }
+  }
+  if (checkpoint_due) {
+    // One checkpoint for the whole batch, at its last size: within the lag
+    // of every due size in it, since a batch has at most lag + 1 entries.
+    PASSERELLE_RETURN_IF_ERROR(
+        AddCheckpoint(*size, FoldFrontier(*frontier), overlay, latest, &puts));
+  }
+  puts.emplace_back(log_keys::kSize, EncodeU64(*size));
+  return store_->Commit(puts);
+}
+
 absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes) {
-  absl::MutexLock lock(&mu_);
   if (options_.signing_key == nullptr) {
     return absl::FailedPreconditionError(
         "audit log is open read-only (no signing key)");
   }
-  const uint64_t index = size_;
-  std::vector<LogStore::KeyValue> puts;
-  OverlayNodes overlay(*store_);
-
-  std::string h = HashLeaf(entry_bytes);
-  puts.emplace_back(log_keys::Entry(index), std::move(entry_bytes));
-  puts.emplace_back(log_keys::Node(0, index), h);
-  overlay.Add(0, index, h);
-  std::vector<FrontierNode> frontier = frontier_;
-  int level = 0;
-  uint64_t node_index = index;
-  while (!frontier.empty() && frontier.back().level == level) {
-    h = HashChildren(frontier.back().hash, h);
-    frontier.pop_back();
-    ++level;
-    node_index >>= 1;
-    puts.emplace_back(log_keys::Node(level, node_index), h);
-    overlay.Add(level, node_index, h);
+  PendingAppend self{this, std::move(entry_bytes)};
+  mu_.Lock();
+  queue_.push_back(&self);
+  // Wait until a leader has written our entry, or until nobody is writing
+  // and we lead.
+  mu_.Await(absl::Condition(&DoneOrIdle, &self));
+  if (!self.done) {
+    committing_ = true;
+    while (!self.done) {
+      // Everything queued while the previous batch was written (FIFO, so
+      // indices follow the queue).
+      std::vector<PendingAppend*> batch;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+      uint64_t size = size_;
+      std::vector<FrontierNode> frontier = frontier_;
+      std::optional<Checkpoint> latest = latest_;
+      const uint64_t first = size;
+      mu_.Unlock();
+      // Hashing, signing and the synced write happen without the lock, so
+      // the next appends can queue meanwhile.
+      absl::Status written = WriteBatch(batch, &size, &frontier, &latest);
+      mu_.Lock();
+      if (written.ok()) {
+        // Published only once durable; a failed batch changes nothing.
+        size_ = size;
+        frontier_ = std::move(frontier);
+        latest_ = std::move(latest);
+      }
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (written.ok()) {
+          batch[i]->result = first + i;
+        } else {
+          batch[i]->result = written;
+        }
+        batch[i]->done = true;
+      }
+    }
+    committing_ = false;
   }
-  frontier.push_back({level, h});
-  const uint64_t new_size = index + 1;
-  puts.emplace_back(log_keys::kSize, EncodeU64(new_size));
-
-  std::optional<Checkpoint> cp;
-  if (checkpoint_interval_ > 0 && new_size % checkpoint_interval_ == 0) {
-    PASSERELLE_RETURN_IF_ERROR(AddCheckpointLocked(
-        new_size, FoldFrontier(frontier), overlay, &puts, &cp));
-  }
-  // Nothing changes in memory unless the synced write succeeded.
-  PASSERELLE_CRASH_POINT("audit.append.before_commit");
-  PASSERELLE_RETURN_IF_ERROR(store_->Commit(puts));
-  PASSERELLE_CRASH_POINT("audit.append.after_commit");
-  size_ = new_size;
-  frontier_ = std::move(frontier);
-  if (cp.has_value()) latest_ = std::move(cp);
-  return index;
+  absl::StatusOr<uint64_t> result = std::move(self.result);
+  mu_.Unlock();
+  return result;
 }
 
 absl::StatusOr<std::string> AuditLog::SignCheckpoint() {
-  absl::MutexLock lock(&mu_);
   if (options_.signing_key == nullptr) {
     return absl::FailedPreconditionError(
         "audit log is open read-only (no signing key)");
   }
+  absl::MutexLock lock(&mu_, absl::Condition(this, &AuditLog::Idle));
   if (size_ == 0) {
     return absl::FailedPreconditionError("the audit log is empty");
   }
   std::vector<LogStore::KeyValue> puts;
-  std::optional<Checkpoint> cp;
-  PASSERELLE_RETURN_IF_ERROR(AddCheckpointLocked(
-      size_, FoldFrontier(frontier_), StoreNodes(*store_), &puts, &cp));
+  std::optional<Checkpoint> latest = latest_;
+  PASSERELLE_RETURN_IF_ERROR(AddCheckpoint(
+      size_, FoldFrontier(frontier_), StoreNodes(*store_), &latest, &puts));
   if (!puts.empty()) PASSERELLE_RETURN_IF_ERROR(store_->Commit(puts));
-  if (cp.has_value()) latest_ = std::move(cp);
+  latest_ = std::move(latest);
   PASSERELLE_ASSIGN_OR_RETURN(
       std::optional<std::string> note,
       store_->Get(log_keys::CheckpointKey(latest_->size)));
@@ -398,6 +467,16 @@ absl::StatusOr<std::string> AuditLog::SignCheckpoint() {
     return absl::DataLossError("latest checkpoint missing from store");
   }
   return *std::move(note);
+}
+
+void AuditLog::AwaitQueuedForTesting(size_t n) const {
+  struct Arg {
+    const std::deque<PendingAppend*>* queue;
+    size_t n;
+  } arg{&queue_, n};
+  absl::MutexLock lock(
+      &mu_, absl::Condition(
+                +[](Arg* a) { return a->queue->size() >= a->n; }, &arg));
 }
 
 uint64_t AuditLog::Size() const {
@@ -525,7 +604,8 @@ absl::Status AuditLog::Verify(
           "trusted checkpoint does not verify: ", cp.status().message()));
     }
   }
-  absl::MutexLock lock(&mu_);
+  // Not while a batch is being written: the store would change under us.
+  absl::MutexLock lock(&mu_, absl::Condition(this, &AuditLog::Idle));
   VerifySummary local;
   return VerifyLocked(key, summary != nullptr ? summary : &local,
                       trusted_checkpoints);
@@ -707,14 +787,15 @@ absl::Status AuditLog::VerifyLocked(
     prev = *std::move(cp);
     ++summary->checkpoints_verified;
   }
-  // Every multiple of the interval must have been signed in its append.
+  // Every multiple s of the interval must have been signed in its batch: at
+  // s itself with lag 0, at most `lag` entries later otherwise.
   if (checkpoint_interval_ > 0) {
     size_t i = 0;
     const uint64_t limit = std::min(n, good);
     for (uint64_t s = checkpoint_interval_; s <= limit;
          s += checkpoint_interval_) {
       while (i < signed_sizes.size() && signed_sizes[i] < s) ++i;
-      if (i == signed_sizes.size() || signed_sizes[i] != s) {
+      if (i == signed_sizes.size() || signed_sizes[i] - s > checkpoint_lag_) {
         if (problem.has_value() && problem->index < s) break;
         Keep(&problem, s - checkpoint_interval_,
              absl::StrCat("the signed checkpoint for size ", s, " is missing"));

@@ -12,14 +12,19 @@
 //   "meta/origin"                            -> checkpoint origin (key name)
 //   "meta/public_key"                        -> PEM public key of the signer
 //   "meta/checkpoint_interval"               -> be64(interval)
-// One Append writes the entry, its leaf hash, every subtree it completes,
-// the new size and (when due) a checkpoint in a single synced batch. The
-// latest checkpoint is the last "checkpoint/" key; there is no pointer to it
-// that could be rewound separately.
+//   "meta/checkpoint_lag"                    -> be64(lag); absent: 0
+// Group commit: concurrent Appends are written together. One synced batch
+// holds every entry queued while the previous batch was being written (at
+// most lag + 1 of them, or kMaxBatchEntries with lag 0), their leaf hashes,
+// every subtree they complete, the new size and the checkpoints due; each
+// Append returns once its batch is durable. The latest checkpoint is the
+// last "checkpoint/" key; there is no pointer to it that could be rewound
+// separately.
 #ifndef PASSERELLE_AUDIT_LOG_H_
 #define PASSERELLE_AUDIT_LOG_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +51,7 @@ inline constexpr char kSize[] = "meta/size";
 inline constexpr char kOrigin[] = "meta/origin";
 inline constexpr char kPublicKey[] = "meta/public_key";
 inline constexpr char kCheckpointInterval[] = "meta/checkpoint_interval";
+inline constexpr char kCheckpointLag[] = "meta/checkpoint_lag";
 
 std::string Entry(uint64_t index);
 std::string Node(int level, uint64_t index);
@@ -65,7 +71,22 @@ struct AuditLogOptions {
   // append, which lets Verify locate a rewritten entry exactly). 0: only on
   // explicit SignCheckpoint(). Fixed when the log is created.
   uint64_t checkpoint_interval = 1;
+  // How far past a due size (a multiple of the interval) its checkpoint may
+  // be signed. 0: a checkpoint for exactly every multiple, also when
+  // several appends share a batch (one signature per due size). L > 0: one
+  // checkpoint per batch, for the batch's last size, whenever the batch
+  // reaches a multiple; batches hold at most L + 1 entries, so the
+  // checkpoint due at size s is signed at a size in [s, s + L] and Verify
+  // checks exactly that. Fixed when the log is created (a log created
+  // before this option existed has 0).
+  uint64_t checkpoint_lag = 0;
 };
+
+// The checkpoint lag of logs opened by AuditLog::Open(dir, key_file,
+// origin), the gateway's and the nodes' (one checkpoint per group commit).
+inline constexpr uint64_t kDefaultCheckpointLag = 63;
+// Most entries in one batch when the lag is 0.
+inline constexpr size_t kMaxBatchEntries = 64;
 
 // What Verify looked at, filled in whether or not it succeeded.
 struct VerifySummary {
@@ -78,9 +99,11 @@ struct VerifySummary {
   std::string problem;                          // Set on failure.
 };
 
-// Thread-safe: appends are serialised; reads and proofs may run concurrently
-// with appends and see a consistent prefix. Verify blocks appends while it
-// runs.
+// Thread-safe: appends are sequenced and group-committed (one leader writes
+// a batch while the others queue); reads and proofs may run concurrently
+// with appends and see a consistent, durable prefix. Verify and
+// SignCheckpoint wait for the batch being written and block appends while
+// they run.
 class AuditLog {
  public:
   // Opens the log in `store`. With a signing key, creates the log if empty
@@ -94,14 +117,17 @@ class AuditLog {
       const std::string& dir, AuditLogOptions options);
   // The writer's usual open: RocksDB at `dir`, signing with the Ed25519 key
   // at `key_file` (created with mode 0600 if missing, see
-  // LoadOrCreateSigningKey), checkpoint origin `origin`, a checkpoint per
-  // append.
+  // LoadOrCreateSigningKey), checkpoint origin `origin`; a new log gets
+  // checkpoint interval 1 and lag kDefaultCheckpointLag (a checkpoint per
+  // batch of appends).
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(
       const std::string& dir, const std::string& key_file,
       const std::string& origin);
 
   // Durably appends `entry_bytes` (synced before returning) and returns its
-  // index. On error nothing was appended and the caller must release
+  // index. Concurrent calls share one synced write. On error nothing was
+  // appended (for every caller of the failed batch: the size, the tree and
+  // the latest checkpoint are unchanged) and the caller must release
   // nothing.
   absl::StatusOr<uint64_t> Append(std::string entry_bytes)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -137,6 +163,10 @@ class AuditLog {
   absl::StatusOr<VerifyingKey> StoredPublicKey() const;
   const std::string& origin() const { return origin_; }
 
+  // Test seam: blocks until at least `n` appends wait for the next batch.
+  void AwaitQueuedForTesting(size_t n) const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t checkpoint_lag() const { return checkpoint_lag_; }
+
   // Recomputes every leaf hash from the stored entries and the whole tree,
   // compares the stored subtree hashes, checks every checkpoint's signature
   // against `key`, its root, and its consistency with the previous one.
@@ -157,6 +187,15 @@ class AuditLog {
   };
   class StoreNodes;
   class OverlayNodes;
+  // One Append waiting in the queue; lives on the caller's stack.
+  struct PendingAppend {
+    PendingAppend(const AuditLog* l, std::string e)
+        : log(l), entry(std::move(e)) {}
+    const AuditLog* log;
+    std::string entry;
+    bool done = false;
+    absl::StatusOr<uint64_t> result = absl::UnknownError("not written");
+  };
 
   AuditLog(std::unique_ptr<LogStore> store, AuditLogOptions options,
            std::string origin)
@@ -166,13 +205,24 @@ class AuditLog {
 
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status CheckLatestCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Adds a signed checkpoint of (size, root) to `puts`, after checking it is
-  // consistent with the latest one through `nodes`.
-  absl::Status AddCheckpointLocked(uint64_t size, const std::string& root,
-                                   const NodeSource& nodes,
-                                   std::vector<LogStore::KeyValue>* puts,
-                                   std::optional<Checkpoint>* signed_cp)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds a signed checkpoint of (size, root) to `puts` and makes it
+  // `*latest`, after checking it is consistent with `*latest` through
+  // `nodes`; nothing when `*latest` is already for (size, root).
+  absl::Status AddCheckpoint(uint64_t size, const std::string& root,
+                             const NodeSource& nodes,
+                             std::optional<Checkpoint>* latest,
+                             std::vector<LogStore::KeyValue>* puts) const;
+  // The leader's work: appends `batch` to the tree (`*size`, `*frontier`,
+  // `*latest`, copies of the published state) and writes it in one synced
+  // commit. Runs without mu_; only the leader calls it.
+  absl::Status WriteBatch(const std::vector<PendingAppend*>& batch,
+                          uint64_t* size, std::vector<FrontierNode>* frontier,
+                          std::optional<Checkpoint>* latest) const;
+  // Await conditions (mu_ is held when absl evaluates them).
+  static bool DoneOrIdle(PendingAppend* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return p->done || !p->log->committing_;
+  }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !committing_; }
   absl::Status CheckSize(uint64_t size) const ABSL_LOCKS_EXCLUDED(mu_);
   static std::string FoldFrontier(const std::vector<FrontierNode>& frontier);
   absl::Status VerifyLocked(const VerifyingKey& key, VerifySummary* summary,
@@ -183,6 +233,8 @@ class AuditLog {
   const AuditLogOptions options_;
   const std::string origin_;
   uint64_t checkpoint_interval_ = 0;  // Set in Load(), then constant.
+  uint64_t checkpoint_lag_ = 0;       // Set in Load(), then constant.
+  size_t max_batch_ = 1;              // Set in Load(), then constant.
 
   mutable absl::Mutex mu_;
   uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
@@ -190,6 +242,11 @@ class AuditLog {
   std::vector<FrontierNode> frontier_ ABSL_GUARDED_BY(mu_);
   bool frontier_valid_ ABSL_GUARDED_BY(mu_) = true;
   std::optional<Checkpoint> latest_ ABSL_GUARDED_BY(mu_);
+  // Appends not yet taken by a leader, oldest first.
+  std::deque<PendingAppend*> queue_ ABSL_GUARDED_BY(mu_);
+  // A leader is writing a batch (size_, frontier_, latest_ are its to
+  // change).
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace passerelle::audit

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "audit/merkle.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -426,6 +427,294 @@ TEST(AuditLogTest, ProofsDuringAppendsVerify) {
   EXPECT_EQ(checked, 300);
   EXPECT_EQ((*log)->Size(), 151u);
   EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Group commit.
+
+// A MemLogStore whose next Commit can be held until the test releases it
+// (so that appends queue behind it), or made to fail, and which records how
+// many entries each commit of entries carried.
+class GatedStore : public SharedStore {
+ public:
+  explicit GatedStore(std::shared_ptr<MemLogStore> s)
+      : SharedStore(std::move(s)) {}
+  absl::Status Commit(const std::vector<KeyValue>& puts) override {
+    absl::Notification* entered = nullptr;
+    absl::Notification* release = nullptr;
+    bool fail = false;
+    {
+      absl::MutexLock lock(&mu_);
+      std::swap(entered, entered_);
+      std::swap(release, release_);
+      fail = fail_next_;
+      fail_next_ = false;
+    }
+    if (entered != nullptr) entered->Notify();
+    if (release != nullptr) release->WaitForNotification();
+    if (fail) return absl::UnavailableError("injected batch failure");
+    absl::Status st = SharedStore::Commit(puts);
+    int entries = 0;
+    for (const auto& [k, v] : puts) {
+      entries += absl::StartsWith(k, log_keys::kEntryPrefix) ? 1 : 0;
+    }
+    absl::MutexLock lock(&mu_);
+    if (st.ok() && entries > 0) entries_per_commit_.push_back(entries);
+    return st;
+  }
+  // The next Commit notifies `entered`, then waits for `release`.
+  void HoldNext(absl::Notification* entered, absl::Notification* release) {
+    absl::MutexLock lock(&mu_);
+    entered_ = entered;
+    release_ = release;
+  }
+  void FailNext() {
+    absl::MutexLock lock(&mu_);
+    fail_next_ = true;
+  }
+  std::vector<int> entries_per_commit() const {
+    absl::MutexLock lock(&mu_);
+    return entries_per_commit_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Notification* entered_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Notification* release_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool fail_next_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<int> entries_per_commit_ ABSL_GUARDED_BY(mu_);
+};
+
+AuditLogOptions LagOptions(std::shared_ptr<const SigningKey> key,
+                           uint64_t lag) {
+  AuditLogOptions o = Options(std::move(key));
+  o.checkpoint_lag = lag;
+  return o;
+}
+
+std::vector<uint64_t> CheckpointSizes(const AuditLog& log) {
+  std::vector<uint64_t> sizes;
+  absl::StatusOr<std::vector<std::string>> notes = log.Checkpoints();
+  EXPECT_TRUE(notes.ok()) << notes.status();
+  if (!notes.ok()) return sizes;
+  for (const std::string& note : *notes) {
+    sizes.push_back(ParseCheckpointNote(note)->size);
+  }
+  return sizes;
+}
+
+// One append is held in its synced write while `queued` more queue behind
+// it; then all are released. Returns each queued append's result.
+std::vector<absl::StatusOr<uint64_t>> AppendBehindAHeldWrite(AuditLog& log,
+                                                             GatedStore& store,
+                                                             int queued,
+                                                             bool fail_second) {
+  absl::Notification entered, release;
+  store.HoldNext(&entered, &release);
+  absl::StatusOr<uint64_t> first = absl::UnknownError("not run");
+  std::thread holder([&] { first = log.Append("held"); });
+  entered.WaitForNotification();
+  if (fail_second) store.FailNext();
+  std::vector<absl::StatusOr<uint64_t>> results(queued,
+                                                absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < queued; ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = log.Append(absl::StrCat("queued-", i)); });
+  }
+  log.AwaitQueuedForTesting(queued);
+  release.Notify();
+  holder.join();
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(first.ok()) << first.status();
+  return results;
+}
+
+TEST(AuditLogGroupCommitTest, QueuedAppendsShareOneWriteAndOneCheckpoint) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto gated = std::make_unique<GatedStore>(mem);
+  GatedStore& store = *gated;
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::move(gated), LagOptions(key, 63));
+  ASSERT_TRUE(log.ok()) << log.status();
+  constexpr int kQueued = 15;
+  auto results = AppendBehindAHeldWrite(**log, store, kQueued, false);
+  std::set<uint64_t> indices;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    indices.insert(*r);
+  }
+  // The held append got 0, the queued ones 1..15 in one batch.
+  EXPECT_EQ(indices.size(), static_cast<size_t>(kQueued));
+  EXPECT_EQ(*indices.begin(), 1u);
+  EXPECT_EQ(*indices.rbegin(), static_cast<uint64_t>(kQueued));
+  EXPECT_EQ(store.entries_per_commit(), (std::vector<int>{1, kQueued}));
+  EXPECT_EQ(CheckpointSizes(**log),
+            (std::vector<uint64_t>{1, static_cast<uint64_t>(kQueued + 1)}));
+  // Every entry is where its index says, and proves into the signed root.
+  const uint64_t size = (*log)->Size();
+  ASSERT_EQ(size, static_cast<uint64_t>(kQueued + 1));
+  auto cp = OpenCheckpoint(**(*log)->LatestCheckpoint(), (*log)->origin(),
+                           PublicOf(*key));
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ(cp->root_hash, (*log)->Root());
+  for (int i = 0; i < kQueued; ++i) {
+    const uint64_t index = *results[i];
+    EXPECT_EQ(*(*log)->Get(index), absl::StrCat("queued-", i));
+    auto proof = (*log)->InclusionProof(index, size);
+    ASSERT_TRUE(proof.ok());
+    EXPECT_TRUE(VerifyInclusion(HashLeaf(absl::StrCat("queued-", i)), index,
+                                size, *proof, cp->root_hash)
+                    .ok());
+  }
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogGroupCommitTest, LagZeroStillSignsEverySizeInABatch) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto gated = std::make_unique<GatedStore>(mem);
+  GatedStore& store = *gated;
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::move(gated), Options(key));
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->checkpoint_lag(), 0u);
+  auto results = AppendBehindAHeldWrite(**log, store, 9, false);
+  for (const auto& r : results) ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(store.entries_per_commit(), (std::vector<int>{1, 9}));
+  std::vector<uint64_t> want;
+  for (uint64_t s = 1; s <= 10; ++s) want.push_back(s);
+  EXPECT_EQ(CheckpointSizes(**log), want);
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogGroupCommitTest, FailedBatchFailsEveryCallerAndChangesNothing) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto gated = std::make_unique<GatedStore>(mem);
+  GatedStore& store = *gated;
+  auto key = NewKey();
+  auto log = AuditLog::Open(std::move(gated), LagOptions(key, 63));
+  ASSERT_TRUE(log.ok()) << log.status();
+  // The held write (entry 0) succeeds; the batch queued behind it fails.
+  auto results = AppendBehindAHeldWrite(**log, store, 8, true);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  }
+  EXPECT_EQ((*log)->Size(), 1u);
+  EXPECT_EQ((*log)->Root(), RootOfLeafHashes({HashLeaf("held")}));
+  EXPECT_EQ(CheckpointSizes(**log), (std::vector<uint64_t>{1}));
+  EXPECT_EQ((*log)->Get(1).status().code(), absl::StatusCode::kOutOfRange);
+  // The log goes on from the unchanged state.
+  auto next = (*log)->Append("after");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(*next, 1u);
+  EXPECT_EQ((*log)->Root(),
+            RootOfLeafHashes({HashLeaf("held"), HashLeaf("after")}));
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+  // And a writer reopening the store agrees.
+  auto again =
+      AuditLog::Open(std::make_unique<SharedStore>(mem), LagOptions(key, 63));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->Size(), 2u);
+}
+
+TEST(AuditLogGroupCommitTest, ManyThreadsAppendAndEveryProofVerifies) {
+  auto key = NewKey();
+  auto log =
+      AuditLog::Open(std::make_unique<MemLogStore>(), LagOptions(key, 7));
+  ASSERT_TRUE(log.ok()) << log.status();
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 40;
+  absl::Mutex mu;
+  std::map<uint64_t, std::string> by_index;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string e = absl::StrCat("t", t, "-", i);
+        auto index = (*log)->Append(e);
+        ASSERT_TRUE(index.ok()) << index.status();
+        absl::MutexLock lock(&mu);
+        EXPECT_TRUE(by_index.emplace(*index, std::move(e)).second);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const uint64_t n = kThreads * kPerThread;
+  ASSERT_EQ((*log)->Size(), n);
+  ASSERT_EQ(by_index.size(), n);
+  EXPECT_EQ(by_index.rbegin()->first, n - 1);
+  std::vector<std::string> leaves;
+  for (const auto& [index, e] : by_index) {
+    EXPECT_EQ(*(*log)->Get(index), e);
+    leaves.push_back(HashLeaf(e));
+  }
+  EXPECT_EQ((*log)->Root(), RootOfLeafHashes(leaves));
+  for (uint64_t i = 0; i < n; i += 7) {
+    auto proof = (*log)->InclusionProof(i, n);
+    ASSERT_TRUE(proof.ok());
+    EXPECT_TRUE(VerifyInclusion(leaves[i], i, n, *proof, (*log)->Root()).ok());
+  }
+  // Checkpoints: the last covers the whole log, consecutive ones are at
+  // most lag + 1 apart, and Verify accepts them.
+  std::vector<uint64_t> sizes = CheckpointSizes(**log);
+  ASSERT_FALSE(sizes.empty());
+  EXPECT_EQ(sizes.back(), n);
+  uint64_t prev = 0;
+  for (uint64_t s : sizes) {
+    EXPECT_LE(s - prev, 8u);
+    prev = s;
+  }
+  EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogGroupCommitTest, VerifyChecksTheLagAndTheLagIsStored) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto key = NewKey();
+  {
+    auto log =
+        AuditLog::Open(std::make_unique<SharedStore>(mem), LagOptions(key, 3));
+    ASSERT_TRUE(log.ok());
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_TRUE((*log)->Append(EntryText(i)).ok());  // One per batch.
+    }
+  }
+  // Reopened with other options, the log keeps the lag it was created with.
+  auto reopened =
+      AuditLog::Open(std::make_unique<SharedStore>(mem), Options(key));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->checkpoint_lag(), 3u);
+  reopened->reset();
+  auto verify = [&]() -> int64_t {
+    auto log =
+        AuditLog::Open(std::make_unique<SharedStore>(mem), AuditLogOptions());
+    EXPECT_TRUE(log.ok());
+    VerifySummary summary;
+    if ((*log)->Verify(PublicOf(*key), &summary).ok()) return -1;
+    return static_cast<int64_t>(summary.first_bad_index.value_or(-3));
+  };
+  EXPECT_EQ(verify(), -1);
+  // A copy of the store without the checkpoints for sizes [from, to].
+  auto drop = [&](uint64_t from, uint64_t to) {
+    std::shared_ptr<MemLogStore> copy = std::make_shared<MemLogStore>();
+    EXPECT_TRUE(mem->Scan("",
+                          [&](absl::string_view k, absl::string_view v) {
+                            std::string key_s(k);
+                            bool skip = false;
+                            for (uint64_t s = from; s <= to; ++s) {
+                              skip |= key_s == log_keys::CheckpointKey(s);
+                            }
+                            if (!skip) copy->Put(key_s, std::string(v));
+                            return true;
+                          })
+                    .ok());
+    return copy;
+  };
+  // Checkpoints 5..7 gone: the one for size 8 is within the lag of each.
+  mem = drop(5, 7);
+  EXPECT_EQ(verify(), -1);
+  // Sizes 5..8 gone: nothing signed within 3 of size 5.
+  mem = drop(5, 8);
+  EXPECT_EQ(verify(), 4);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 #include "ledger/ledger.h"
 
 #include <algorithm>
+#include <deque>
+#include <functional>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -9,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "privacy/units.h"
 #include "rocksdb/db.h"
@@ -192,6 +194,63 @@ absl::StatusOr<Stored> ReadAccount(rocksdb::DB* db, const std::string& key,
   return stored;
 }
 
+// An account as kept in memory: its stored value, if any.
+struct AccountState {
+  bool exists = false;
+  Stored stored;
+};
+
+// Reads an account's stored value (absent: exists = false).
+absl::StatusOr<AccountState> LoadAccount(rocksdb::DB* db,
+                                         const std::string& key,
+                                         bool with_caps) {
+  std::string value;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), key, &value);
+  AccountState a;
+  if (s.IsNotFound()) return a;
+  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
+  PASSERELLE_ASSIGN_OR_RETURN(a.stored, DecodeStored(value, with_caps));
+  a.exists = true;
+  return a;
+}
+
+// The account as ReadAccount would return it in window `period`.
+Stored View(const AccountState& a, int64_t period) {
+  Stored v;
+  v.period = period;
+  if (!a.exists) return v;
+  v.caps = a.stored.caps;
+  // A window in the future (the clock went back) keeps its spending.
+  if (a.stored.period >= period) {
+    v.period = a.stored.period;
+    v.epsilon = a.stored.epsilon;
+    v.rho = a.stored.rho;
+  }
+  return v;
+}
+
+// A reservation of `charge` (counted from window `period`) on an account.
+void ApplyReserve(AccountState* a, int64_t period, const Charge& charge,
+                  const Caps* caps) {
+  Stored v = View(*a, period);
+  v.epsilon += charge.epsilon_micros;
+  v.rho += charge.rho_micros;
+  if (caps != nullptr) v.caps = *caps;
+  a->exists = true;
+  a->stored = std::move(v);
+}
+
+// A refund of `charge` on an account: only within the charge's window.
+void ApplyRefund(AccountState* a, const Charge& charge) {
+  if (!a->exists || a->stored.period != charge.period) return;
+  a->stored.epsilon =
+      std::max<int64_t>(0, a->stored.epsilon - charge.epsilon_micros);
+  a->stored.rho = std::max<int64_t>(0, a->stored.rho - charge.rho_micros);
+}
+
+// Most operations in one synced write.
+constexpr size_t kMaxBatch = 256;
+
 std::string CapText(int64_t micros) { return MicrosToString(micros); }
 
 // Checks one cap; `label` is e.g. "project \"p\" epsilon cap".
@@ -280,9 +339,190 @@ absl::StatusOr<std::unique_ptr<BudgetLedger>> BudgetLedger::Open(
       new BudgetLedger(std::move(db), clock, next_id));
 }
 
+// A reservation or refund waiting for its synced write; lives on the
+// caller's stack.
+struct BudgetLedger::Op {
+  explicit Op(const BudgetLedger* l) : ledger(l) {}
+  const BudgetLedger* ledger;
+  bool refund = false;
+  Charge charge;       // The record to write (a refund's with refunded = true).
+  int64_t period = 0;  // A reservation's window (PeriodOf(now, caps)).
+  Caps caps;           // A reservation's caps (kept with the project).
+  std::string project_key;
+  std::string researcher_key;
+  bool done = false;
+  absl::Status status;
+};
+
+struct BudgetLedger::State {
+  explicit State(uint64_t id) : next_id(id) {}
+  // What the store holds, for every account loaded so far.
+  std::map<std::string, AccountState> durable;
+  // The same accounts with every queued or in-flight reservation applied:
+  // what caps are checked against. Refunds count only once durable.
+  std::map<std::string, AccountState> effective;
+  std::deque<Op*> queue;         // Not yet taken by a writer, oldest first.
+  std::set<uint64_t> refunding;  // Charge ids with a refund queued.
+  bool committing = false;       // A leader is writing a batch.
+  uint64_t next_id;
+  std::function<absl::Status(size_t)> write_hook;
+  CommitStats stats;
+
+  // Loads an account into both maps if needed.
+  absl::Status Ensure(rocksdb::DB* db, const std::string& key, bool with_caps) {
+    if (durable.count(key) > 0) return absl::OkStatus();
+    PASSERELLE_ASSIGN_OR_RETURN(AccountState a,
+                                LoadAccount(db, key, with_caps));
+    durable[key] = a;
+    effective[key] = std::move(a);
+    return absl::OkStatus();
+  }
+};
+
 BudgetLedger::BudgetLedger(std::unique_ptr<rocksdb::DB> db, Clock* clock,
                            uint64_t next_id)
-    : db_(std::move(db)), clock_(clock), next_id_(next_id) {}
+    : db_(std::move(db)),
+      clock_(clock),
+      state_(std::make_unique<State>(next_id)) {}
+
+bool BudgetLedger::DoneOrIdle(Op* op) {
+  return op->done || !op->ledger->state_->committing;
+}
+
+void BudgetLedger::Commit(Op* op) {
+  State& st = *state_;
+  st.queue.push_back(op);
+  // Wait until a writer has written our operation, or until nobody writes
+  // and we do.
+  mu_.Await(absl::Condition(&DoneOrIdle, op));
+  if (op->done) return;
+  st.committing = true;
+  while (!op->done) WriteOneBatch();
+  st.committing = false;
+}
+
+void BudgetLedger::WriteOneBatch() {
+  State& st = *state_;
+  std::vector<Op*> batch;
+  while (!st.queue.empty() && batch.size() < kMaxBatch) {
+    batch.push_back(st.queue.front());
+    st.queue.pop_front();
+  }
+  // The accounts after this batch, from their durable values.
+  std::map<std::string, AccountState> after;
+  rocksdb::WriteBatch wb;
+  rocksdb::Status s;
+  absl::Status status;
+  uint64_t max_id = 0;
+  for (Op* op : batch) {
+    for (const std::string* key : {&op->project_key, &op->researcher_key}) {
+      if (!status.ok()) break;
+      status = st.Ensure(db_.get(), *key, key == &op->project_key);
+      if (status.ok() && after.count(*key) == 0) after[*key] = st.durable[*key];
+    }
+    if (!status.ok()) break;
+    if (op->refund) {
+      ApplyRefund(&after[op->project_key], op->charge);
+      ApplyRefund(&after[op->researcher_key], op->charge);
+    } else {
+      ApplyReserve(&after[op->project_key], op->period, op->charge, &op->caps);
+      ApplyReserve(&after[op->researcher_key], op->period, op->charge, nullptr);
+      max_id = std::max(max_id, op->charge.id);
+    }
+    if (s.ok()) s = wb.Put(ChargeKey(op->charge.id), EncodeCharge(op->charge));
+  }
+  for (const auto& [key, a] : after) {
+    if (!a.exists) continue;  // A refund on an account never written.
+    const bool with_caps = key.back() == '\0';  // The project's own key.
+    if (s.ok()) s = wb.Put(key, EncodeStored(a.stored, with_caps));
+  }
+  if (s.ok() && max_id > 0) s = wb.Put(kNextIdKey, absl::StrCat(max_id + 1));
+  if (status.ok()) status = FromRocks(s, "batch");
+
+  if (status.ok()) {
+    // The synced write, without the lock: new operations queue meanwhile.
+    const std::function<absl::Status(size_t)>& hook = st.write_hook;
+    mu_.Unlock();
+    if (hook) status = hook(batch.size());
+    if (status.ok()) {
+      rocksdb::WriteOptions sync;
+      sync.sync = true;
+      status = FromRocks(db_->Write(sync, &wb), "write");
+    }
+    mu_.Lock();
+  }
+
+  if (status.ok()) {
+    ++st.stats.writes;
+    st.stats.operations += batch.size();
+    st.stats.largest_batch =
+        std::max<uint64_t>(st.stats.largest_batch, batch.size());
+    for (auto& [key, a] : after) st.durable[key] = std::move(a);
+    for (Op* op : batch) {
+      if (!op->refund) continue;
+      // The budget comes back now that the refund is durable.
+      ApplyRefund(&st.effective[op->project_key], op->charge);
+      ApplyRefund(&st.effective[op->researcher_key], op->charge);
+    }
+  } else {
+    ++st.stats.failed_writes;
+    // Roll back: each account touched is its durable value plus the
+    // reservations still queued (they were admitted against more spending
+    // than remains, so they still fit).
+    std::set<std::string> touched;
+    for (Op* op : batch) {
+      touched.insert(op->project_key);
+      touched.insert(op->researcher_key);
+    }
+    for (const std::string& key : touched) {
+      auto d = st.durable.find(key);
+      if (d == st.durable.end()) continue;  // Never loaded: nothing applied.
+      AccountState a = d->second;
+      for (const Op* q : st.queue) {
+        if (q->refund) continue;
+        if (q->project_key == key)
+          ApplyReserve(&a, q->period, q->charge, &q->caps);
+        if (q->researcher_key == key)
+          ApplyReserve(&a, q->period, q->charge, nullptr);
+      }
+      st.effective[key] = std::move(a);
+    }
+    // Give the ids back unless a later reservation already holds one.
+    bool later_reserve = false;
+    for (const Op* q : st.queue) later_reserve |= !q->refund;
+    if (!later_reserve) {
+      for (const Op* op : batch) {
+        if (!op->refund) st.next_id = std::min(st.next_id, op->charge.id);
+      }
+    }
+  }
+  for (Op* op : batch) {
+    if (op->refund) st.refunding.erase(op->charge.id);
+    op->status = status;
+    op->done = true;
+  }
+}
+
+BudgetLedger::CommitStats BudgetLedger::Stats() const {
+  absl::MutexLock lock(&mu_);
+  return state_->stats;
+}
+
+void BudgetLedger::SetWriteHookForTesting(
+    std::function<absl::Status(size_t)> hook) {
+  absl::MutexLock lock(&mu_);
+  state_->write_hook = std::move(hook);
+}
+
+void BudgetLedger::AwaitQueuedForTesting(size_t n) const {
+  struct Arg {
+    const State* st;
+    size_t n;
+  } arg{state_.get(), n};
+  absl::MutexLock lock(
+      &mu_, absl::Condition(
+                +[](Arg* a) { return a->st->queue.size() >= a->n; }, &arg));
+}
 
 BudgetLedger::~BudgetLedger() {
   if (db_ != nullptr) db_->Close().PermitUncheckedError();
@@ -308,10 +548,12 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
   const std::string researcher_key = AccountKey(project, researcher);
 
   absl::MutexLock lock(&mu_);
-  PASSERELLE_ASSIGN_OR_RETURN(
-      Stored p, ReadAccount(db_.get(), project_key, true, period));
-  PASSERELLE_ASSIGN_OR_RETURN(
-      Stored r, ReadAccount(db_.get(), researcher_key, false, period));
+  State& st = *state_;
+  PASSERELLE_RETURN_IF_ERROR(st.Ensure(db_.get(), project_key, true));
+  PASSERELLE_RETURN_IF_ERROR(st.Ensure(db_.get(), researcher_key, false));
+  // Checked against durable spending plus every reservation in flight.
+  const Stored p = View(st.effective[project_key], period);
+  const Stored r = View(st.effective[researcher_key], period);
   const std::optional<absl::Time> next_reset = NextReset(caps, period);
   const std::string project_label = absl::StrCat("project \"", project, "\"");
   const std::string researcher_label = absl::StrCat(
@@ -337,37 +579,35 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
                                       caps.researcher_rho_micros, r.rho,
                                       cost.rho_micros, next_reset));
 
-  Charge charge;
-  charge.id = next_id_;
-  charge.project = project;
-  charge.researcher = researcher;
-  charge.pure = cost.pure;
-  charge.epsilon_micros = cost.epsilon_micros;
-  charge.rho_micros = cost.rho_micros;
-  charge.time = now;
-  charge.period = p.period;
-  p.epsilon += cost.epsilon_micros;
-  p.rho += cost.rho_micros;
-  p.caps = caps;
-  r.epsilon += cost.epsilon_micros;
-  r.rho += cost.rho_micros;
-  rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Put(ChargeKey(charge.id), EncodeCharge(charge));
-  if (s.ok()) s = batch.Put(project_key, EncodeStored(p, true));
-  if (s.ok()) s = batch.Put(researcher_key, EncodeStored(r, false));
-  if (s.ok()) s = batch.Put(kNextIdKey, absl::StrCat(charge.id + 1));
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "batch"));
-  PASSERELLE_CRASH_POINT("ledger.reserve.before_commit");
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "write"));
-  PASSERELLE_CRASH_POINT("ledger.reserve.after_commit");
-  ++next_id_;
-  return charge;
+  Op op(this);
+  op.charge.id = st.next_id++;
+  op.charge.project = project;
+  op.charge.researcher = researcher;
+  op.charge.pure = cost.pure;
+  op.charge.epsilon_micros = cost.epsilon_micros;
+  op.charge.rho_micros = cost.rho_micros;
+  op.charge.time = now;
+  op.charge.period = p.period;
+  op.period = period;
+  op.caps = caps;
+  op.project_key = project_key;
+  op.researcher_key = researcher_key;
+  // Counted now, so that the next reservation sees it; rolled back if the
+  // write fails.
+  ApplyReserve(&st.effective[project_key], period, op.charge, &caps);
+  ApplyReserve(&st.effective[researcher_key], period, op.charge, nullptr);
+  Commit(&op);
+  PASSERELLE_RETURN_IF_ERROR(op.status);
+  return op.charge;
 }
 
 absl::Status BudgetLedger::Refund(uint64_t charge_id) {
   absl::MutexLock lock(&mu_);
+  State& st = *state_;
+  if (st.refunding.count(charge_id) > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ledger: charge ", charge_id, " is already being refunded"));
+  }
   std::string value;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), ChargeKey(charge_id), &value);
@@ -375,32 +615,19 @@ absl::Status BudgetLedger::Refund(uint64_t charge_id) {
     return absl::NotFoundError(absl::StrCat("ledger: no charge ", charge_id));
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
-  PASSERELLE_ASSIGN_OR_RETURN(Charge charge, DecodeCharge(value));
-  if (charge.refunded) {
+  Op op(this);
+  op.refund = true;
+  PASSERELLE_ASSIGN_OR_RETURN(op.charge, DecodeCharge(value));
+  if (op.charge.refunded) {
     return absl::FailedPreconditionError(
         absl::StrCat("ledger: charge ", charge_id, " was already refunded"));
   }
-  charge.refunded = true;
-  rocksdb::WriteBatch batch;
-  s = batch.Put(ChargeKey(charge_id), EncodeCharge(charge));
-  for (const auto& [key, with_caps] :
-       {std::make_pair(AccountKey(charge.project, ""), true),
-        std::make_pair(AccountKey(charge.project, charge.researcher), false)}) {
-    if (!s.ok()) break;
-    std::string v;
-    rocksdb::Status g = db_->Get(rocksdb::ReadOptions(), key, &v);
-    if (g.IsNotFound()) continue;
-    PASSERELLE_RETURN_IF_ERROR(FromRocks(g, "read"));
-    PASSERELLE_ASSIGN_OR_RETURN(Stored a, DecodeStored(v, with_caps));
-    if (a.period != charge.period) continue;  // That window is over.
-    a.epsilon = std::max<int64_t>(0, a.epsilon - charge.epsilon_micros);
-    a.rho = std::max<int64_t>(0, a.rho - charge.rho_micros);
-    s = batch.Put(key, EncodeStored(a, with_caps));
-  }
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "batch"));
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  return FromRocks(db_->Write(sync, &batch), "write");
+  op.charge.refunded = true;
+  op.project_key = AccountKey(op.charge.project, "");
+  op.researcher_key = AccountKey(op.charge.project, op.charge.researcher);
+  st.refunding.insert(charge_id);
+  Commit(&op);
+  return op.status;
 }
 
 absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project) {

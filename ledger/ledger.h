@@ -10,6 +10,7 @@
 #define PASSERELLE_LEDGER_LEDGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -90,7 +91,11 @@ struct ChargeTotals {
 };
 
 // Safe for concurrent use from multiple threads; one instance per store
-// (RocksDB locks the directory against a second process).
+// (RocksDB locks the directory against a second process). Reservations and
+// refunds are decided one at a time in memory (so concurrent queries cannot
+// overspend) and group-committed: one synced RocksDB write carries every
+// reservation and refund queued while the previous write ran, and each call
+// returns once its own is durable.
 class BudgetLedger {
  public:
   // Opens the store at `path`, creating it if absent. `clock` (for Show)
@@ -102,11 +107,13 @@ class BudgetLedger {
   BudgetLedger& operator=(const BudgetLedger&) = delete;
 
   // Atomically checks the project's and the researcher's caps and records
-  // the charge (one synced write) before returning. RESOURCE_EXHAUSTED when
-  // a cap would be exceeded (the message names the cap, what is spent and
-  // what remains); FAILED_PRECONDITION for a zCDP query against an epsilon
-  // cap; INVALID_ARGUMENT for bad names, costs or caps; UNAVAILABLE if the
-  // store cannot be written (nothing is recorded then).
+  // the charge (durably: its batch's synced write) before returning.
+  // RESOURCE_EXHAUSTED when a cap would be exceeded (the message names the cap,
+  // what is spent and what remains); FAILED_PRECONDITION for a zCDP query
+  // against an epsilon cap; INVALID_ARGUMENT for bad names, costs or caps;
+  // UNAVAILABLE if the store cannot be written (nothing is recorded then, and
+  // the reservation no longer counts against the caps; its charge id may be
+  // skipped).
   absl::StatusOr<Charge> Reserve(const std::string& project,
                                  const std::string& researcher,
                                  const privacy::QueryCost& cost,
@@ -116,6 +123,8 @@ class BudgetLedger {
   // touched data stays charged even if it failed later). NOT_FOUND for an
   // unknown id, FAILED_PRECONDITION if already refunded. A charge from an
   // earlier window is marked refunded without changing the current window.
+  // The budget comes back only once the refund is durable; UNAVAILABLE if
+  // it cannot be written (the charge stays charged).
   absl::Status Refund(uint64_t charge_id);
 
   // Spending and remaining budget of the project and each of its
@@ -130,16 +139,43 @@ class BudgetLedger {
   // Their sums (all windows).
   absl::StatusOr<ChargeTotals> SumCharges(const std::string& project);
 
+  // Group-commit counters, for tests and diagnosis.
+  struct CommitStats {
+    uint64_t writes = 0;         // Synced writes that succeeded.
+    uint64_t failed_writes = 0;  // Synced writes that failed.
+    uint64_t operations = 0;     // Reservations and refunds they carried.
+    uint64_t largest_batch = 0;  // Most operations in one write.
+  };
+  CommitStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Test seam: called by the writer, without the lock, with the number of
+  // operations in the batch, in place of the RocksDB write when it returns
+  // an error (the batch fails and nothing is written); OK lets the write
+  // go ahead. Set it before any concurrent use.
+  void SetWriteHookForTesting(std::function<absl::Status(size_t)> hook)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until at least `n` operations wait for the next write.
+  void AwaitQueuedForTesting(size_t n) const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
+  struct Op;
+  struct State;
   BudgetLedger(std::unique_ptr<rocksdb::DB> db, Clock* clock, uint64_t next_id);
   absl::StatusOr<BudgetView> ShowLocked(const std::string& project,
                                         const Caps& caps)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `op` and returns once it is durable or has failed (op->status).
+  void Commit(Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes one batch from the queue (called by the leader).
+  void WriteOneBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static bool DoneOrIdle(Op* op) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   std::unique_ptr<rocksdb::DB> db_;
   Clock* const clock_;
-  absl::Mutex mu_;
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex mu_;
+  // Accounts in memory (durable and with queued reservations), the queue
+  // and the counters.
+  std::unique_ptr<State> state_ ABSL_PT_GUARDED_BY(mu_);
 };
 
 }  // namespace passerelle::ledger

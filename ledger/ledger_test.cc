@@ -3,9 +3,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -296,6 +298,205 @@ TEST_F(LedgerTest, ListChargesFiltersByProject) {
   absl::StatusOr<std::vector<Charge>> all = ledger_->ListCharges("");
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 2u);
+}
+
+// ---------------------------------------------------------------------------
+// Group commit.
+
+// Holds the ledger's next synced write until released, while `queued` more
+// reservations queue behind it; `second` is what the hook answers for the
+// batch after the held one. Returns the queued reservations' results.
+std::vector<absl::StatusOr<Charge>> ReserveBehindAHeldWrite(
+    BudgetLedger& ledger, int queued, const Caps& caps,
+    const privacy::QueryCost& cost, absl::Status second,
+    absl::StatusOr<Charge>* held_result) {
+  absl::Notification entered, release;
+  std::atomic<int> calls{0};
+  ledger.SetWriteHookForTesting([&](size_t) -> absl::Status {
+    const int call = calls++;
+    if (call == 0) {
+      entered.Notify();
+      release.WaitForNotification();
+      return absl::OkStatus();
+    }
+    return call == 1 ? second : absl::OkStatus();
+  });
+  std::thread holder(
+      [&] { *held_result = ledger.Reserve("p", "held", cost, caps, kT0); });
+  entered.WaitForNotification();
+  std::vector<absl::StatusOr<Charge>> results(queued,
+                                              absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < queued; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] =
+          ledger.Reserve("p", absl::StrCat("r", i % 3), cost, caps, kT0);
+    });
+  }
+  ledger.AwaitQueuedForTesting(queued);
+  release.Notify();
+  holder.join();
+  for (std::thread& t : threads) t.join();
+  ledger.SetWriteHookForTesting(nullptr);
+  return results;
+}
+
+TEST_F(LedgerTest, QueuedReservationsShareOneSyncedWrite) {
+  const Caps caps = EpsilonCaps(100.0, 0);
+  absl::StatusOr<Charge> held = absl::UnknownError("not run");
+  auto results = ReserveBehindAHeldWrite(*ledger_, 12, caps, Laplace(0.25),
+                                         absl::OkStatus(), &held);
+  ASSERT_TRUE(held.ok()) << held.status();
+  std::set<uint64_t> ids = {held->id};
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    ids.insert(r->id);
+  }
+  EXPECT_EQ(ids.size(), 13u);
+  const BudgetLedger::CommitStats stats = ledger_->Stats();
+  EXPECT_EQ(stats.writes, 2u);
+  EXPECT_EQ(stats.operations, 13u);
+  EXPECT_EQ(stats.largest_batch, 12u);
+  EXPECT_EQ(stats.failed_writes, 0u);
+  // All of it durable: a reopened ledger has every charge and the sums.
+  Reopen();
+  absl::StatusOr<ChargeTotals> totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 13);
+  EXPECT_EQ(totals->epsilon_micros, 13 * 250000);
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 13 * 250000);
+  int64_t researchers = 0;
+  for (const Account& a : view->researchers) {
+    researchers += a.epsilon_spent_micros;
+  }
+  EXPECT_EQ(researchers, 13 * 250000);
+  // New ids follow the stored ones.
+  absl::StatusOr<Charge> next =
+      ledger_->Reserve("p", "x", Laplace(0.25), caps, kT0);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->id, *ids.rbegin() + 1);
+}
+
+TEST_F(LedgerTest, FailedBatchWriteFailsEveryCallerAndRollsBack) {
+  // Room for exactly 10 charges of 0.1.
+  const Caps caps = EpsilonCaps(1.0, 0);
+  absl::StatusOr<Charge> held = absl::UnknownError("not run");
+  auto results =
+      ReserveBehindAHeldWrite(*ledger_, 9, caps, Laplace(0.1),
+                              absl::UnavailableError("disk on fire"), &held);
+  ASSERT_TRUE(held.ok()) << held.status();
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  }
+  EXPECT_EQ(ledger_->Stats().failed_writes, 1u);
+  // Only the held charge is recorded, and in memory only it counts: the
+  // nine failed ones are back, so nine more fit, and then no more.
+  absl::StatusOr<ChargeTotals> totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 1);
+  for (int i = 0; i < 9; ++i) {
+    absl::StatusOr<Charge> c =
+        ledger_->Reserve("p", "again", Laplace(0.1), caps, kT0);
+    ASSERT_TRUE(c.ok()) << i << ": " << c.status();
+    // The failed batch's ids are given back.
+    EXPECT_EQ(c->id, held->id + 1 + i);
+  }
+  EXPECT_EQ(
+      ledger_->Reserve("p", "again", Laplace(0.1), caps, kT0).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  Reopen();
+  totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 10);
+  EXPECT_EQ(totals->epsilon_micros, 1000000);
+  EXPECT_EQ(ledger_->Show("p")->project_account.epsilon_spent_micros, 1000000);
+}
+
+TEST_F(LedgerTest, ManyThreadsNeverOverspendProjectOrResearcherCaps) {
+  // Project cap 2.0 (200 charges of 0.01); each of 4 researchers 0.6 (60).
+  const Caps caps = EpsilonCaps(2.0, 0.6);
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 25;  // 400 attempts.
+  std::atomic<int> admitted{0}, refused{0}, other{0};
+  std::vector<std::atomic<int>> admitted_by(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::StatusOr<Charge> c = ledger_->Reserve(
+            "p", absl::StrCat("r", t % 4), Laplace(0.01), caps, kT0);
+        if (c.ok()) {
+          ++admitted;
+          ++admitted_by[t % 4];
+        } else if (c.status().code() == absl::StatusCode::kResourceExhausted) {
+          ++refused;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  // 4 x 60 = 240 > 200: the project cap binds, and each researcher <= 60.
+  EXPECT_EQ(admitted.load(), 200);
+  EXPECT_EQ(refused.load(), kThreads * kPerThread - 200);
+  EXPECT_EQ(other.load(), 0);
+  for (auto& a : admitted_by) EXPECT_LE(a.load(), 60);
+  const BudgetLedger::CommitStats stats = ledger_->Stats();
+  EXPECT_EQ(stats.operations, 200u);
+  EXPECT_LE(stats.writes, 200u);
+  Reopen();
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 2000000);
+  for (const Account& a : view->researchers) {
+    EXPECT_EQ(a.epsilon_spent_micros,
+              10000 * admitted_by[a.researcher.back() - '0'].load());
+  }
+}
+
+TEST_F(LedgerTest, RefundCountsOnlyOnceDurable) {
+  const Caps caps = EpsilonCaps(1.0, 0);
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Laplace(1.0), caps, kT0);
+  ASSERT_TRUE(c.ok());
+  // A refund whose write fails gives nothing back.
+  ledger_->SetWriteHookForTesting(
+      [](size_t) { return absl::UnavailableError("injected"); });
+  EXPECT_EQ(ledger_->Refund(c->id).code(), absl::StatusCode::kUnavailable);
+  ledger_->SetWriteHookForTesting(nullptr);
+  EXPECT_EQ(
+      ledger_->Reserve("p", "alice", Laplace(0.5), caps, kT0).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  // While a refund is being written, its budget is not yet available, and a
+  // second refund of the same charge is refused.
+  absl::Notification entered, release;
+  ledger_->SetWriteHookForTesting([&](size_t) {
+    entered.Notify();
+    release.WaitForNotification();
+    return absl::OkStatus();
+  });
+  absl::Status refunded = absl::UnknownError("not run");
+  std::thread refunder([&] { refunded = ledger_->Refund(c->id); });
+  entered.WaitForNotification();
+  EXPECT_EQ(
+      ledger_->Reserve("p", "alice", Laplace(0.5), caps, kT0).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ledger_->Refund(c->id).code(),
+            absl::StatusCode::kFailedPrecondition);
+  release.Notify();
+  refunder.join();
+  ledger_->SetWriteHookForTesting(nullptr);
+  ASSERT_TRUE(refunded.ok()) << refunded;
+  EXPECT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.5), caps, kT0).ok());
+  Reopen();
+  absl::StatusOr<ChargeTotals> totals = ledger_->SumCharges("p");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->charges, 1);
+  EXPECT_EQ(totals->refunded, 1);
+  EXPECT_EQ(ledger_->Show("p")->project_account.epsilon_spent_micros, 500000);
 }
 
 }  // namespace

@@ -18,7 +18,7 @@
 # Usage: bench/load/run.sh [--patients N] [--concurrency C] [--duration D]
 #          [--rate R|auto] [--rate-duration D] [--channels K] [--warmup N]
 #          [--workdir DIR] [--keep] [--results DIR] [--trace-syncs] [--perf]
-#          [--hold]
+#          [--hold] [--passerelle BIN --loadgen BIN]
 # Diagnosis (closed-loop run only): CPU seconds of each server are always
 # reported; --trace-syncs attaches `strace -c -f` (fsync/fdatasync counts
 # and time) to the three servers, --perf a `perf record` (DWARF call
@@ -29,6 +29,8 @@
 # hand against the same federation, e.g. under perf or gdb).
 # --workdir on a tmpfs (e.g. /dev/shm/x) makes every fsync free: a
 # diagnosis of what the durable writes cost, not a durable benchmark.
+# --passerelle/--loadgen: use these binaries and build nothing (e.g. to
+# compare against an earlier build in the same session).
 # Durations as the driver takes them ("20s", "500ms"). The build directory
 # is $PASSERELLE_BUILD_DIR (default build/), built with $PASSERELLE_JOBS
 # jobs (default 1: the machine is shared).
@@ -47,6 +49,8 @@ results=""
 trace_syncs=0
 perf_record=0
 hold=0
+bin=""
+loadgen=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --patients) patients="$2"; shift 2 ;;
@@ -62,6 +66,8 @@ while [ $# -gt 0 ]; do
     --trace-syncs) trace_syncs=1; shift ;;
     --perf) perf_record=1; shift ;;
     --hold) hold=1; shift ;;
+    --passerelle) bin="$2"; shift 2 ;;
+    --loadgen) loadgen="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -70,12 +76,19 @@ if [ "$patients" -lt 1000 ] || [ "$patients" -gt 100000 ]; then
   echo "run.sh: --patients must be in [1000, 100000]" >&2; exit 2
 fi
 
-echo "== building passerelle and passerelle_loadgen"
-export PASSERELLE_JOBS="${PASSERELLE_JOBS:-1}"
-"$root/scripts/build.sh" --target passerelle passerelle_loadgen
-build="${PASSERELLE_BUILD_DIR:-$root/build}"
-bin="$build/cli/passerelle"
-loadgen="$build/bench/load/passerelle_loadgen"
+if [ -n "$bin$loadgen" ]; then
+  if [ ! -x "$bin" ] || [ ! -x "$loadgen" ]; then
+    echo "run.sh: --passerelle and --loadgen must both name executables" >&2; exit 2
+  fi
+  echo "== using $bin and $loadgen (nothing built)"
+else
+  echo "== building passerelle and passerelle_loadgen"
+  export PASSERELLE_JOBS="${PASSERELLE_JOBS:-1}"
+  "$root/scripts/build.sh" --target passerelle passerelle_loadgen
+  build="${PASSERELLE_BUILD_DIR:-$root/build}"
+  bin="$build/cli/passerelle"
+  loadgen="$build/bench/load/passerelle_loadgen"
+fi
 policy="$root/bench/load/policy"
 
 if [ -z "$work" ]; then work="$(mktemp -d /tmp/passerelle-load.XXXXXX)"; fi
