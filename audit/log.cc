@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "audit/merkle.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 
 namespace passerelle::audit {
@@ -390,6 +391,7 @@ absl::Status AuditLog::WriteBatch(const std::vector<PendingAppend*>& batch,
         AddCheckpoint(*size, FoldFrontier(*frontier), overlay, latest, &puts));
   }
   puts.emplace_back(log_keys::kSize, EncodeU64(*size));
+  PASSERELLE_CRASH_POINT("audit.append.before_commit");
   return store_->Commit(puts);
 }
 
@@ -422,6 +424,7 @@ absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes) {
       // Hashing, signing and the synced write happen without the lock, so
       // the next appends can queue meanwhile.
       absl::Status written = WriteBatch(batch, &size, &frontier, &latest);
+      if (written.ok()) PASSERELLE_CRASH_POINT("audit.append.after_commit");
       mu_.Lock();
       if (written.ok()) {
         // Published only once durable; a failed batch changes nothing.

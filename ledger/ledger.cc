@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "privacy/units.h"
 #include "rocksdb/db.h"
@@ -596,8 +597,10 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
   // write fails.
   ApplyReserve(&st.effective[project_key], period, op.charge, &caps);
   ApplyReserve(&st.effective[researcher_key], period, op.charge, nullptr);
+  PASSERELLE_CRASH_POINT("ledger.reserve.before_commit");
   Commit(&op);
   PASSERELLE_RETURN_IF_ERROR(op.status);
+  PASSERELLE_CRASH_POINT("ledger.reserve.after_commit");
   return op.charge;
 }
 
