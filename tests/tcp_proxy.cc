@@ -380,13 +380,17 @@ void TcpProxy::Run() {
         const int fd =
             accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) break;
+        bool refuse;
         {
+          // The mode now, not the one this turn started with: a Forward()
+          // that woke this poll must not see its first connection reset.
           absl::MutexLock lock(&mu_);
+          refuse = mode_ == Mode::kRefuse;
           ++stats_.accepted;
           stats_.accept_times.push_back(absl::Now());
-          if (mode == Mode::kRefuse) ++stats_.reset;
+          if (refuse) ++stats_.reset;
         }
-        if (mode == Mode::kRefuse) {
+        if (refuse) {
           ResetAndClose(fd);
           continue;
         }
