@@ -72,13 +72,23 @@ struct Attempt : std::enable_shared_from_this<Attempt> {
       if (absl::Now() + wait < deadline) {
         // Retrying off the callback thread keeps gRPC's threads free.
         auto self = shared_from_this();
-        std::thread([self, wait] {
+        std::thread([self, wait, last = std::move(r)]() mutable {
           absl::SleepFor(wait);
-          self->Start();
+          // A late wake-up (a loaded machine) must not start a call past
+          // the deadline: the last error stands.
+          if (absl::Now() >= self->deadline) {
+            self->Finish(std::move(last));
+          } else {
+            self->Start();
+          }
         }).detach();
         return;
       }
     }
+    Finish(std::move(r));
+  }
+
+  void Finish(absl::StatusOr<v1::CountResponse> r) {
     const bool failed = !r.ok();
     *out = Classify(client->site(), std::move(r));
     if (failed && attempts > 1) {
