@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/store.h"
 
 namespace passerelle::cli {
 namespace {
@@ -62,7 +63,12 @@ TEST_F(GenerateCommandTest, UsageErrorsNameTheBadFlag) {
             2);
   EXPECT_THAT(err, HasSubstr("--site"));
   EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr"}, &err), 2);
-  EXPECT_THAT(err, HasSubstr("--out is required"));
+  EXPECT_THAT(err, HasSubstr("exactly one of --out DIR and --into-store DIR"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr", "--out",
+                 dir_ + "/o", "--into-store", dir_ + "/s"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("exactly one of"));
   EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr", "--out",
                  dir_ + "/o", "--colour", "red"},
                 &err),
@@ -88,6 +94,26 @@ TEST_F(GenerateCommandTest, WritesIdenticalTablesForTheSameFlags) {
     EXPECT_FALSE(a.empty()) << file;
     EXPECT_EQ(a, Slurp(dir_ + "/b/" + file)) << file;
   }
+}
+
+TEST_F(GenerateCommandTest, IntoStoreWritesASnapshotAndReplacesItAtomically) {
+  std::string err;
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(Run({"--patients", "40", "--seed", "9", "--site", "qc",
+                   "--into-store", dir_ + "/store"},
+                  &err),
+              0)
+        << err;
+  }
+  auto store = node::NodeStore::Open(dir_ + "/store");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto snap = (*store)->LoadCurrent();
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  EXPECT_EQ((*snap)->meta.site, "qc");
+  EXPECT_EQ((*snap)->meta.persons, 40);
+  EXPECT_GT((*snap)->meta.events, 40);
+  EXPECT_THAT((*snap)->meta.version, ::testing::EndsWith("-2"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/store/ingest.tmp"));
 }
 
 TEST_F(GenerateCommandTest, UnwritableOutputFails) {

@@ -1,5 +1,9 @@
 #include "node/snapshot.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -351,6 +355,7 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
   std::sort(order.begin(), order.end(), [&](CodeId a, CodeId b) {
     return codes_[a]->key < codes_[b]->key;
   });
+  size_t freed = 0;
   for (CodeId id : order) {
     CodeAccum& accum = *codes_[id];
     const std::string& key = accum.key;
@@ -358,8 +363,18 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
     const size_t nul = key.find('\0', 1);
     CodeTable& table = snap->tables[{domain, key.substr(1, nul - 1)}];
     table.codes.push_back(key.substr(nul + 1));
+    freed += accum.size * (12 + (accum.has_values ? 8 : 0));
     FillPosting(accum, rank, &table.postings.emplace_back());
     codes_[id].reset();
+#ifdef __GLIBC__
+    // The freed chunks are scattered through the heap, too small for the
+    // postings that follow: hand their pages back so that the peak stays
+    // about one copy of the events.
+    if (freed >= (size_t{256} << 20)) {
+      malloc_trim(0);
+      freed = 0;
+    }
+#endif
   }
   codes_.clear();
   snap->Finish();

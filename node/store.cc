@@ -239,6 +239,14 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
     return absl::UnavailableError(
         absl::StrCat("cannot create ", scratch, ": ", ec.message()));
   }
+  // Removed on every return; a crash leaves it to the next commit.
+  struct RemoveOnExit {
+    const std::string& path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } remove_scratch{scratch};
   // SST keys must come in order: codes ("c/"), then "meta", then "p/".
   struct CodeRef {
     std::string key;

@@ -1,0 +1,172 @@
+// Opens a node store and times queries in process: the open (store ->
+// snapshot -> engine), the resident memory after it, and min / p50 / p99 of
+// each query over --runs runs after --warmup runs.
+//
+// Usage: scale_bench --store DIR [--runs 30] [--warmup 5] [--query TEXT]...
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "node/engine.h"
+#include "node/store.h"
+#include "query/parser.h"
+#include "query/validate.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// VmRSS / VmHWM of this process, in MiB.
+std::pair<double, double> Resident() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  double rss = 0, hwm = 0;
+  while (std::getline(in, line)) {
+    long kb = 0;
+    if (std::sscanf(line.c_str(), "VmRSS: %ld kB", &kb) == 1) rss = kb / 1024.0;
+    if (std::sscanf(line.c_str(), "VmHWM: %ld kB", &kb) == 1) hwm = kb / 1024.0;
+  }
+  return {rss, hwm};
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+// The targets of ../shared/docs/performance.md: 3-criterion count, sex x 11
+// age bands, a temporal sequence; then the engine benchmark's other shapes.
+const std::pair<const char*, const char*> kDefaultQueries[] = {
+    {"count3",
+     "condition icd10:E11* and sex = female and age between 40 and 65"},
+    {"count3_by",
+     "condition icd10:E11* and sex = male and birth_year between 1940 and "
+     "1960"},
+    {"breakdown_sex_x_11_bands",
+     "condition icd10:E11* group by sex, age_band(10)"},
+    {"sequence",
+     "condition icd10:E11* before drug atc:A10BA02 within 365 days"},
+    {"or_sets",
+     "condition [icd10:I10, icd10:I11*, icd10:I15*] or drug atc:C09*"},
+    {"not", "condition icd10:E11* and not drug atc:A10*"},
+    {"at_least", "condition icd10:I10* at least 3 times"},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace passerelle;
+  std::string store_dir;
+  int runs = 30, warmup = 5;
+  std::vector<std::pair<std::string, std::string>> queries;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--store") {
+      store_dir = next();
+    } else if (a == "--runs" || a == "--warmup") {
+      int v = 0;
+      if (!absl::SimpleAtoi(next(), &v) || v < (a == "--runs" ? 1 : 0)) {
+        std::cerr << a << ": bad number\n";
+        return 2;
+      }
+      (a == "--runs" ? runs : warmup) = v;
+    } else if (a == "--query") {
+      const std::string q = next();
+      queries.emplace_back(absl::StrFormat("q%d", queries.size() + 1), q);
+    } else {
+      std::cerr << "usage: scale_bench --store DIR [--runs N] [--warmup N] "
+                   "[--query TEXT]...\n";
+      return 2;
+    }
+  }
+  if (store_dir.empty()) {
+    std::cerr << "scale_bench: --store is required\n";
+    return 2;
+  }
+  if (queries.empty()) {
+    for (const auto& [name, text] : kDefaultQueries)
+      queries.emplace_back(name, text);
+  }
+  const auto [rss0, hwm0] = Resident();
+  const Clock::time_point t0 = Clock::now();
+  auto store = node::NodeStore::Open(store_dir);
+  if (!store.ok()) {
+    std::cerr << store.status() << "\n";
+    return 1;
+  }
+  const Clock::time_point t1 = Clock::now();
+  auto snap = (*store)->LoadCurrent();
+  if (!snap.ok()) {
+    std::cerr << snap.status() << "\n";
+    return 1;
+  }
+  const Clock::time_point t2 = Clock::now();
+  std::unique_ptr<node::CohortEngine> engine = node::NewIndexEngine(*snap);
+  const Clock::time_point t3 = Clock::now();
+  store->reset();  // No background RocksDB work while timing.
+  const node::SnapshotMeta meta = engine->meta();
+  snap->reset();
+  const auto [rss, hwm] = Resident();
+  std::cout << absl::StrFormat(
+      "store %s: site %s, %d persons, %d events\n"
+      "open: store %.0f ms + snapshot %.0f ms + engine %.0f ms = %.2f s\n"
+      "resident after open: VmRSS %.0f MiB, VmHWM %.0f MiB (before: %.0f / "
+      "%.0f)\n",
+      store_dir, meta.site, meta.persons, meta.events, Ms(t0, t1), Ms(t1, t2),
+      Ms(t2, t3), Ms(t0, t3) / 1000, rss, hwm, rss0, hwm0);
+  std::cout << absl::StrFormat("%-26s %10s %10s %10s %10s  %s\n", "query",
+                               "patients", "min ms", "p50 ms", "p99 ms",
+                               "text");
+  int failures = 0;
+  for (const auto& [name, text] : queries) {
+    absl::StatusOr<v1::Query> q = query::ParseQuery(text);
+    absl::Status valid = q.ok() ? query::ValidateQuery(*q) : q.status();
+    if (!valid.ok()) {
+      std::cerr << name << ": " << valid << "\n";
+      ++failures;
+      continue;
+    }
+    std::vector<double> times;
+    int64_t total = 0;
+    for (int r = 0; r < warmup + runs; ++r) {
+      const Clock::time_point a = Clock::now();
+      absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
+      const Clock::time_point b = Clock::now();
+      if (!cells.ok()) {
+        std::cerr << name << ": " << cells.status() << "\n";
+        ++failures;
+        break;
+      }
+      if (r >= warmup) times.push_back(Ms(a, b));
+      total = 0;
+      for (const v1::Cell& c : *cells) total += c.count();
+    }
+    if (times.empty()) continue;
+    std::cout << absl::StrFormat("%-26s %10d %10.3f %10.3f %10.3f  %s\n", name,
+                                 total, Percentile(times, 0),
+                                 Percentile(times, 0.5),
+                                 Percentile(times, 0.99), text);
+  }
+  return failures == 0 ? 0 : 1;
+}
