@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "query/cells.h"
 #include "query/vocabulary.h"
@@ -41,6 +42,13 @@ class IndexEngine : public CohortEngine {
   explicit IndexEngine(std::shared_ptr<const Snapshot> snap)
       : snap_(std::move(snap)) {
     BuildPrefixUnions();
+    // The most frequent of the four sexes of the cells (see Breakdown).
+    for (int sx = 2; sx <= 4; ++sx) {
+      if (snap_->sex_bitmaps[sx].cardinality() >
+          snap_->sex_bitmaps[largest_sex_].cardinality()) {
+        largest_sex_ = sx;
+      }
+    }
   }
 
   const SnapshotMeta& meta() const override { return snap_->meta; }
@@ -119,8 +127,7 @@ class IndexEngine : public CohortEngine {
   std::pair<uint32_t, uint32_t> AgeBounds(const Context& ctx, int64_t lo,
                                           int64_t hi) const {
     const int64_t max_key = AgeAtLeastKey(ctx, lo);
-    const int64_t min_key =
-        hi < 0 ? INT32_MIN : AgeAtLeastKey(ctx, hi + 1) + 1;
+    const int64_t min_key = hi < 0 ? INT32_MIN : AgeAtLeastKey(ctx, hi + 1) + 1;
     return KeyBounds(min_key, max_key);
   }
   Roaring AgeRange(const Context& ctx, int64_t lo, int64_t hi) const {
@@ -187,8 +194,9 @@ class IndexEngine : public CohortEngine {
         return Bits::Borrow(&snap_->sex_bitmaps[s]);
       }
       case v1::Criterion::kBirthYear: {
-        const int64_t lo =
-            c.birth_year().has_min() ? c.birth_year().min() * 10000LL : INT32_MIN;
+        const int64_t lo = c.birth_year().has_min()
+                               ? c.birth_year().min() * 10000LL
+                               : INT32_MIN;
         const int64_t hi = c.birth_year().has_max()
                                ? c.birth_year().max() * 10000LL + 9999
                                : INT32_MAX;
@@ -257,13 +265,35 @@ class IndexEngine : public CohortEngine {
           const auto [lo, hi] = CodeRange(table, prefix, true);
           if (hi - lo < 2 || unions.contains(RangeKey(lo, hi))) continue;
           std::vector<const Roaring*> bitmaps;
-          for (size_t c = lo; c < hi; ++c) bitmaps.push_back(&table.postings[c].bitmap);
+          for (size_t c = lo; c < hi; ++c)
+            bitmaps.push_back(&table.postings[c].bitmap);
           Roaring u = Union(bitmaps);
           u.shrinkToFit();
           unions.emplace(RangeKey(lo, hi), std::move(u));
         }
       }
     }
+  }
+
+  // Whether posting p lists each event once (no two adjacent entries with
+  // the same patient and event: duplicates would be adjacent), so that a
+  // patient's entry count is its event count. Found on first use (one pass
+  // over the posting) and remembered.
+  bool UniqueEvents(const Posting& p) const {
+    {
+      absl::MutexLock lock(&unique_mu_);
+      auto it = unique_events_.find(&p);
+      if (it != unique_events_.end()) return it->second;
+    }
+    const uint32_t* pat = p.patients.data();
+    const uint32_t* ev = p.events.data();
+    bool dup = false;
+    for (size_t i = 1; i < p.size(); ++i) {
+      dup |= (pat[i] == pat[i - 1]) & (ev[i] == ev[i - 1]);
+    }
+    absl::MutexLock lock(&unique_mu_);
+    unique_events_[&p] = !dup;
+    return !dup;
   }
 
   // Calls fn(table, lo, hi) for every range of codes the spec's set matches
@@ -273,8 +303,8 @@ class IndexEngine : public CohortEngine {
     const int domain = static_cast<int>(spec.domain());
     auto begin = snap_->tables.lower_bound({domain, std::string()});
     for (const v1::Code& code : spec.codes()) {
-      for (auto it = begin; it != snap_->tables.end() && it->first.first == domain;
-           ++it) {
+      for (auto it = begin;
+           it != snap_->tables.end() && it->first.first == domain; ++it) {
         if (!query::VocabularyMatches(code.vocabulary(), it->first.second)) {
           continue;
         }
@@ -318,7 +348,8 @@ class IndexEngine : public CohortEngine {
           return;
         }
       }
-      for (size_t c = lo; c < hi; ++c) bitmaps.push_back(&table.postings[c].bitmap);
+      for (size_t c = lo; c < hi; ++c)
+        bitmaps.push_back(&table.postings[c].bitmap);
     });
     return bitmaps;
   }
@@ -349,89 +380,75 @@ class IndexEngine : public CohortEngine {
       // Without a value condition every matched posting counts: the prefix
       // index gives the same union from fewer bitmaps.
       if (!has_value_) bitmaps = engine.SpecBitmaps(spec);
-      patients_ = Union(bitmaps);
+      if (bitmaps.size() == 1) {
+        patients_ = bitmaps[0];  // Borrowed: no copy.
+      } else {
+        union_ = Union(bitmaps);
+        patients_ = &union_;
+      }
     }
-
-    // The events of one posting of `of`, with its day window and value
-    // condition.
-    SpecEvents(const SpecEvents& of, const Posting* posting)
-        : from_(of.from_),
-          to_(of.to_),
-          has_value_(of.has_value_),
-          op_(of.op_),
-          number_(of.number_),
-          cursors_{{posting, 0}},
-          patients_(posting->bitmap) {}
-
-    // The matched postings (those that can hold a matching event).
-    std::vector<const Posting*> postings() const {
-      std::vector<const Posting*> out;
-      for (const Cursor& c : cursors_) out.push_back(c.posting);
-      return out;
-    }
-
-    // Back to the first patient.
-    void Rewind() {
-      for (Cursor& c : cursors_) c.i = 0;
-    }
+    SpecEvents(const SpecEvents&) = delete;
+    SpecEvents& operator=(const SpecEvents&) = delete;
 
     // Every patient with at least one event of a matching code (before the
     // window and value conditions).
-    const Roaring& patients() const { return patients_; }
+    const Roaring& patients() const { return *patients_; }
 
-    // Calls fn(day) for each of `patient`'s matching events in (day, event)
-    // order, each event once (a row carrying several codes of the set counts
-    // once), until fn returns false. Patients must be asked for in
-    // increasing order. With one posting the events are read in place and
-    // the walk stops where fn does; with several they are merged first.
-    // kDistinct = false may repeat an event (one memory stream less, for
-    // callers that only ask whether some event exists).
-    template <bool kDistinct = true, typename Fn>
-    void Visit(uint32_t patient, Fn fn) {
-      if (cursors_.size() != 1) {
-        Collect(patient, &buf_);
-        for (const auto& [day, event] : buf_) {
-          if (!fn(day)) return;
-        }
-        return;
-      }
-      Cursor& c = cursors_[0];
-      const Posting& p = *c.posting;
+    size_t cursor_count() const { return cursors_.size(); }
+    bool has_value() const { return has_value_; }
+    bool has_window() const { return from_ != INT32_MIN || to_ != INT32_MAX; }
+    const Posting& posting(size_t k) const { return *cursors_[k].posting; }
+
+    // The entries [first, last) of `patient` in posting k (empty when it has
+    // none), before the window and value conditions. Patients must be asked
+    // for in increasing order; the cursor moves past the run.
+    std::pair<size_t, size_t> Run(size_t k, uint32_t patient) {
+      Cursor& c = cursors_[k];
       Seek(&c, patient);
-      bool any = false;
-      uint32_t last_event = 0;
-      for (; c.i < p.size() && p.patients[c.i] == patient; ++c.i) {
-        if (kDistinct) {
-          if (any && p.events[c.i] == last_event) continue;  // Duplicate.
-        }
-        if (!Matches(p, c.i)) continue;
-        if (kDistinct) {
-          any = true;
-          last_event = p.events[c.i];
-        }
-        if (!fn(p.days[c.i])) return;
+      const std::vector<uint32_t>& v = c.posting->patients;
+      size_t end = c.i;
+      while (end < v.size() && v[end] == patient) ++end;
+      const std::pair<size_t, size_t> run{c.i, end};
+      c.i = end;
+      return run;
+    }
+
+    // Appends the days of the matching entries of posting k in [first, last).
+    void AppendDays(size_t k, std::pair<size_t, size_t> run,
+                    std::vector<int32_t>* out) const {
+      const Posting& p = *cursors_[k].posting;
+      for (size_t i = run.first; i < run.second; ++i) {
+        if (Matches(p, i)) out->push_back(p.days[i]);
       }
     }
 
-    // The (day, event) pairs of `patient`'s matching events, sorted by
-    // (day, event), each event once. Patients must be asked for in
-    // increasing order.
-    void Collect(uint32_t patient, std::vector<std::pair<int32_t, uint32_t>>* out) {
-      out->clear();
-      for (Cursor& c : cursors_) {
-        const Posting& p = *c.posting;
-        Seek(&c, patient);
-        for (; c.i < p.size() && p.patients[c.i] == patient; ++c.i) {
-          if (Matches(p, c.i)) out->emplace_back(p.days[c.i], p.events[c.i]);
-        }
+    // Appends the event ids of the matching entries of posting k in
+    // [first, last).
+    void AppendEvents(size_t k, std::pair<size_t, size_t> run,
+                      std::vector<uint32_t>* out) const {
+      const Posting& p = *cursors_[k].posting;
+      for (size_t i = run.first; i < run.second; ++i) {
+        if (Matches(p, i)) out->push_back(p.events[i]);
       }
-      if (cursors_.size() > 1) std::sort(out->begin(), out->end());
-      // The same event always has the same day: duplicates are adjacent.
-      out->erase(std::unique(out->begin(), out->end(),
-                             [](const auto& a, const auto& b) {
-                               return a.second == b.second;
-                             }),
-                 out->end());
+    }
+
+    // The number of distinct matching events of posting k in [first, last),
+    // counting no further than `enough`.
+    size_t CountEvents(size_t k, std::pair<size_t, size_t> run,
+                       size_t enough) const {
+      const Posting& p = *cursors_[k].posting;
+      size_t n = 0;
+      bool any = false;
+      uint32_t last_event = 0;
+      for (size_t i = run.first; i < run.second && n < enough; ++i) {
+        // The same event always has the same day: duplicates are adjacent.
+        if (any && p.events[i] == last_event) continue;
+        if (!Matches(p, i)) continue;
+        any = true;
+        last_event = p.events[i];
+        ++n;
+      }
+      return n;
     }
 
    private:
@@ -481,8 +498,8 @@ class IndexEngine : public CohortEngine {
     v1::Comparison op_ = v1::COMPARISON_UNSPECIFIED;
     double number_ = 0;
     std::vector<Cursor> cursors_;
-    Roaring patients_;
-    std::vector<std::pair<int32_t, uint32_t>> buf_;
+    Roaring union_;
+    const Roaring* patients_ = &union_;
   };
 
   absl::StatusOr<Bits> EvalEvent(const v1::EventCriterion& ev) const {
@@ -501,81 +518,313 @@ class IndexEngine : public CohortEngine {
     }
     SpecEvents events(*this, spec, from, to);
     std::vector<uint32_t> patients;
-    for (uint32_t patient : Members(events.patients())) {
-      size_t n = 0;
-      events.Visit(patient, [&](int32_t) { return ++n < min_count; });
-      if (n >= min_count) patients.push_back(patient);
+    if (events.cursor_count() == 1) {
+      CountOnePosting(events, min_count, &patients);
+    } else {
+      RepeatScratch scratch;
+      for (uint32_t patient : Members(events.patients())) {
+        if (HasEvents(events, patient, min_count, &scratch)) {
+          patients.push_back(patient);
+        }
+      }
     }
     Roaring r;
     r.addMany(patients.size(), patients.data());
     return Bits(std::move(r));
   }
 
+  // The patients with at least `min_count` distinct matching events of the
+  // single posting of `events`: one sequential pass over the posting (every
+  // patient of it is asked for anyway), no bitmap extraction and no seeks.
+  void CountOnePosting(const SpecEvents& events, size_t min_count,
+                       std::vector<uint32_t>* out) const {
+    const Posting& p = events.posting(0);
+    const uint32_t* pat = p.patients.data();
+    const size_t n = p.size();
+    const bool plain = !events.has_window() && !events.has_value();
+    if (plain && UniqueEvents(p)) {
+      // Entry i starts a patient's run when the entry before it is another
+      // patient's, and that run holds min_count events or more when entry
+      // i + min_count - 1 is still the same patient's. No branch per entry:
+      // the run lengths are unpredictable.
+      const size_t m = min_count;
+      if (n < m || m == 0) return;
+      out->resize(p.bitmap.cardinality() + 1);
+      uint32_t* o = out->data();
+      size_t k = 0;
+      o[k] = pat[0];
+      k += pat[m - 1] == pat[0];
+      const size_t cap = out->size() - 1;
+      size_t i = 1;
+      for (; i + m - 1 < n && k < cap; ++i) {
+        o[k] = pat[i];
+        k += (pat[i - 1] != pat[i]) & (pat[i + m - 1] == pat[i]);
+      }
+      if (i + m - 1 >= n) {
+        out->resize(k);
+        return;
+      }
+      out->clear();  // The bitmap does not match the posting: scan below.
+    }
+    size_t i = 0;
+    while (i < n) {
+      const uint32_t patient = pat[i];
+      size_t end = i + 1;
+      while (end < n && pat[end] == patient) ++end;
+      if (end - i >= min_count) {
+        // Without conditions, the run's entries are the patient's events
+        // unless one event is listed twice (adjacent equal event ids).
+        bool hit;
+        if (plain) {
+          size_t distinct = 1;
+          const uint32_t* ev = p.events.data();
+          for (size_t k = i + 1; k < end && distinct < min_count; ++k) {
+            distinct += ev[k] != ev[k - 1];
+          }
+          hit = distinct >= min_count;
+        } else {
+          hit = events.CountEvents(0, {i, end}, min_count) >= min_count;
+        }
+        if (hit) out->push_back(patient);
+      }
+      i = end;
+    }
+  }
+
+  // Whether `patient` has at least `min_count` distinct matching events
+  // over the postings of `events` (patients asked for in increasing order).
+  // One posting reaching the count decides; fewer entries than the count in
+  // all of them together rules it out; otherwise the events are merged.
+  struct RepeatScratch {
+    std::vector<std::pair<size_t, size_t>> runs;
+    std::vector<uint32_t> events;
+  };
+  static bool HasEvents(SpecEvents& events, uint32_t patient, size_t min_count,
+                        RepeatScratch* scratch) {
+    size_t total = 0;
+    bool decided = false;
+    auto& runs = scratch->runs;
+    runs.clear();
+    for (size_t k = 0; k < events.cursor_count(); ++k) {
+      const auto run = events.Run(k, patient);
+      runs.push_back(run);
+      if (decided || run.first == run.second) continue;
+      total += run.second - run.first;
+      if (events.CountEvents(k, run, min_count) >= min_count) decided = true;
+    }
+    if (decided) return true;
+    if (total < min_count) return false;
+    // Merged, with the window and value conditions.
+    auto& merged = scratch->events;
+    merged.clear();
+    for (size_t k = 0; k < events.cursor_count(); ++k) {
+      events.AppendEvents(k, runs[k], &merged);
+    }
+    std::sort(merged.begin(), merged.end());
+    return static_cast<size_t>(std::unique(merged.begin(), merged.end()) -
+                               merged.begin()) >= min_count;
+  }
+
+  // Whether some day of a (sorted) has a day of b (sorted) 0..within days
+  // on or after it. Both pointers only move forward.
+  static bool AnyWithin(const int32_t* a, size_t na, const int32_t* b,
+                        size_t nb, int64_t within) {
+    size_t k = 0;
+    for (size_t i = 0; i < na; ++i) {
+      const int32_t day = a[i];
+      while (k < nb && b[k] < day) ++k;
+      if (k == nb) return false;
+      if (static_cast<int64_t>(b[k]) - day <= within) return true;
+    }
+    return false;
+  }
+
+  // A sequence without value conditions whose second side is one posting:
+  // each posting of the first side is read in order, whole (patient runs of
+  // days), with one forward cursor on the second side's posting per first-
+  // side posting; the first side's postings are taken largest first and a
+  // patient already found is skipped. Sequential reads only, except the
+  // second side's gallops over patients it lacks.
+  Roaring SequenceByPosting(const SpecEvents& a, const Posting& b,
+                            int64_t within) const {
+    std::vector<const Posting*> first;
+    for (size_t k = 0; k < a.cursor_count(); ++k)
+      first.push_back(&a.posting(k));
+    std::stable_sort(first.begin(), first.end(),
+                     [](const Posting* x, const Posting* y) {
+                       return x->size() > y->size();
+                     });
+    std::vector<uint64_t> found((snap_->size() + 63) / 64, 0);
+    const uint32_t* bp = b.patients.data();
+    const int32_t* bd = b.days.data();
+    const size_t bn = b.size();
+    for (const Posting* posting : first) {
+      const uint32_t* ap = posting->patients.data();
+      const int32_t* ad = posting->days.data();
+      const size_t an = posting->size();
+      size_t j = 0;  // Second-side cursor.
+      for (size_t i = 0; i < an;) {
+        const uint32_t patient = ap[i];
+        size_t end = i + 1;
+        while (end < an && ap[end] == patient) ++end;
+        if (patient < snap_->size() &&
+            !(found[patient >> 6] >> (patient & 63) & 1)) {
+          j = SeekPatient(bp, bn, j, patient);
+          size_t bend = j;
+          while (bend < bn && bp[bend] == patient) ++bend;
+          if (bend > j &&
+              AnyWithin(ad + i, end - i, bd + j, bend - j, within)) {
+            found[patient >> 6] |= uint64_t{1} << (patient & 63);
+          }
+          j = bend;
+        }
+        i = end;
+      }
+    }
+    std::vector<uint32_t> patients;
+    for (size_t w = 0; w < found.size(); ++w) {
+      for (uint64_t bits = found[w]; bits != 0; bits &= bits - 1) {
+        patients.push_back(
+            static_cast<uint32_t>(w * 64 + __builtin_ctzll(bits)));
+      }
+    }
+    Roaring r;
+    r.addMany(patients.size(), patients.data());
+    return r;
+  }
+
+  // A sequence without value conditions whose second side is one posting
+  // and whose first side has a few: the candidates (patients on both sides)
+  // in increasing order, with a forward cursor per posting kept in local
+  // arrays; a first-side posting without the candidate costs a comparison.
+  // The days are read in place.
+  static Roaring SequenceByPatient(const SpecEvents& a, const Posting& b,
+                                   const Roaring& both, int64_t within) {
+    const size_t na = a.cursor_count();
+    std::vector<const uint32_t*> ap(na);
+    std::vector<const int32_t*> ad(na);
+    std::vector<size_t> ai(na, 0), an(na);
+    // The patient at each cursor (UINT32_MAX past the end), side by side:
+    // a candidate is checked against all of them in one cache line.
+    std::vector<uint32_t> next(na);
+    for (size_t k = 0; k < na; ++k) {
+      ap[k] = a.posting(k).patients.data();
+      ad[k] = a.posting(k).days.data();
+      an[k] = a.posting(k).size();
+      next[k] = an[k] > 0 ? ap[k][0] : UINT32_MAX;
+    }
+    const uint32_t* bp = b.patients.data();
+    const int32_t* bd = b.days.data();
+    const size_t bn = b.size();
+    size_t j = 0;
+    std::vector<uint32_t> patients;
+    for (uint32_t patient : Members(both)) {
+      j = SeekPatient(bp, bn, j, patient);
+      size_t bend = j;
+      while (bend < bn && bp[bend] == patient) ++bend;
+      bool found = false;
+      for (size_t k = 0; k < na; ++k) {
+        if (next[k] > patient) continue;
+        size_t i = ai[k];
+        if (next[k] < patient) i = SeekPatient(ap[k], an[k], i, patient);
+        size_t end = i;
+        while (end < an[k] && ap[k][end] == patient) ++end;
+        ai[k] = end;
+        next[k] = end < an[k] ? ap[k][end] : UINT32_MAX;
+        if (!found && end > i) {
+          found = AnyWithin(ad[k] + i, end - i, bd + j, bend - j, within);
+        }
+      }
+      j = bend;
+      if (found) patients.push_back(patient);
+    }
+    Roaring r;
+    r.addMany(patients.size(), patients.data());
+    return r;
+  }
+
+  // The first index at or after `i` of v[0..n) whose patient is >=
+  // `patient` (v sorted): a short linear probe, then galloping.
+  static size_t SeekPatient(const uint32_t* v, size_t n, size_t i,
+                            uint32_t patient) {
+    for (const size_t end = std::min(n, i + 16); i < end; ++i) {
+      if (v[i] >= patient) return i;
+    }
+    if (i >= n) return n;
+    size_t lo = i, step = 1, hi = i;  // v[lo - 1] < patient.
+    while (hi < n && v[hi] < patient) {
+      lo = hi + 1;
+      step *= 2;
+      hi = lo + step;
+    }
+    if (hi > n) hi = n;
+    return static_cast<size_t>(std::lower_bound(v + lo, v + hi, patient) - v);
+  }
+
   absl::StatusOr<Roaring> EvalSequence(const v1::SequenceCriterion& seq) const {
     SpecEvents a(*this, seq.first(), INT32_MIN, INT32_MAX);
     SpecEvents b(*this, seq.second(), INT32_MIN, INT32_MAX);
     const int64_t within = seq.has_within() ? seq.within_days() : INT64_MAX;
-    // Only patients with events on both sides can qualify.
+    // Only patients with events on both sides can qualify. They are visited
+    // once each, in increasing order, with one forward-only cursor per
+    // posting of either side: every posting is read at most once, in order.
     const Roaring both = a.patients() & b.patients();
-    std::vector<int32_t> da;
-    // Whether `patient` has an a-event and a b-event 0..within days after.
-    auto qualifies = [&](SpecEvents& as, uint32_t patient) {
-      da.clear();
-      as.Visit<false>(patient, [&](int32_t day) {
-        da.push_back(day);
-        return true;
-      });
-      if (da.empty()) return false;
-      // Both sides come in day order: for each b, the latest a on or before
-      // it gives the smallest non-negative gap. The walk over b stops at the
-      // first match.
-      size_t k = 0;
-      bool found = false;
-      b.Visit<false>(patient, [&](int32_t day) {
-        while (k + 1 < da.size() && da[k + 1] <= day) ++k;
-        found = da[k] <= day && static_cast<int64_t>(day) - da[k] <= within;
-        return !found;
-      });
-      return found;
-    };
-    std::vector<const Posting*> first = a.postings();
-    if (first.size() <= 1) {
-      std::vector<uint32_t> patients;
-      for (uint32_t patient : Members(both)) {
-        if (qualifies(a, patient)) patients.push_back(patient);
-      }
-      Roaring r;
-      r.addMany(patients.size(), patients.data());
-      return r;
+    if (!a.has_value() && !b.has_value() && b.cursor_count() == 1) {
+      // Many first-side codes (a wide prefix): each posting read whole,
+      // rather than a cursor per code consulted for every candidate.
+      if (a.cursor_count() > 32)
+        return SequenceByPosting(a, b.posting(0), within);
+      return SequenceByPatient(a, b.posting(0), both, within);
     }
-    // Several codes on the first side: the sequence holds when it holds for
-    // one of them, so each code's posting is walked alone (in place, no
-    // merge), largest first, over the patients not found yet.
-    std::stable_sort(first.begin(), first.end(),
-                     [](const Posting* x, const Posting* y) {
-                       return x->bitmap.cardinality() > y->bitmap.cardinality();
-                     });
-    Roaring found;
+    // The second side's days of one patient: read in place from a single
+    // posting without a value condition, otherwise gathered (and sorted when
+    // several postings are merged).
+    const bool b_in_place = b.cursor_count() == 1 && !b.has_value();
+    const bool a_in_place = !a.has_value();
+    std::vector<int32_t> b_days, a_days;
     std::vector<uint32_t> patients;
-    for (const Posting* posting : first) {
-      Roaring candidates = posting->bitmap & both;
-      candidates -= found;
-      if (candidates.isEmpty()) continue;
-      SpecEvents one(a, posting);
-      b.Rewind();
-      patients.clear();
-      for (uint32_t patient : Members(candidates)) {
-        if (qualifies(one, patient)) patients.push_back(patient);
+    for (uint32_t patient : Members(both)) {
+      const int32_t* bd = nullptr;
+      size_t bn = 0;
+      if (b_in_place) {
+        const auto run = b.Run(0, patient);
+        bd = b.posting(0).days.data() + run.first;
+        bn = run.second - run.first;
+      } else {
+        b_days.clear();
+        for (size_t k = 0; k < b.cursor_count(); ++k) {
+          b.AppendDays(k, b.Run(k, patient), &b_days);
+        }
+        if (b.cursor_count() > 1) std::sort(b_days.begin(), b_days.end());
+        bd = b_days.data();
+        bn = b_days.size();
       }
-      Roaring r;
-      r.addMany(patients.size(), patients.data());
-      found |= r;
+      bool found = false;
+      // Each posting of the first side alone: the sequence holds when it
+      // holds for one of them (no merge needed). Cursors that do not hold
+      // the patient cost one comparison.
+      for (size_t k = 0; k < a.cursor_count(); ++k) {
+        const auto run = a.Run(k, patient);
+        if (found || run.first == run.second || bn == 0) continue;
+        if (a_in_place) {
+          found = AnyWithin(a.posting(k).days.data() + run.first,
+                            run.second - run.first, bd, bn, within);
+        } else {
+          a_days.clear();
+          a.AppendDays(k, run, &a_days);
+          found = AnyWithin(a_days.data(), a_days.size(), bd, bn, within);
+        }
+      }
+      if (found) patients.push_back(patient);
     }
-    return found;
+    Roaring r;
+    r.addMany(patients.size(), patients.data());
+    return r;
   }
 
   // Patients in [first, last) (patient numbers) that `r` holds.
-  static uint64_t CountInRange(const Roaring& r, uint32_t first, uint32_t last) {
+  static uint64_t CountInRange(const Roaring& r, uint32_t first,
+                               uint32_t last) {
     if (first >= last) return 0;
     return r.rank(last - 1) - (first > 0 ? r.rank(first - 1) : 0);
   }
@@ -596,7 +845,8 @@ class IndexEngine : public CohortEngine {
       Dim& values = dims.emplace_back();
       switch (dim.kind()) {
         case v1::Dimension::SEX:
-          for (int s = 1; s <= 4; ++s) values.sets.push_back(&snap_->sex_bitmaps[s]);
+          for (int s = 1; s <= 4; ++s)
+            values.sets.push_back(&snap_->sex_bitmaps[s]);
           break;
         case v1::Dimension::AGE_BAND: {
           const int w = dim.width();
@@ -631,10 +881,58 @@ class IndexEngine : public CohortEngine {
         stride[d] = total;
         total *= dims[d].size();
       }
-      if (total != keys.size()) return absl::InternalError("cell count mismatch");
+      if (total != keys.size())
+        return absl::InternalError("cell count mismatch");
       int rank_dim = -1;
       for (size_t d = 0; d < dims.size(); ++d) {
         if (!dims[d].ranges.empty()) rank_dim = static_cast<int>(d);
+      }
+      // The cohort's count per value of the rank dimension (one value when
+      // there is none).
+      auto value_counts = [&](const Roaring& r, std::vector<int64_t>* out) {
+        out->clear();
+        if (rank_dim < 0) {
+          out->push_back(static_cast<int64_t>(r.cardinality()));
+          return;
+        }
+        for (const auto& [first, last] : dims[rank_dim].ranges) {
+          out->push_back(static_cast<int64_t>(CountInRange(r, first, last)));
+        }
+      };
+      int sex_dim = -1;
+      for (size_t d = 0; d < dims.size(); ++d) {
+        if (query.group_by(static_cast<int>(d)).kind() == v1::Dimension::SEX) {
+          sex_dim = static_cast<int>(d);
+        }
+      }
+      if (sex_dim >= 0 && dims.size() == (rank_dim >= 0 ? 2u : 1u)) {
+        // Sex alone or with one age-band dimension: the sexes partition the
+        // population, so the most frequent sex is counted as the cohort
+        // minus the others (one intersection fewer, the largest one).
+        std::vector<int64_t> total, part;
+        value_counts(cohort, &total);
+        std::vector<int64_t> rest = total;
+        for (int sx = 0; sx <= 4; ++sx) {
+          if (sx == largest_sex_) continue;
+          const Roaring& set = snap_->sex_bitmaps[sx];
+          if (set.isEmpty()) {
+            part.assign(total.size(), 0);
+          } else {
+            value_counts(cohort & set, &part);
+          }
+          for (size_t v = 0; v < total.size(); ++v) {
+            rest[v] -= part[v];
+            if (sx >= 1) {
+              counts[(sx - 1) * stride[sex_dim] +
+                     (rank_dim >= 0 ? v * stride[rank_dim] : 0)] = part[v];
+            }
+          }
+        }
+        for (size_t v = 0; v < total.size(); ++v) {
+          counts[(largest_sex_ - 1) * stride[sex_dim] +
+                 (rank_dim >= 0 ? v * stride[rank_dim] : 0)] = rest[v];
+        }
+        return Cells(std::move(keys), counts);
       }
       // Odometer over the other dimensions.
       std::vector<size_t> idx(dims.size(), 0);
@@ -665,8 +963,9 @@ class IndexEngine : public CohortEngine {
         if (rank_dim >= 0) {
           const Dim& ages = dims[rank_dim];
           for (size_t b = 0; b < ages.ranges.size(); ++b) {
-            counts[base + b * stride[rank_dim]] = static_cast<int64_t>(
-                CountInRange(*acc, ages.ranges[b].first, ages.ranges[b].second));
+            counts[base + b * stride[rank_dim]] =
+                static_cast<int64_t>(CountInRange(*acc, ages.ranges[b].first,
+                                                  ages.ranges[b].second));
           }
         } else {
           counts[base] = static_cast<int64_t>(acc->cardinality());
@@ -681,6 +980,11 @@ class IndexEngine : public CohortEngine {
         if (d == static_cast<size_t>(-1)) break;
       }
     }
+    return Cells(std::move(keys), counts);
+  }
+
+  static std::vector<v1::Cell> Cells(std::vector<v1::CellKey> keys,
+                                     const std::vector<int64_t>& counts) {
     std::vector<v1::Cell> cells;
     cells.reserve(keys.size());
     for (size_t k = 0; k < keys.size(); ++k) {
@@ -692,6 +996,10 @@ class IndexEngine : public CohortEngine {
   }
 
   std::shared_ptr<const Snapshot> snap_;
+  int largest_sex_ = 1;  // In 1..4.
+  mutable absl::Mutex unique_mu_;
+  mutable absl::flat_hash_map<const Posting*, bool> unique_events_
+      ABSL_GUARDED_BY(unique_mu_);
   absl::flat_hash_map<const CodeTable*, absl::flat_hash_map<uint64_t, Roaring>>
       prefix_unions_;
 };
