@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "audit/log.h"
 #include "audit/records.h"
@@ -273,6 +274,27 @@ class CrashSafetyTest : public ::testing::Test {
     EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
     EXPECT_TRUE(absl::StrContains(r->out, "\nOK\n")) << r->out;
     if (who == "gateway") return;  // Checked entry by entry above.
+    // The gateway's entries against the site's own log. The one known gap:
+    // a request the node answered (and audited) whose answer the gateway
+    // never recorded, because the gateway died after the fan-out and before
+    // its audit entry (recovery records the charge but cannot know the
+    // request id: the ledger does not keep it), or the node died after its
+    // audit entry and before its reply (the gateway recorded the site as
+    // failed). Exactly those requests, and nothing else, may mismatch.
+    absl::StatusOr<CommandResult> x =
+        RunCommand({PasserelleBin(), "audit", "crosscheck", "--store",
+                    fed_->Path("gateway/audit"), "--node-store",
+                    fed_->Path(who + "/audit"), "--site", who});
+    ASSERT_TRUE(x.ok()) << x.status();
+    int unreferenced = 0;
+    for (absl::string_view line : absl::StrSplit(x->out, '\n')) {
+      if (!absl::StartsWith(line, "gateway ")) continue;
+      EXPECT_TRUE(absl::StrContains(line, "but no gateway entry references it"))
+          << line;
+      ++unreferenced;
+    }
+    EXPECT_EQ(unreferenced, unreferenced_[who]) << x->out << x->err;
+    EXPECT_EQ(x->exit_code, unreferenced_[who] == 0 ? 0 : 1) << x->out;
     audit::AuditLogOptions options;
     auto log =
         audit::AuditLog::OpenDirectory(fed_->Path(who + "/audit"), options);
@@ -321,6 +343,8 @@ class CrashSafetyTest : public ::testing::Test {
   std::string fr_version_;
   absl::Duration load_time_;
   int next_query_ = 0;
+  // Node entries the gateway's log cannot reference (see VerifyLog).
+  std::map<std::string, int> unreferenced_;
 };
 
 // The gateway killed at each point of a charged query. Before the
@@ -329,32 +353,46 @@ class CrashSafetyTest : public ::testing::Test {
 // records it ("interrupted"); after the audit entry the request is whole
 // (only the reply, or the repeat discount, is lost).
 TEST_F(CrashSafetyTest, GatewayKilledDuringAQuery) {
-  const std::vector<std::string> points = {
-      "ledger.reserve.before_commit", "ledger.reserve.after_commit",
-      "gateway.query.after_reserve",  "gateway.query.after_fanout",
-      "gateway.query.before_audit",   "audit.append.before_commit",
-      "audit.append.after_commit",    "gateway.query.after_audit",
-      "gateway.query.before_reply"};
-  int interrupted = 0;
-  for (const std::string& point : points) {
-    SCOPED_TRACE(point);
+  struct Point {
+    std::string name;
+    bool charge_unrecorded;  // A durable charge without an entry: recovery.
+    bool nodes_answered;     // The nodes answered before the gateway died.
+  };
+  const std::vector<Point> points = {
+      {"ledger.reserve.before_commit", false, false},
+      {"ledger.reserve.after_commit", true, false},
+      {"gateway.query.after_reserve", true, false},
+      {"gateway.query.after_fanout", true, true},
+      {"gateway.query.before_audit", true, true},
+      {"audit.append.before_commit", true, true},
+      {"audit.append.after_commit", false, false},
+      {"gateway.query.after_audit", false, false},
+      {"gateway.query.before_reply", false, false}};
+  for (const Point& p : points) {
+    SCOPED_TRACE(p.name);
     {
-      ScopedCrashAt crash(point);
+      ScopedCrashAt crash(p.name);
       absl::Status started = fed_->StartGateway(Policy());
       ASSERT_TRUE(started.ok()) << started;
     }
     v1::QueryResponse r;
     grpc::Status st = fed_->Query("noised", FreshNoisedQuery(), &r);
-    EXPECT_FALSE(st.ok()) << "answered although killed at " << point;
+    EXPECT_FALSE(st.ok()) << "answered although killed at " << p.name;
     EXPECT_EQ(fed_->gateway().Wait(), kKilled);
     const std::string log = fed_->gateway().Log();
-    EXPECT_TRUE(absl::StrContains(log, Marker(point))) << log;
-    CheckAfterRestart(point);
+    EXPECT_TRUE(absl::StrContains(log, Marker(p.name))) << log;
+    if (p.nodes_answered) {
+      ++unreferenced_["fr"];
+      ++unreferenced_["qc"];
+    }
+    CheckAfterRestart(p.name);
+    // The restarted gateway's recovery recorded the charge, or had nothing
+    // to do.
     const std::string restarted = ReadFile(fed_->Path("gateway/gateway.log"));
-    if (absl::StrContains(restarted, "recovery: budget charge")) ++interrupted;
+    EXPECT_EQ(absl::StrContains(restarted, "recovery: budget charge"),
+              p.charge_unrecorded)
+        << restarted;
   }
-  // Exactly the points between a durable charge and a durable entry.
-  EXPECT_EQ(interrupted, 5);
 }
 
 // A node killed while answering (before or after its own audit entry, in
@@ -382,6 +420,11 @@ TEST_F(CrashSafetyTest, NodeKilledDuringACount) {
     }
     EXPECT_EQ(fed_->node("fr").Wait(), kKilled);
     EXPECT_TRUE(absl::StrContains(fed_->node("fr").Log(), Marker(point)));
+    // Killed after its own entry: an answer that never left the node.
+    if (point == "audit.append.after_commit" ||
+        point == "node.count.after_audit") {
+      ++unreferenced_["fr"];
+    }
     s = fed_->StartNode("fr");
     ASSERT_TRUE(s.ok()) << s;
     CheckAfterRestart(point);
