@@ -1,10 +1,12 @@
 // Two sites on separate hosts: the FR node, the QC node and the gateway each
-// in its own Linux network namespace, joined by veth pairs (documentation
-// addresses only, on links this test creates). A delaying proxy inside FR's
-// namespace stands in for a slow link (tc netem is missing from this
-// kernel); `ip link set ... down` cuts QC off. The answers must turn partial
-// naming the site, within its timeout, and whole again once the link is
-// back. Needs root and `ip netns`; skips with the reason otherwise.
+// in its own Linux network namespace, joined by veth pairs this test
+// creates (documentation addresses inside its namespaces; a random IPv6 ULA
+// /64 on the one link to the root namespace, where the test asks its
+// queries, so the host's own 192.0.2.0/24 and fd00::/64 stay untouched). A
+// delaying proxy inside FR's namespace stands in for a slow link (tc netem is
+// missing from this kernel); `ip link set ... down` cuts QC off. The answers
+// must turn partial naming the site, within its timeout, and whole again once
+// the link is back. Needs root and `ip netns`; skips with the reason otherwise.
 // Namespaces and links are named per run (pid and a random tag) and removed
 // at the end, also on failure; ones left by a killed run are swept.
 #include <signal.h>
@@ -76,6 +78,17 @@ class Topology {
     std::random_device rd;
     tag_ = absl::StrFormat("%06x", rd() & 0xffffff);
     prefix_ = absl::StrCat(kNsPrefix, getpid(), "-", tag_, "-");
+    // The one link in the root namespace gets a random IPv6 ULA /64: the
+    // host's own network (192.0.2.0/24, fd00::/64 here) and concurrent runs
+    // are left alone. The other links live inside this run's namespaces.
+    ula_ = absl::StrFormat("fd%02x:%04x:%04x", 1 + rd() % 255, rd() & 0xffff,
+                           rd() & 0xffff);
+  }
+  std::string RootAddress() const { return ula_ + "::1"; }
+  std::string GatewayAddress() const { return ula_ + "::2"; }
+  // host:port for a client or a listener.
+  std::string GatewayEndpoint(int port) const {
+    return absl::StrCat("[", GatewayAddress(), "]:", port);
   }
   ~Topology() {
     for (const std::string& ns : created_) (void)Ip({"netns", "del", ns});
@@ -107,10 +120,11 @@ class Topology {
             Link("gr"), "netns", Ns("gw")}));
     root_links_.push_back(Link("rg"));
     PASSERELLE_RETURN_IF_ERROR(
-        Ip({"addr", "add", "192.0.2.5/30", "dev", Link("rg")}));
+        Ip({"addr", "add", RootAddress() + "/64", "dev", Link("rg"), "nodad"}));
     PASSERELLE_RETURN_IF_ERROR(Ip({"link", "set", Link("rg"), "up"}));
     PASSERELLE_RETURN_IF_ERROR(
-        Ip({"-n", Ns("gw"), "addr", "add", "192.0.2.6/30", "dev", Link("gr")}));
+        Ip({"-n", Ns("gw"), "addr", "add", GatewayAddress() + "/64", "dev",
+            Link("gr"), "nodad"}));
     return Ip({"-n", Ns("gw"), "link", "set", Link("gr"), "up"});
   }
 
@@ -140,6 +154,7 @@ class Topology {
 
   std::string tag_;
   std::string prefix_;
+  std::string ula_;
   std::vector<std::string> created_;
   std::vector<std::string> root_links_;
 };
@@ -204,8 +219,8 @@ class NetnsTest : public ::testing::Test {
                    absl::Duration* elapsed = nullptr) {
     const absl::Time start = absl::Now();
     grpc::Status st =
-        QueryAt(absl::StrCat("192.0.2.6:", gateway_.port),
-                UserCredentials(*fed_), "exact", kTotal, deadline, response);
+        QueryAt(net_.GatewayEndpoint(gateway_.port), UserCredentials(*fed_),
+                "exact", kTotal, deadline, response);
     if (elapsed != nullptr) *elapsed = absl::Now() - start;
     return st;
   }
@@ -256,7 +271,7 @@ TEST_F(NetnsTest, SitesOnSeparateHostsGoPartialOnASlowOrCutLinkAndRecover) {
   // (tls_server_name) whatever address it dials.
   GatewaySpec spec;
   spec.prefix = net_.Exec("gw");
-  spec.listen = "192.0.2.6:0";
+  spec.listen = net_.GatewayEndpoint(0);
   spec.retry_initial_backoff_ms = 50;
   spec.retry_max_backoff_ms = 200;
   spec.retry_max_attempts = 50;
