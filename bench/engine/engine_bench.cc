@@ -328,9 +328,35 @@ absl::Status Run(const Options& o) {
                               store->LoadCurrent());
   const double load_ms = Ms(Clock::now() - t0);
   store.reset();
+  const int64_t rss_snapshot = RssMiB();
   const Clock::time_point t1 = Clock::now();
   std::unique_ptr<node::CohortEngine> engine = node::NewIndexEngine(snap);
   const double engine_ms = Ms(Clock::now() - t1);
+  {
+    // The index's size: posting entries (one per event and code), their
+    // columns, the per-code bitmaps; per source event row.
+    uint64_t entries = 0, column_bytes = 0, bitmap_bytes = 0, codes = 0;
+    for (const auto& [key, table] : snap->tables) {
+      for (const node::Posting& p : table.postings) {
+        ++codes;
+        entries += p.size();
+        column_bytes += p.patients.size() * sizeof(uint32_t) +
+                        p.days.size() * sizeof(int32_t) +
+                        p.events.size() * sizeof(uint32_t) +
+                        p.values.size() * sizeof(double);
+        bitmap_bytes += p.bitmap.getSizeInBytes();
+      }
+    }
+    const double ev = std::max<double>(1, snap->meta.events);
+    std::cout << absl::StreamFormat(
+        "passerelle index: %d codes, %d posting entries (%.2f per event), "
+        "columns %.0f MiB (%.1f bytes/event), bitmaps %.0f MiB (%.1f "
+        "bytes/event); resident %d MiB after the snapshot load, %d MiB with "
+        "the engine (%.1f bytes/event)\n",
+        codes, entries, entries / ev, column_bytes / 1048576.0,
+        column_bytes / ev, bitmap_bytes / 1048576.0, bitmap_bytes / ev,
+        rss_snapshot, RssMiB(), RssMiB() * 1048576.0 / ev);
+  }
   int sy, sm, sd;
   node::CivilFromDays(snap->meta.snapshot_day, &sy, &sm, &sd);
   const std::string snap_date = absl::StrFormat("%04d-%02d-%02d", sy, sm, sd);
