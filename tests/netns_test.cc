@@ -54,6 +54,15 @@ absl::Status Ip(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+// Whether `pid` runs (a zombie, a killed run not yet reaped, does not).
+bool Alive(pid_t pid) {
+  if (kill(pid, 0) != 0) return false;
+  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  const size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ||
+         stat[paren + 2] != 'Z';
+}
+
 // Removes namespaces left by earlier runs whose process is gone.
 void SweepStale() {
   absl::StatusOr<CommandResult> r = RunCommand({IpBinary(), "netns", "list"});
@@ -64,7 +73,7 @@ void SweepStale() {
     std::smatch m;
     if (!std::regex_search(l, m, re)) continue;
     const pid_t pid = static_cast<pid_t>(std::stol(m[1].str()));
-    if (pid == getpid() || kill(pid, 0) == 0) continue;
+    if (pid == getpid() || Alive(pid)) continue;
     const std::string name = l.substr(0, l.find(' '));
     (void)Ip({"netns", "del", name});
   }
