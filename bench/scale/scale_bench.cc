@@ -3,6 +3,8 @@
 // each query over --runs runs after --warmup runs.
 //
 // Usage: scale_bench --store DIR [--runs 30] [--warmup 5] [--query TEXT]...
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,6 +40,22 @@ std::pair<double, double> Resident() {
     if (std::sscanf(line.c_str(), "VmHWM: %ld kB", &kb) == 1) hwm = kb / 1024.0;
   }
   return {rss, hwm};
+}
+
+// CPU time (user + system) of this process so far, in seconds: on a shared
+// machine the wall time of the open mostly measures the wait for a core.
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -109,6 +127,7 @@ int main(int argc, char** argv) {
       queries.emplace_back(name, text);
   }
   const auto [rss0, hwm0] = Resident();
+  const double cpu0 = CpuSeconds();
   const Clock::time_point t0 = Clock::now();
   auto store = node::NodeStore::Open(store_dir);
   if (!store.ok()) {
@@ -124,17 +143,20 @@ int main(int argc, char** argv) {
   const Clock::time_point t2 = Clock::now();
   std::unique_ptr<node::CohortEngine> engine = node::NewIndexEngine(*snap);
   const Clock::time_point t3 = Clock::now();
+  const double cpu_open = CpuSeconds() - cpu0;
   store->reset();  // No background RocksDB work while timing.
   const node::SnapshotMeta meta = engine->meta();
   snap->reset();
   const auto [rss, hwm] = Resident();
   std::cout << absl::StrFormat(
       "store %s: site %s, %d persons, %d events\n"
-      "open: store %.0f ms + snapshot %.0f ms + engine %.0f ms = %.2f s\n"
+      "open: store %.0f ms + snapshot %.0f ms + engine %.0f ms = %.2f s "
+      "(CPU %.2f s, load %s)\n"
       "resident after open: VmRSS %.0f MiB, VmHWM %.0f MiB (before: %.0f / "
       "%.0f)\n",
       store_dir, meta.site, meta.persons, meta.events, Ms(t0, t1), Ms(t1, t2),
-      Ms(t2, t3), Ms(t0, t3) / 1000, rss, hwm, rss0, hwm0);
+      Ms(t2, t3), Ms(t0, t3) / 1000, cpu_open, LoadAverage(), rss, hwm, rss0,
+      hwm0);
   std::cout << absl::StrFormat("%-26s %10s %10s %10s %10s  %s\n", "query",
                                "patients", "min ms", "p50 ms", "p99 ms",
                                "text");
