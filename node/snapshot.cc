@@ -255,14 +255,49 @@ struct SortRecValue {
   double value;
 };
 
+// A segment of records of one patient, already in (day, row) order.
+struct Run {
+  uint32_t patient;
+  uint32_t begin;
+  uint32_t end;
+};
+
+// The order of `*recs` by (patient, day, row), as runs to read in turn.
+// Events arrive grouped by source patient and in order within it (as the
+// generator and most exports write them), so usually only the runs need
+// sorting (a few per patient, not one per event); otherwise everything is
+// sorted.
 template <typename R>
-void SortRecs(std::vector<R>* recs) {
+std::vector<Run> SortRecs(std::vector<R>* recs) {
   auto less = [](const R& a, const R& b) {
     return a.key < b.key || (a.key == b.key && a.event < b.event);
   };
-  if (!std::is_sorted(recs->begin(), recs->end(), less)) {
-    std::sort(recs->begin(), recs->end(), less);
+  const uint32_t n = static_cast<uint32_t>(recs->size());
+  std::vector<Run> runs;
+  bool in_order = true;
+  for (uint32_t i = 0; i < n;) {
+    const uint32_t patient = static_cast<uint32_t>((*recs)[i].key >> 32);
+    uint32_t j = i + 1;
+    while (j < n && static_cast<uint32_t>((*recs)[j].key >> 32) == patient &&
+           less((*recs)[j - 1], (*recs)[j])) {
+      ++j;
+    }
+    if (!runs.empty() && runs.back().patient >= patient) in_order = false;
+    runs.push_back({patient, i, j});
+    i = j;
   }
+  if (in_order) return {{0, 0, n}};
+  std::sort(runs.begin(), runs.end(),
+            [](const Run& a, const Run& b) { return a.patient < b.patient; });
+  for (size_t k = 1; k < runs.size(); ++k) {
+    if (runs[k].patient == runs[k - 1].patient) {
+      // A patient in several runs: sort the records themselves.
+      std::vector<Run>().swap(runs);
+      std::sort(recs->begin(), recs->end(), less);
+      return {{0, 0, n}};
+    }
+  }
+  return runs;
 }
 
 }  // namespace
@@ -284,15 +319,18 @@ void SnapshotBuilder::FillPosting(CodeAccum& a,
     a.events.ForEach([&](uint32_t e) { recs[i++].event = e; });
     a.events.Clear();
   };
-  auto emit = [&](const auto& recs) {
+  auto emit = [&](const auto& recs, const std::vector<Run>& runs) {
     posting->patients.reserve(n);
     posting->days.reserve(n);
     posting->events.reserve(n);
-    for (const auto& r : recs) {
-      posting->patients.push_back(static_cast<uint32_t>(r.key >> 32));
-      posting->days.push_back(
-          static_cast<int32_t>(static_cast<uint32_t>(r.key) ^ 0x80000000u));
-      posting->events.push_back(r.event);
+    for (const Run& run : runs) {
+      for (uint32_t i = run.begin; i < run.end; ++i) {
+        const auto& r = recs[i];
+        posting->patients.push_back(static_cast<uint32_t>(r.key >> 32));
+        posting->days.push_back(
+            static_cast<int32_t>(static_cast<uint32_t>(r.key) ^ 0x80000000u));
+        posting->events.push_back(r.event);
+      }
     }
   };
   if (a.has_values) {
@@ -301,15 +339,18 @@ void SnapshotBuilder::FillPosting(CodeAccum& a,
     size_t i = 0;
     a.values.ForEach([&](double v) { recs[i++].value = v; });
     a.values.Clear();
-    SortRecs(&recs);
-    emit(recs);
+    const std::vector<Run> runs = SortRecs(&recs);
+    emit(recs, runs);
     posting->values.reserve(n);
-    for (const SortRecValue& r : recs) posting->values.push_back(r.value);
+    for (const Run& run : runs) {
+      for (uint32_t k = run.begin; k < run.end; ++k) {
+        posting->values.push_back(recs[k].value);
+      }
+    }
   } else {
     std::vector<SortRec> recs;
     fill(recs);
-    SortRecs(&recs);
-    emit(recs);
+    emit(recs, SortRecs(&recs));
   }
 }
 
