@@ -54,8 +54,10 @@ class NodeStore {
   absl::Mutex mu_;
   rocksdb::DB* const db_;
   const std::string dir_;
-  // One RocksDB value holds at most this many events of a posting (24-40 MB).
-  static constexpr uint32_t kDefaultPostingChunk = 1 << 21;
+  // One RocksDB value holds at most this many events of a posting (6-10 MB:
+  // below glibc's largest mmap threshold, so the read buffers are reused
+  // rather than mapped and faulted in afresh for every value).
+  static constexpr uint32_t kDefaultPostingChunk = 1 << 19;
   uint32_t posting_chunk_ ABSL_GUARDED_BY(mu_) = kDefaultPostingChunk;
 };
 
