@@ -68,6 +68,12 @@ struct CrossCheckIssue {
   std::optional<uint64_t> gateway_index;  // Absent for an unreferenced
   std::optional<uint64_t> node_index;     // node entry, and vice versa.
   std::string problem;
+  // Not a disagreement: a node entry the gateway did not reference but whose
+  // request the gateway did record, with this site not released ("failed",
+  // "timed out"…) or as interrupted by a crash (its start-up recovery). The
+  // request is not hidden; the node computed an answer the gateway says it
+  // never released. Listed for the auditor, not counted as a mismatch.
+  bool accounted = false;
 };
 // Cross-checks the gateway's entries for `site` against that site's own log:
 // every node_audit_index the gateway recorded must name a node entry for the
@@ -75,7 +81,9 @@ struct CrossCheckIssue {
 // a node reference (unless the entry repeats an earlier release, which
 // contacted no node); and every node entry that answered (allowed) must be
 // referenced by some gateway entry (a gateway cannot hide a query the site
-// answered). Verify both logs first: this compares contents only.
+// answered) — or, marked `accounted`, belong to a request the gateway
+// recorded without releasing this site's answer. Verify both logs first:
+// this compares contents only.
 absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     const AuditLog& gateway, const AuditLog& node, const std::string& site);
 

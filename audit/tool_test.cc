@@ -371,13 +371,31 @@ TEST_F(AuditToolTest, CrossCheckGatewayAgainstNodeLog) {
     ASSERT_TRUE(gw->Append(gw_entry("req-2", "Q2 altered", 1)).ok());
     ASSERT_TRUE(gw->Append(gw_entry("req-5", "Q5", std::nullopt)).ok());
     ASSERT_TRUE(gw->Append(gw_entry("req-6", "Q6", 9)).ok());
+    // req-7: the node answered, the gateway recorded fr as failed (e.g. the
+    // node died before its reply). req-8: the gateway died after the
+    // fan-out; its start-up recovery recorded the request as interrupted.
+    ASSERT_TRUE(node->Append(node_entry("req-7", "Q7", allowed)).ok());
+    ASSERT_TRUE(node->Append(node_entry("req-8", "Q8", allowed)).ok());
+    AuditEntry failed;
+    failed.set_request_id("req-7");
+    failed.set_project("diab");
+    failed.set_canonical_query("Q7");
+    failed.add_sites()->set_site("fr");
+    failed.mutable_sites(0)->set_status("failed");
+    ASSERT_TRUE(gw->Append(EncodeRecord(failed)).ok());
+    AuditEntry interrupted;
+    interrupted.set_request_id("req-8");
+    interrupted.set_project("diab");
+    interrupted.set_decision(passerelle::v1::AUDIT_DECISION_FAILED);
+    interrupted.add_reasons("interrupted: the gateway stopped after ...");
+    ASSERT_TRUE(gw->Append(EncodeRecord(interrupted)).ok());
   }
   auto gw = AuditLog::OpenDirectory(gw_dir, AuditLogOptions());
   auto node = AuditLog::OpenDirectory(node_dir, AuditLogOptions());
   ASSERT_TRUE(gw.ok() && node.ok());
   auto issues = CrossCheckSite(**gw, **node, "fr");
   ASSERT_TRUE(issues.ok()) << issues.status();
-  ASSERT_EQ(issues->size(), 4u);
+  ASSERT_EQ(issues->size(), 6u);
   auto at = [&](int k) { return (*issues)[k]; };
   EXPECT_EQ(at(0).gateway_index, 1u);
   EXPECT_EQ(at(0).node_index, 1u);
@@ -388,15 +406,31 @@ TEST_F(AuditToolTest, CrossCheckGatewayAgainstNodeLog) {
   EXPECT_EQ(at(2).node_index, 9u);
   EXPECT_FALSE(at(3).gateway_index.has_value());
   EXPECT_EQ(at(3).node_index, 2u);  // req-3: answered, never logged.
-  // Another site's view is empty: nothing to compare, nothing answered.
+  for (int k = 0; k < 4; ++k) EXPECT_FALSE(at(k).accounted) << k;
+  // Recorded by the gateway, not released: listed, not mismatches.
+  EXPECT_TRUE(at(4).accounted);
+  EXPECT_EQ(at(4).gateway_index, 4u);
+  EXPECT_EQ(at(4).node_index, 4u);
+  EXPECT_TRUE(absl::StrContains(at(4).problem, "site failed")) << at(4).problem;
+  EXPECT_TRUE(at(5).accounted);
+  EXPECT_EQ(at(5).gateway_index, 5u);
+  EXPECT_EQ(at(5).node_index, 5u);
+  EXPECT_TRUE(absl::StrContains(at(5).problem, "interrupted")) << at(5).problem;
+  // Another site's view: nothing to compare; req-7's entry does not list qc
+  // (unreferenced), the interrupted req-8 may have reached any site.
   auto other = CrossCheckSite(**gw, **node, "qc");
   ASSERT_TRUE(other.ok());
-  EXPECT_EQ(other->size(), 3u);  // Node entries 0..2 are unreferenced.
+  ASSERT_EQ(other->size(), 5u);
+  int accounted = 0;
+  for (const auto& issue : *other) accounted += issue.accounted ? 1 : 0;
+  EXPECT_EQ(accounted, 1);
 
   EXPECT_EQ(Run({"crosscheck", "--store", gw_dir, "--node-store", node_dir,
                  "--site", "fr"}),
             1);
   EXPECT_TRUE(absl::StrContains(out_.str(), "MISMATCH: 4 issue(s)"))
+      << out_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "note: gateway 4\tnode 4\t"))
       << out_.str();
   EXPECT_EQ(Run({"crosscheck", "--store", gw_dir, "--site", "fr"}), 2);
 }

@@ -293,8 +293,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   absl::StatusOr<privacy::QueryCost> cost =
       privacy::ComputeQueryCost(params, static_cast<int>(clients.size()));
   if (!cost.ok()) return Refuse(entry, start, cost.status());
-  absl::StatusOr<ledger::Charge> charge = ledger_->Reserve(
-      ob.project(), caller, *cost, ledger::CapsFromBudget(ob.budget()), start);
+  absl::StatusOr<ledger::Charge> charge =
+      ledger_->Reserve(ob.project(), caller, *cost,
+                       ledger::CapsFromBudget(ob.budget()), start, request_id);
   if (!charge.ok()) {
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     return Refuse(entry, start, charge.status());

@@ -41,7 +41,11 @@ v1::AuditEntry InterruptedEntry(const ledger::Charge& charge, absl::Time now) {
   v1::AuditEntry entry;
   entry.set_operation("query");
   entry.set_time_unix_micros(absl::ToUnixMicros(charge.time));
-  entry.set_request_id(absl::StrCat("interrupted-charge-", charge.id));
+  // The request's own id, so that a node's entry for it can be matched (a
+  // charge from an older ledger has none).
+  entry.set_request_id(charge.request_id.empty()
+                           ? absl::StrCat("interrupted-charge-", charge.id)
+                           : charge.request_id);
   entry.set_caller(charge.researcher);
   entry.set_caller_role("researcher");
   entry.set_project(charge.project);

@@ -185,6 +185,22 @@ TEST_F(RecoveryTest, RecordsEachUnauditedChargeOnceAndKeepsItSpent) {
   EXPECT_EQ(log_->Size(), before + 3);
 }
 
+TEST_F(RecoveryTest, TheRecordedEntryCarriesTheRequestIdTheChargeWasMadeFor) {
+  auto c = ledger_->Reserve("p", "alice", Laplace(0.5, 2), ledger::Caps(), kT0,
+                            "req-42");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->request_id, "req-42");
+  const ledger::Charge anonymous = Reserve("p", "bob", kT0);  // No id given.
+  Reopen();  // The id is read back from the store, not kept in memory.
+  auto report = ReconcileLedgerWithAudit(*ledger_, *log_, kT0);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::vector<v1::AuditEntry> entries = Entries();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].request_id(), "req-42");
+  EXPECT_EQ(entries[1].request_id(),
+            absl::StrCat("interrupted-charge-", anonymous.id));
+}
+
 TEST_F(RecoveryTest, TheStartUpStepRecordsAndReportsOk) {
   Reserve("p", "alice", kT0);
   EXPECT_TRUE(RecoverInterruptedRequests(ledger_.get(), log_.get()).ok());

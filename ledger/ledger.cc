@@ -137,7 +137,8 @@ std::string EncodeCharge(const Charge& c) {
                  {"rho", absl::StrCat(c.rho_micros)},
                  {"time_micros", absl::StrCat(absl::ToUnixMicros(c.time))},
                  {"period", absl::StrCat(c.period)},
-                 {"refunded", c.refunded ? "1" : "0"}});
+                 {"refunded", c.refunded ? "1" : "0"},
+                 {"request_id", c.request_id}});
 }
 
 absl::StatusOr<Charge> DecodeCharge(const std::string& value) {
@@ -154,6 +155,7 @@ absl::StatusOr<Charge> DecodeCharge(const std::string& value) {
   c.time = absl::FromUnixMicros(t);
   PASSERELLE_ASSIGN_OR_RETURN(c.period, Int(f, "period"));
   c.refunded = f["refunded"] == "1";
+  c.request_id = f["request_id"];  // Absent in charges of older ledgers.
   return c;
 }
 
@@ -532,7 +534,8 @@ BudgetLedger::~BudgetLedger() {
 absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
                                              const std::string& researcher,
                                              const privacy::QueryCost& cost,
-                                             const Caps& caps, absl::Time now) {
+                                             const Caps& caps, absl::Time now,
+                                             const std::string& request_id) {
   PASSERELLE_RETURN_IF_ERROR(CheckName(project, "project"));
   PASSERELLE_RETURN_IF_ERROR(CheckName(researcher, "researcher"));
   if (!caps.error.empty()) return absl::InvalidArgumentError(caps.error);
@@ -588,6 +591,7 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
   op.charge.epsilon_micros = cost.epsilon_micros;
   op.charge.rho_micros = cost.rho_micros;
   op.charge.time = now;
+  op.charge.request_id = request_id;
   op.charge.period = p.period;
   op.period = period;
   op.caps = caps;

@@ -60,6 +60,9 @@ struct Charge {
   absl::Time time = absl::UnixEpoch();
   int64_t period = 0;  // The reset window it was counted in.
   bool refunded = false;
+  // The gateway's request id, when the caller gave one: lets a charge whose
+  // request was never audited (a crash in between) be recorded under it.
+  std::string request_id;
 };
 
 // Spending of one account in its current window.
@@ -117,7 +120,8 @@ class BudgetLedger {
   absl::StatusOr<Charge> Reserve(const std::string& project,
                                  const std::string& researcher,
                                  const privacy::QueryCost& cost,
-                                 const Caps& caps, absl::Time now);
+                                 const Caps& caps, absl::Time now,
+                                 const std::string& request_id = "");
 
   // Gives a charge back. Only for a query that reached no node (a query that
   // touched data stays charged even if it failed later). NOT_FOUND for an
