@@ -80,8 +80,9 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
     absl::StatusOr<uint64_t> index = audit_->Record(record);
     if (!index.ok()) {
       // Audit before release: without a durable record nothing leaves.
-      return absl::UnavailableError(absl::StrCat(
-          "site ", site_, " audit log unavailable: ", index.status().message()));
+      return absl::UnavailableError(
+          absl::StrCat("site ", site_,
+                       " audit log unavailable: ", index.status().message()));
     }
     audit_index = *index;
     PASSERELLE_CRASH_POINT("node.count.after_audit");
