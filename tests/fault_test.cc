@@ -51,20 +51,8 @@ class FaultTest : public ::testing::Test {
   }
   static absl::Status Prepare() {
     PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
-    for (const auto& [site, seed] :
-         {std::pair<std::string, int>{"fr", 21}, {"qc", 22}}) {
-      absl::StatusOr<CommandResult> gen =
-          RunCommand({PasserelleBin(), "generate", "--patients", "400",
-                      "--seed", absl::StrCat(seed), "--site", site, "--out",
-                      fed_->Path("data/" + site)});
-      if (!gen.ok()) return gen.status();
-      if (gen->exit_code != 0) {
-        return absl::InternalError(
-            absl::StrCat("passerelle generate failed: ", gen->err));
-      }
-      PASSERELLE_RETURN_IF_ERROR(
-          fed_->LoadSite(site, fed_->Path("data/" + site)));
-    }
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("fr", 400, 21));
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("qc", 400, 22));
     return absl::OkStatus();
   }
   static void TearDownTestSuite() {

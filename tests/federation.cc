@@ -125,6 +125,20 @@ absl::Status Federation::LoadSite(const std::string& site,
   return absl::OkStatus();
 }
 
+absl::Status Federation::GenerateSite(const std::string& site, int patients,
+                                      int seed) {
+  const std::string out = Path("data/" + site);
+  absl::StatusOr<CommandResult> gen = RunCommand(
+      {PasserelleBin(), "generate", "--patients", absl::StrCat(patients),
+       "--seed", absl::StrCat(seed), "--site", site, "--out", out});
+  if (!gen.ok()) return gen.status();
+  if (gen->exit_code != 0) {
+    return absl::InternalError(
+        absl::StrCat("passerelle generate failed: ", gen->err));
+  }
+  return LoadSite(site, out);
+}
+
 absl::StatusOr<std::vector<int64_t>> Federation::LocalCounts(
     const std::string& site, const std::string& query) {
   absl::StatusOr<CommandResult> r =

@@ -57,6 +57,9 @@ class Federation {
                     const std::vector<std::string>& args);
   // `passerelle node load` of an OMOP CSV directory into site's store.
   absl::Status LoadSite(const std::string& site, const std::string& csv_dir);
+  // `passerelle generate` of `patients` synthetic patients (seed `seed`) as
+  // CSV into Path("data/<site>"), then LoadSite of that directory.
+  absl::Status GenerateSite(const std::string& site, int patients, int seed);
   // Exact local counts from the steward tool (before the node is started).
   absl::StatusOr<std::vector<int64_t>> LocalCounts(const std::string& site,
                                                    const std::string& query);

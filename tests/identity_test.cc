@@ -106,20 +106,8 @@ class IdentityTest : public ::testing::Test {
     // Another CA entirely, issuing the same identities.
     PASSERELLE_RETURN_IF_ERROR(fed_->Mint(
         fed_->Path("foreign"), {"--sites", "fr", "--users", "alice"}));
-    for (const auto& [site, seed] :
-         {std::pair<std::string, int>{"fr", 21}, {"qc", 22}}) {
-      absl::StatusOr<CommandResult> gen =
-          RunCommand({PasserelleBin(), "generate", "--patients", "400",
-                      "--seed", absl::StrCat(seed), "--site", site, "--out",
-                      fed_->Path("data/" + site)});
-      if (!gen.ok()) return gen.status();
-      if (gen->exit_code != 0) {
-        return absl::InternalError(
-            absl::StrCat("passerelle generate failed: ", gen->err));
-      }
-      PASSERELLE_RETURN_IF_ERROR(
-          fed_->LoadSite(site, fed_->Path("data/" + site)));
-    }
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("fr", 400, 21));
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("qc", 400, 22));
     return absl::OkStatus();
   }
   void SetUp() override { ASSERT_TRUE(setup_->ok()) << *setup_; }

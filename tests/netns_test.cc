@@ -197,20 +197,8 @@ class NetnsTest : public ::testing::Test {
   }
   static absl::Status Prepare() {
     PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
-    for (const auto& [site, seed] :
-         {std::pair<std::string, int>{"fr", 41}, {"qc", 42}}) {
-      absl::StatusOr<CommandResult> gen =
-          RunCommand({PasserelleBin(), "generate", "--patients", "300",
-                      "--seed", absl::StrCat(seed), "--site", site, "--out",
-                      fed_->Path("data/" + site)});
-      if (!gen.ok()) return gen.status();
-      if (gen->exit_code != 0) {
-        return absl::InternalError(
-            absl::StrCat("passerelle generate failed: ", gen->err));
-      }
-      PASSERELLE_RETURN_IF_ERROR(
-          fed_->LoadSite(site, fed_->Path("data/" + site)));
-    }
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("fr", 300, 41));
+    PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("qc", 300, 42));
     return absl::OkStatus();
   }
   static void TearDownTestSuite() {
