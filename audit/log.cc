@@ -487,6 +487,17 @@ uint64_t AuditLog::Size() const {
   return size_;
 }
 
+absl::Status AuditLog::CheckReadable() const {
+  const uint64_t size = Size();
+  if (size == 0) return absl::OkStatus();
+  absl::StatusOr<std::string> last = Get(size - 1);
+  if (!last.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot read entry ", size - 1,
+                                               ": ", last.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 std::string AuditLog::Root() const {
   absl::MutexLock lock(&mu_);
   if (!frontier_valid_) return "";

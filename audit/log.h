@@ -137,6 +137,9 @@ class AuditLog {
   absl::StatusOr<std::string> SignCheckpoint() ABSL_LOCKS_EXCLUDED(mu_);
 
   uint64_t Size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // A cheap liveness check for health probes: the latest entry reads back
+  // from the store (OK for an empty log); UNAVAILABLE naming it otherwise.
+  absl::Status CheckReadable() const ABSL_LOCKS_EXCLUDED(mu_);
   // Root of the current tree (EmptyRoot() when empty). Empty string in a
   // read-only log whose store lacks the tree's edge hashes (see Verify).
   std::string Root() const ABSL_LOCKS_EXCLUDED(mu_);
