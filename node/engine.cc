@@ -266,7 +266,7 @@ class IndexEngine : public CohortEngine {
           if (hi - lo < 2 || unions.contains(RangeKey(lo, hi))) continue;
           std::vector<const Roaring*> bitmaps;
           for (size_t c = lo; c < hi; ++c)
-            bitmaps.push_back(&table.postings[c].bitmap);
+            bitmaps.push_back(&table.postings[c]->bitmap);
           Roaring u = Union(bitmaps);
           u.shrinkToFit();
           unions.emplace(RangeKey(lo, hi), std::move(u));
@@ -326,7 +326,7 @@ class IndexEngine : public CohortEngine {
   template <typename Fn>
   void ForEachPosting(const v1::EventSpec& spec, Fn fn) const {
     ForEachCodeRange(spec, [&](const CodeTable& table, size_t lo, size_t hi) {
-      for (size_t c = lo; c < hi; ++c) fn(table.postings[c]);
+      for (size_t c = lo; c < hi; ++c) fn(*table.postings[c]);
     });
   }
 
@@ -337,7 +337,7 @@ class IndexEngine : public CohortEngine {
     std::vector<const Roaring*> bitmaps;
     ForEachCodeRange(spec, [&](const CodeTable& table, size_t lo, size_t hi) {
       if (hi - lo == 1) {
-        bitmaps.push_back(&table.postings[lo].bitmap);
+        bitmaps.push_back(&table.postings[lo]->bitmap);
         return;
       }
       auto t = prefix_unions_.find(&table);
@@ -349,7 +349,7 @@ class IndexEngine : public CohortEngine {
         }
       }
       for (size_t c = lo; c < hi; ++c)
-        bitmaps.push_back(&table.postings[c].bitmap);
+        bitmaps.push_back(&table.postings[c]->bitmap);
     });
     return bitmaps;
   }

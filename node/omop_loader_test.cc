@@ -152,7 +152,7 @@ size_t PostingSize(const Snapshot& snap, v1::Domain domain,
   auto t = snap.tables.find({static_cast<int>(domain), vocabulary});
   if (t == snap.tables.end()) return 0;
   for (size_t i = 0; i < t->second.codes.size(); ++i) {
-    if (t->second.codes[i] == code) return t->second.postings[i].size();
+    if (t->second.codes[i] == code) return t->second.postings[i]->size();
   }
   return 0;
 }

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -110,8 +112,11 @@ void Snapshot::Finish() {
     sex_bitmaps[s].addMany(per_sex[s].size(), per_sex[s].data());
     sex_bitmaps[s].runOptimize();
   }
+  absl::flat_hash_set<const Posting*> done;
   for (auto& [key, table] : tables) {
-    for (Posting& posting : table.postings) {
+    for (const std::shared_ptr<Posting>& shared : table.postings) {
+      if (!done.insert(shared.get()).second) continue;  // Shared: done.
+      Posting& posting = *shared;
       posting.bitmap = roaring::Roaring();
       // Patients are sorted, so consecutive duplicates are cheap to skip.
       std::vector<uint32_t> distinct;
@@ -124,6 +129,60 @@ void Snapshot::Finish() {
     }
   }
   deceased.runOptimize();
+}
+
+namespace {
+
+// A hash of a posting's size and of a sample of its entries (every entry of
+// a small posting, about 64 of a large one): equal postings hash equal, and
+// unequal ones of the same size rarely do. The full comparison decides.
+uint64_t SampleHash(const Posting& p) {
+  auto mix = [](uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+  };
+  const size_t n = p.size();
+  uint64_t h = mix(n, p.values.empty() ? 0 : 1);
+  const size_t step = std::max<size_t>(1, n / 64);
+  for (size_t i = 0; i < n; i += step) {
+    h = mix(h,
+            (uint64_t{p.patients[i]} << 32) | static_cast<uint32_t>(p.days[i]));
+    h = mix(h, p.events[i]);
+  }
+  if (n > 0) {
+    h = mix(h, (uint64_t{p.patients[n - 1]} << 32) |
+                   static_cast<uint32_t>(p.days[n - 1]));
+    h = mix(h, p.events[n - 1]);
+  }
+  return h;
+}
+
+template <typename T>
+bool SameColumn(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() ||
+          std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+bool SamePosting(const Posting& a, const Posting& b) {
+  return SameColumn(a.patients, b.patients) && SameColumn(a.days, b.days) &&
+         SameColumn(a.events, b.events) && SameColumn(a.values, b.values);
+}
+
+}  // namespace
+
+std::shared_ptr<Posting> PostingDeduplicator::Intern(
+    std::shared_ptr<Posting> p) {
+  std::vector<std::shared_ptr<Posting>>& bucket = seen_[SampleHash(*p)];
+  for (const std::shared_ptr<Posting>& q : bucket) {
+    // Values compare bitwise: NaNs (rows without a value) are equal.
+    if (q.get() == p.get() || SamePosting(*q, *p)) {
+      if (q.get() != p.get()) ++shared_;
+      return q;
+    }
+  }
+  bucket.push_back(p);
+  return p;
 }
 
 absl::Status SnapshotBuilder::AddPerson(int64_t source_id, int32_t birth_key,
@@ -397,6 +456,7 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
     return codes_[a]->key < codes_[b]->key;
   });
   size_t freed = 0;
+  PostingDeduplicator dedup;
   for (CodeId id : order) {
     CodeAccum& accum = *codes_[id];
     const std::string& key = accum.key;
@@ -405,8 +465,12 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
     CodeTable& table = snap->tables[{domain, key.substr(1, nul - 1)}];
     table.codes.push_back(key.substr(nul + 1));
     freed += accum.size * (12 + (accum.has_values ? 8 : 0));
-    FillPosting(accum, rank, &table.postings.emplace_back());
+    auto posting = std::make_shared<Posting>();
+    FillPosting(accum, rank, posting.get());
     codes_[id].reset();
+    // A code whose events are exactly another's (a concept id and its
+    // vocabulary code) shares that code's posting.
+    table.postings.push_back(dedup.Intern(std::move(posting)));
 #ifdef __GLIBC__
     // The freed chunks are scattered through the heap, too small for the
     // postings that follow: hand their pages back so that the peak stays

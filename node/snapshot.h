@@ -59,10 +59,26 @@ struct Posting {
 };
 
 // The codes of one (domain, vocabulary), sorted so that a prefix is a
-// contiguous range.
+// contiguous range. Codes whose postings are identical (an OMOP concept id
+// and its vocabulary code, which every row carries together) share one
+// Posting object: the events are held once.
 struct CodeTable {
   std::vector<std::string> codes;
-  std::vector<Posting> postings;
+  std::vector<std::shared_ptr<Posting>> postings;  // Never null.
+};
+
+// Finds postings equal in every column to one seen before, so that they can
+// be shared. Not thread-safe.
+class PostingDeduplicator {
+ public:
+  // Returns an earlier posting equal to `*p` if there is one (and `p` may be
+  // dropped), otherwise remembers and returns `p`.
+  std::shared_ptr<Posting> Intern(std::shared_ptr<Posting> p);
+  int64_t shared() const { return shared_; }
+
+ private:
+  absl::flat_hash_map<uint64_t, std::vector<std::shared_ptr<Posting>>> seen_;
+  int64_t shared_ = 0;
 };
 
 struct SnapshotMeta {
@@ -94,7 +110,8 @@ class Snapshot {
 
   uint32_t size() const { return static_cast<uint32_t>(birth_keys.size()); }
   std::vector<std::string> Vocabularies() const;
-  // Fills the derived members (bitmaps) from the columns and postings.
+  // Fills the derived members (bitmaps) from the columns and postings (once
+  // per shared posting).
   void Finish();
 };
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -25,12 +26,19 @@ constexpr char kSeqKey[] = "SEQ";
 constexpr size_t kPersonChunk = 1 << 16;
 // Size at which a load starts a new SST file.
 constexpr uint64_t kSstFileBytes = uint64_t{1} << 30;
+// Format 3: as format 2, and a code whose posting is shared with a code
+// earlier in key order (an OMOP concept id and its vocabulary code) is
+// stored as one alias value naming that code, not as a copy of its columns.
 // Format 2: postings in chunks of raw little-endian columns, keys
 // "c/<CodeMapKey>\0<chunk, 8 hex digits>", written as SST files and ingested
 // in one step. Format 1 (no "format=" line in meta): one value per code.
-constexpr int kFormat = 2;
+// Formats 1 and 2 are still read (equal postings are shared as they are
+// read); a newer format is refused with an error naming it.
+constexpr int kFormat = 3;
 constexpr uint8_t kChunkTag = 0xC2;
 constexpr size_t kChunkHeader = 1 + 4 + 4 + 1;
+// Format 3 alias value: the tag, then the CodeMapKey of the code it shares.
+constexpr uint8_t kAliasTag = 0xA3;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -69,11 +77,11 @@ std::string Prefix(absl::string_view version) {
   return absl::StrCat("s/", version, "/");
 }
 
-std::string EncodeMeta(const SnapshotMeta& m) {
+std::string EncodeMeta(const SnapshotMeta& m, int format) {
   return absl::StrCat("site=", m.site, "\nversion=", m.version,
                       "\nsnapshot_day=", m.snapshot_day,
                       "\nloaded_at=", m.loaded_at_unix, "\npersons=", m.persons,
-                      "\nevents=", m.events, "\nformat=", kFormat, "\n");
+                      "\nevents=", m.events, "\nformat=", format, "\n");
 }
 
 absl::Status DecodeMeta(absl::string_view text, SnapshotMeta* m, int* format) {
@@ -258,9 +266,12 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
       return absl::InvalidArgumentError("node store: ragged code table");
     }
     for (size_t i = 0; i < table.codes.size(); ++i) {
+      if (table.postings[i] == nullptr) {
+        return absl::InvalidArgumentError("node store: null posting");
+      }
       codes.push_back({CodeMapKey(static_cast<v1::Domain>(tkey.first),
                                   tkey.second, table.codes[i]),
-                       &table.postings[i]});
+                       table.postings[i].get()});
     }
   }
   std::sort(codes.begin(), codes.end(),
@@ -299,8 +310,19 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
         "write snapshot file");
   };
   std::string value;
+  // The first code (in key order) of each shared posting holds its columns;
+  // the others are aliases of it.
+  absl::flat_hash_map<const Posting*, const std::string*> stored;
   for (const CodeRef& c : codes) {
     const Posting& p = *c.posting;
+    auto [it, first] = stored.emplace(&p, &c.key);
+    if (!first && !write_format2_) {
+      value.clear();
+      value.push_back(static_cast<char>(kAliasTag));
+      value.append(*it->second);
+      PASSERELLE_RETURN_IF_ERROR(put(ChunkKey(prefix, c.key, 0), value));
+      continue;
+    }
     if (p.days.size() != p.size() || p.events.size() != p.size() ||
         (!p.values.empty() && p.values.size() != p.size()) ||
         p.size() > UINT32_MAX) {
@@ -316,7 +338,8 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
       ++chunk;
     } while (begin < p.size());
   }
-  PASSERELLE_RETURN_IF_ERROR(put(prefix + "meta", EncodeMeta(snap.meta)));
+  PASSERELLE_RETURN_IF_ERROR(put(
+      prefix + "meta", EncodeMeta(snap.meta, write_format2_ ? 2 : kFormat)));
   for (size_t start = 0; start < snap.size(); start += kPersonChunk) {
     const size_t end = std::min<size_t>(snap.size(), start + kPersonChunk);
     std::string chunk;
@@ -391,8 +414,10 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
   int format = 1;
   PASSERELLE_RETURN_IF_ERROR(DecodeMeta(meta, &snap->meta, &format));
   if (format < 1 || format > kFormat) {
-    return absl::DataLossError(
-        absl::StrCat("node store: unknown format ", format));
+    return absl::DataLossError(absl::StrCat(
+        "node store: snapshot ", version, " is in store format ", format,
+        ", which this build does not read (it reads formats 1 to ", kFormat,
+        "): use a newer passerelle or reload the data"));
   }
   if (snap->meta.persons < 0 || snap->meta.persons > UINT32_MAX) {
     return absl::DataLossError("node store: person count out of range");
@@ -423,6 +448,9 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     return absl::DataLossError("node store: person count does not match meta");
   }
   const std::string cp = prefix + "c/";
+  // Formats 1 and 2 store every code's columns: equal ones are shared as
+  // they are read (format 3 stores them shared).
+  PostingDeduplicator dedup;
   if (format == 1) {
     for (it->Seek(cp); it->Valid() && it->key().starts_with(cp); it->Next()) {
       absl::string_view key(it->key().data(), it->key().size());
@@ -435,12 +463,14 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
       CodeTable& table =
           snap->tables[{domain, std::string(key.substr(1, nul - 1))}];
       table.codes.emplace_back(key.substr(nul + 1));
+      auto posting = std::make_shared<Posting>();
       if (!DecodePosting(
               absl::string_view(it->value().data(), it->value().size()),
-              snap->size(), &table.postings.emplace_back())) {
+              snap->size(), posting.get())) {
         return absl::DataLossError(absl::StrCat(
             "node store: corrupt posting for ", table.codes.back()));
       }
+      table.postings.push_back(dedup.Intern(std::move(posting)));
     }
   } else {
     // Large sequential reads straight into the columns.
@@ -448,8 +478,12 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     bulk.fill_cache = false;
     bulk.readahead_size = 8 << 20;
     it.reset(db_->NewIterator(bulk));
-    std::string current;  // CodeMapKey of the posting being filled.
-    Posting* posting = nullptr;
+    std::string current;  // CodeMapKey of the last code read.
+    // The posting being filled (null after an alias) and its table slot.
+    std::shared_ptr<Posting> posting;
+    std::shared_ptr<Posting>* slot = nullptr;
+    // Format 3: the postings read so far by CodeMapKey, for aliases.
+    absl::flat_hash_map<std::string, std::shared_ptr<Posting>> by_key;
     uint32_t total = 0, chunks = 0;
     bool has_values = false;
     auto corrupt = [&](absl::string_view what) {
@@ -457,6 +491,17 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
                                               absl::CHexEscape(current), ": ",
                                               what));
     };
+    // Checks that the posting being filled is complete and, for the older
+    // formats, shares it with an equal one read before.
+    auto finish_posting = [&]() -> absl::Status {
+      if (posting == nullptr) return absl::OkStatus();
+      if (posting->size() != total) return corrupt("missing chunk");
+      if (format < 3) *slot = dedup.Intern(std::move(posting));
+      posting = nullptr;
+      slot = nullptr;
+      return absl::OkStatus();
+    };
+    bool any = false;
     for (it->Seek(cp); it->Valid() && it->key().starts_with(cp); it->Next()) {
       absl::string_view key(it->key().data(), it->key().size());
       key.remove_prefix(cp.size());
@@ -472,6 +517,22 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
       }
       const absl::string_view code_key = key.substr(0, last);
       absl::string_view v(it->value().data(), it->value().size());
+      const bool new_code = !any || code_key != current;
+      if (new_code) PASSERELLE_RETURN_IF_ERROR(finish_posting());
+      if (format >= 3 && !v.empty() &&
+          static_cast<uint8_t>(v[0]) == kAliasTag) {
+        current = std::string(code_key);
+        any = true;
+        if (!new_code || chunk != 0) return corrupt("alias out of order");
+        auto target = by_key.find(v.substr(1));
+        if (target == by_key.end()) return corrupt("alias of an unknown code");
+        const int domain = code_key[0] - '0';
+        CodeTable& table =
+            snap->tables[{domain, std::string(code_key.substr(1, nul - 1))}];
+        table.codes.emplace_back(code_key.substr(nul + 1));
+        table.postings.push_back(target->second);
+        continue;
+      }
       Reader r(v);
       uint8_t tag = 0, hv = 0;
       uint32_t code_total = 0, n = 0;
@@ -481,15 +542,17 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
         current = std::string(code_key);
         return corrupt("bad chunk header or size");
       }
-      if (posting == nullptr || code_key != current) {
-        if (posting != nullptr && posting->size() != total)
-          return corrupt("missing chunk");
+      if (new_code) {
         current = std::string(code_key);
+        any = true;
         const int domain = code_key[0] - '0';
         CodeTable& table =
             snap->tables[{domain, std::string(code_key.substr(1, nul - 1))}];
         table.codes.emplace_back(code_key.substr(nul + 1));
-        posting = &table.postings.emplace_back();
+        posting = std::make_shared<Posting>();
+        table.postings.push_back(posting);
+        slot = &table.postings.back();
+        if (format >= 3) by_key.emplace(current, posting);
         total = code_total;
         chunks = 0;
         has_values = hv != 0;
@@ -497,6 +560,8 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
         posting->days.reserve(total);
         posting->events.reserve(total);
         if (has_values) posting->values.reserve(total);
+      } else if (posting == nullptr) {
+        return corrupt("chunk after an alias");
       }
       if (chunk != chunks || code_total != total || (hv != 0) != has_values ||
           posting->size() + n > total) {
@@ -516,8 +581,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
       if (n > 0 && max_patient >= snap->size())
         return corrupt("patient out of range");
     }
-    if (posting != nullptr && posting->size() != total)
-      return corrupt("missing chunk");
+    PASSERELLE_RETURN_IF_ERROR(finish_posting());
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "read snapshot"));
   snap->Finish();

@@ -2,10 +2,13 @@
 // snapshot under its own key prefix and then, in one synced write, makes it
 // current: a failed or interrupted load leaves the previous snapshot serving.
 //
-// Layout (format 2): per code, its posting in a few large values of raw
+// Layout (format 3): per code, its posting in a few large values of raw
 // little-endian columns (patients, days, row ordinals, values), written as
 // SST files and ingested in one step, so a load writes each byte once and an
-// open is a few large sequential reads with no decoding or re-sorting.
+// open is a few large sequential reads with no decoding or re-sorting. A
+// code sharing its posting with a code earlier in key order (a concept id
+// and its vocabulary code) is one alias value naming that code. Formats 1
+// and 2 (no aliases) are still read.
 #ifndef PASSERELLE_NODE_STORE_H_
 #define PASSERELLE_NODE_STORE_H_
 
@@ -46,6 +49,12 @@ class NodeStore {
     absl::MutexLock lock(&mu_);
     posting_chunk_ = events > 0 ? events : kDefaultPostingChunk;
   }
+  // Commit writes store format 2 (every code's columns, no aliases), as
+  // earlier builds did, so that tests can check it is still read.
+  void set_write_format2_for_testing() {
+    absl::MutexLock lock(&mu_);
+    write_format2_ = true;
+  }
 
  private:
   NodeStore(rocksdb::DB* db, std::string dir) : db_(db), dir_(std::move(dir)) {}
@@ -59,6 +68,7 @@ class NodeStore {
   // rather than mapped and faulted in afresh for every value).
   static constexpr uint32_t kDefaultPostingChunk = 1 << 19;
   uint32_t posting_chunk_ ABSL_GUARDED_BY(mu_) = kDefaultPostingChunk;
+  bool write_format2_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace passerelle::node

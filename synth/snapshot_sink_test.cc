@@ -91,8 +91,8 @@ void ExpectSameSnapshot(const Snapshot& a, const Snapshot& b,
     ASSERT_EQ(ia->second.codes, ib->second.codes) << ia->first.second;
     ASSERT_EQ(ia->second.postings.size(), ia->second.codes.size());
     for (size_t c = 0; c < ia->second.postings.size(); ++c) {
-      const Posting& pa = ia->second.postings[c];
-      const Posting& pb = ib->second.postings[c];
+      const Posting& pa = *ia->second.postings[c];
+      const Posting& pb = *ib->second.postings[c];
       const std::string what = ia->first.second + ":" + ia->second.codes[c];
       ++postings;
       entries += static_cast<int64_t>(pa.size());

@@ -35,6 +35,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -334,12 +335,16 @@ absl::Status Run(const Options& o) {
   const double engine_ms = Ms(Clock::now() - t1);
   {
     // The index's size: posting entries (one per event and code), their
-    // columns, the per-code bitmaps; per source event row.
+    // columns and the per-code bitmaps (once per shared posting); per
+    // source event row.
     uint64_t entries = 0, column_bytes = 0, bitmap_bytes = 0, codes = 0;
+    std::set<const node::Posting*> counted;
     for (const auto& [key, table] : snap->tables) {
-      for (const node::Posting& p : table.postings) {
+      for (const auto& shared : table.postings) {
+        const node::Posting& p = *shared;
         ++codes;
         entries += p.size();
+        if (!counted.insert(&p).second) continue;
         column_bytes += p.patients.size() * sizeof(uint32_t) +
                         p.days.size() * sizeof(int32_t) +
                         p.events.size() * sizeof(uint32_t) +

@@ -182,7 +182,7 @@ void CheckLoad(const absl::Status& status, const LoadOptions& options,
   for (const auto& [key, table] : snap->tables) {
     Require(table.codes.size() == table.postings.size(), "ragged code table");
     for (size_t i = 0; i < table.postings.size(); ++i) {
-      const Posting& p = table.postings[i];
+      const Posting& p = *table.postings[i];
       Require(i == 0 || table.codes[i - 1] < table.codes[i],
               "codes not sorted");
       Require(p.days.size() == p.size() && p.events.size() == p.size() &&
