@@ -42,6 +42,7 @@ class IndexEngine : public CohortEngine {
   explicit IndexEngine(std::shared_ptr<const Snapshot> snap)
       : snap_(std::move(snap)) {
     BuildPrefixUnions();
+    BuildRepeatBitmaps();
     // The most frequent of the four sexes of the cells (see Breakdown).
     for (int sx = 2; sx <= 4; ++sx) {
       if (snap_->sex_bitmaps[sx].cardinality() >
@@ -148,17 +149,50 @@ class IndexEngine : public CohortEngine {
       case v1::Expr::kAnd: {
         const auto& terms = e.and_().terms();
         if (terms.empty()) return Bits::Borrow(&snap_->population);
-        PASSERELLE_ASSIGN_OR_RETURN(Bits first, Eval(terms[0], ctx, depth + 1));
-        if (terms.size() == 1) return first;
-        Roaring acc;
-        for (int i = 1; i < terms.size(); ++i) {
-          PASSERELLE_ASSIGN_OR_RETURN(Bits r, Eval(terms[i], ctx, depth + 1));
-          if (i == 1) {
-            acc = first.get() & r.get();  // No copy of either side.
-          } else {
-            acc &= r.get();
+        if (terms.size() == 1) return Eval(terms[0], ctx, depth + 1);
+        // The terms that cost nothing to evaluate (a borrowed bitmap or a
+        // range of patient numbers) are intersected first, smallest first,
+        // so that each intersection works on the smallest input available;
+        // the others follow in order, stopping once nothing is left.
+        std::vector<Bits> cheap;
+        std::vector<int> costly;
+        for (int i = 0; i < terms.size(); ++i) {
+          if (!IsCheap(terms[i])) {
+            costly.push_back(i);
+            continue;
           }
-          if (acc.isEmpty()) break;
+          PASSERELLE_ASSIGN_OR_RETURN(Bits r, Eval(terms[i], ctx, depth + 1));
+          cheap.push_back(std::move(r));
+        }
+        std::vector<std::pair<uint64_t, const Roaring*>> order;
+        for (const Bits& b : cheap)
+          order.emplace_back(b.get().cardinality(), &b.get());
+        std::stable_sort(
+            order.begin(), order.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+        Roaring acc;
+        bool started = false;
+        if (order.size() == 1 && costly.empty()) return std::move(cheap[0]);
+        if (order.size() >= 2) {
+          acc = *order[0].second & *order[1].second;  // No copy of either.
+          for (size_t k = 2; k < order.size() && !acc.isEmpty(); ++k) {
+            acc &= *order[k].second;
+          }
+          started = true;
+        }
+        const Roaring* single = order.size() == 1 ? order[0].second : nullptr;
+        for (int i : costly) {
+          if (started && acc.isEmpty()) break;
+          PASSERELLE_ASSIGN_OR_RETURN(Bits r, Eval(terms[i], ctx, depth + 1));
+          if (started) {
+            acc &= r.get();
+          } else if (single != nullptr) {
+            acc = *single & r.get();
+            started = true;
+          } else {
+            acc = r.get();
+            started = true;
+          }
         }
         return Bits(std::move(acc));
       }
@@ -182,6 +216,27 @@ class IndexEngine : public CohortEngine {
       }
       default:
         return absl::InvalidArgumentError("empty expression");
+    }
+  }
+
+  // Whether evaluating `e` only borrows a bitmap, builds a range of patient
+  // numbers or unites per-code bitmaps (no posting scan).
+  static bool IsCheap(const v1::Expr& e) {
+    if (e.kind_case() != v1::Expr::kCriterion) return false;
+    switch (e.criterion().kind_case()) {
+      case v1::Criterion::kSex:
+      case v1::Criterion::kBirthYear:
+      case v1::Criterion::kAge:
+      case v1::Criterion::kDeceased:
+        return true;
+      case v1::Criterion::kEvent: {
+        // The common case of EvalEvent: per-code bitmaps (one union at most).
+        const v1::EventCriterion& ev = e.criterion().event();
+        return !ev.has_window() && ev.min_count() <= 1 &&
+               !ev.event().has_value();
+      }
+      default:
+        return false;
     }
   }
 
@@ -273,6 +328,62 @@ class IndexEngine : public CohortEngine {
         }
       }
     }
+  }
+
+  // "At least N times" for one code, N = 2..kRepeatLevels + 1, is a bitmap
+  // lookup: per posting, the patients with at least 2, 3, ... distinct
+  // events of it (nested subsets of its bitmap, about as large together as
+  // the per-code bitmaps).
+  static constexpr size_t kRepeatLevels = 7;
+  void BuildRepeatBitmaps() {
+    std::vector<std::vector<uint32_t>> members(kRepeatLevels);
+    for (const auto& [key, table] : snap_->tables) {
+      for (const std::shared_ptr<Posting>& shared : table.postings) {
+        const Posting& p = *shared;
+        if (repeat_bitmaps_.contains(&p)) continue;  // Shared posting.
+        for (auto& m : members) m.clear();
+        const uint32_t* pat = p.patients.data();
+        const uint32_t* ev = p.events.data();
+        const size_t n = p.size();
+        for (size_t i = 0; i < n;) {
+          // Distinct events of the patient's run (duplicates are adjacent),
+          // counted up to kRepeatLevels + 1.
+          size_t end = i + 1, distinct = 1;
+          for (; end < n && pat[end] == pat[i]; ++end) {
+            distinct += ev[end] != ev[end - 1];
+          }
+          const size_t top = std::min(distinct, kRepeatLevels + 1);
+          for (size_t c = 2; c <= top; ++c) members[c - 2].push_back(pat[i]);
+          i = end;
+        }
+        std::vector<Roaring>& levels = repeat_bitmaps_[&p];
+        levels.resize(kRepeatLevels);
+        for (size_t l = 0; l < kRepeatLevels; ++l) {
+          levels[l].addMany(members[l].size(), members[l].data());
+          levels[l].runOptimize();
+          levels[l].shrinkToFit();
+        }
+      }
+    }
+  }
+
+  // The patients with at least `min_count` distinct events of the spec when
+  // its codes are one posting and min_count has a repeat bitmap; null
+  // otherwise.
+  const Roaring* RepeatBitmap(const v1::EventSpec& spec,
+                              size_t min_count) const {
+    if (min_count < 2 || min_count > kRepeatLevels + 1) return nullptr;
+    const Posting* only = nullptr;
+    bool single = true;
+    ForEachPosting(spec, [&](const Posting& p) {
+      if (p.size() == 0) return;
+      if (only != nullptr && only != &p) single = false;
+      only = &p;
+    });
+    if (!single || only == nullptr) return nullptr;
+    auto it = repeat_bitmaps_.find(only);
+    if (it == repeat_bitmaps_.end()) return nullptr;
+    return &it->second[min_count - 2];
   }
 
   // Whether posting p lists each event once (no two adjacent entries with
@@ -510,6 +621,11 @@ class IndexEngine : public CohortEngine {
       std::vector<const Roaring*> bitmaps = SpecBitmaps(spec);
       if (bitmaps.size() == 1) return Bits::Borrow(bitmaps[0]);
       return Bits(Union(bitmaps));
+    }
+    if (!ev.has_window() && !spec.has_value()) {
+      if (const Roaring* r = RepeatBitmap(spec, min_count)) {
+        return Bits::Borrow(r);
+      }
     }
     int32_t from = INT32_MIN, to = INT32_MAX;
     if (ev.has_window()) {
@@ -1010,6 +1126,9 @@ class IndexEngine : public CohortEngine {
       ABSL_GUARDED_BY(unique_mu_);
   absl::flat_hash_map<const CodeTable*, absl::flat_hash_map<uint64_t, Roaring>>
       prefix_unions_;
+  // Per posting, kRepeatLevels bitmaps: level l holds the patients with at
+  // least l + 2 distinct events of it.
+  absl::flat_hash_map<const Posting*, std::vector<Roaring>> repeat_bitmaps_;
 };
 
 }  // namespace
