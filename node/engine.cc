@@ -823,10 +823,19 @@ class IndexEngine : public CohortEngine {
     // The patient at each cursor (UINT32_MAX past the end), side by side:
     // a candidate is checked against all of them in one cache line.
     std::vector<uint32_t> next(na);
+    // Largest posting first: it is the likeliest to hold the candidate and
+    // to decide it, and the others are not consulted once it is decided
+    // (their cursors catch up by seeking).
+    std::vector<const Posting*> order;
+    for (size_t k = 0; k < na; ++k) order.push_back(&a.posting(k));
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Posting* x, const Posting* y) {
+                       return x->size() > y->size();
+                     });
     for (size_t k = 0; k < na; ++k) {
-      ap[k] = a.posting(k).patients.data();
-      ad[k] = a.posting(k).days.data();
-      an[k] = a.posting(k).size();
+      ap[k] = order[k]->patients.data();
+      ad[k] = order[k]->days.data();
+      an[k] = order[k]->size();
       next[k] = an[k] > 0 ? ap[k][0] : UINT32_MAX;
     }
     const uint32_t* bp = b.patients.data();
@@ -845,8 +854,9 @@ class IndexEngine : public CohortEngine {
         const size_t end = RunEnd(ap[k], an[k], i, patient);
         ai[k] = end;
         next[k] = end < an[k] ? ap[k][end] : UINT32_MAX;
-        if (!found && end > i) {
+        if (end > i) {
           found = AnyWithin(ad[k] + i, end - i, bd + j, bend - j, within);
+          if (found) break;
         }
       }
       j = bend;
@@ -857,22 +867,36 @@ class IndexEngine : public CohortEngine {
     return r;
   }
 
-  // The end of the run of `patient` that starts at or before i in v[0..n)
-  // (v sorted): four entries at a time, then one by one (fewer
-  // unpredictable branches than a plain scan; runs are a few entries).
+  // The end of the run of `patient` that starts at i in v[0..n) (v sorted,
+  // v[i] >= patient or i == n): the entries equal to it are counted eight
+  // at a time without a branch per entry (run lengths are unpredictable;
+  // most runs are shorter than eight).
   static size_t RunEnd(const uint32_t* v, size_t n, size_t i,
                        uint32_t patient) {
-    while (i + 4 <= n && v[i + 3] == patient) i += 4;
+    while (i + 8 <= n) {
+      size_t c = 0;
+      for (size_t t = 0; t < 8; ++t) c += v[i + t] == patient;
+      i += c;
+      if (c < 8) return i;
+    }
     while (i < n && v[i] == patient) ++i;
     return i;
   }
 
   // The first index at or after `i` of v[0..n) whose patient is >=
-  // `patient` (v sorted): a short linear probe, then galloping.
+  // `patient` (v sorted): the next 16 entries counted without a branch per
+  // entry, then galloping.
   static size_t SeekPatient(const uint32_t* v, size_t n, size_t i,
                             uint32_t patient) {
-    for (const size_t end = std::min(n, i + 16); i < end; ++i) {
-      if (v[i] >= patient) return i;
+    if (i + 16 <= n) {
+      size_t c = 0;
+      for (size_t t = 0; t < 16; ++t) c += v[i + t] < patient;
+      if (c < 16) return i + c;
+      i += 16;
+    } else {
+      for (; i < n; ++i) {
+        if (v[i] >= patient) return i;
+      }
     }
     if (i >= n) return n;
     size_t lo = i, step = 1, hi = i;  // v[lo - 1] < patient.
