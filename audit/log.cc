@@ -165,6 +165,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
   AuditLogOptions options;
   options.origin = origin;
   options.signing_key = std::shared_ptr<const SigningKey>(std::move(key));
+  options.checkpoint_interval = kDefaultCheckpointInterval;
   options.checkpoint_lag = kDefaultCheckpointLag;
   return OpenDirectory(dir, std::move(options));
 }
@@ -470,6 +471,17 @@ absl::StatusOr<std::string> AuditLog::SignCheckpoint() {
     return absl::DataLossError("latest checkpoint missing from store");
   }
   return *std::move(note);
+}
+
+uint64_t AuditLog::UnsignedTail() const {
+  absl::MutexLock lock(&mu_);
+  return size_ - (latest_.has_value() ? latest_->size : 0);
+}
+
+absl::StatusOr<bool> AuditLog::SealTail() {
+  if (options_.signing_key == nullptr || UnsignedTail() == 0) return false;
+  PASSERELLE_RETURN_IF_ERROR(SignCheckpoint().status());
+  return true;
 }
 
 void AuditLog::AwaitQueuedForTesting(size_t n) const {

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "audit/merkle.h"
+#include "audit/sealer.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 
@@ -304,6 +305,83 @@ TEST(AuditLogTest, CheckpointIntervalAndExplicitSigning) {
   // Signing again at the same size returns the same note.
   EXPECT_EQ(*(*log)->SignCheckpoint(), *note);
   EXPECT_TRUE((*log)->Verify(PublicOf(*key)).ok());
+}
+
+TEST(AuditLogTest, ServerLogsCheckpointEvery16AndSealTheTail) {
+  TempDir dir;
+  const std::string key_file = dir.path() + "/audit.key";
+  auto log =
+      AuditLog::Open(dir.path() + "/log", key_file, "passerelle/site/fr");
+  ASSERT_TRUE(log.ok()) << log.status();
+  // Nothing to seal in an empty log.
+  EXPECT_FALSE(*(*log)->SealTail());
+  for (int i = 0; i < 37; ++i) ASSERT_TRUE((*log)->Append(EntryText(i)).ok());
+  auto sizes = [&] {
+    std::vector<uint64_t> out;
+    absl::StatusOr<std::vector<std::string>> notes = (*log)->Checkpoints();
+    if (!notes.ok()) return out;
+    for (const std::string& note : *notes) {
+      out.push_back(ParseCheckpointNote(note)->size);
+    }
+    return out;
+  };
+  // One append per batch here: checkpoints exactly at the due sizes.
+  EXPECT_EQ(sizes(), (std::vector<uint64_t>{16, 32}));
+  EXPECT_EQ((*log)->UnsignedTail(), 5u);
+  auto sealed = (*log)->SealTail();
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_TRUE(*sealed);
+  EXPECT_EQ((*log)->UnsignedTail(), 0u);
+  EXPECT_FALSE(*(*log)->SealTail());  // Already sealed: no new signature.
+  EXPECT_EQ(sizes(), (std::vector<uint64_t>{16, 32, 37}));
+  auto key = LoadOrCreateSigningKey(key_file);
+  ASSERT_TRUE(key.ok());
+  VerifySummary summary;
+  EXPECT_TRUE((*log)->Verify(PublicOf(**key), &summary).ok())
+      << summary.problem;
+  EXPECT_EQ(summary.checkpoints_verified, 3u);
+
+  // The sealer signs on Tick and once more when stopped.
+  {
+    CheckpointSealer sealer(log->get(), absl::ZeroDuration());
+    ASSERT_TRUE((*log)->Append(EntryText(37)).ok());
+    EXPECT_TRUE(*sealer.Tick());
+    EXPECT_FALSE(*sealer.Tick());
+    ASSERT_TRUE((*log)->Append(EntryText(38)).ok());
+    EXPECT_EQ((*log)->UnsignedTail(), 1u);
+  }
+  EXPECT_EQ((*log)->UnsignedTail(), 0u);
+  EXPECT_EQ(sizes().back(), 39u);
+  EXPECT_TRUE((*log)->Verify(PublicOf(**key), &summary).ok())
+      << summary.problem;
+
+  // A read-only log has no tail to seal.
+  log->reset();
+  AuditLogOptions read_only;
+  auto reader = AuditLog::OpenDirectory(dir.path() + "/log", read_only);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_FALSE(*(*reader)->SealTail());
+}
+
+TEST(AuditLogTest, SealerReportsAFailedSeal) {
+  auto mem = std::make_shared<MemLogStore>();
+  auto key = NewKey();
+  auto log =
+      AuditLog::Open(std::make_unique<SharedStore>(mem), Options(key, 16));
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE((*log)->Append(EntryText(0)).ok());
+  std::vector<std::string> reports;
+  CheckpointSealer sealer(log->get(), absl::ZeroDuration(),
+                          [&](const absl::Status& s) {
+                            reports.push_back(std::string(s.message()));
+                          });
+  mem->set_fail_commits(true);
+  EXPECT_FALSE(sealer.Tick().ok());
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ((*log)->UnsignedTail(), 1u);  // Nothing half-signed.
+  mem->set_fail_commits(false);
+  EXPECT_TRUE(*sealer.Tick());
+  EXPECT_EQ((*log)->UnsignedTail(), 0u);
 }
 
 TEST(AuditLogTest, FailedDurableWriteReturnsErrorAndChangesNothing) {

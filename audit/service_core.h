@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "audit/log.h"
 #include "audit/remote.h"
+#include "audit/sealer.h"
 #include "passerelle/v1/audit_service.pb.h"
 #include "policy/policy.h"
 
@@ -94,6 +95,13 @@ class AuditServiceCore {
   AuditServiceCore(const AuditLog* log, const AuditAuthorizer* authorizer,
                    AuditServiceLimits limits = {})
       : log_(log), authorizer_(authorizer), limits_(limits) {}
+  // The writer's service: a request for the latest checkpoint first seals
+  // the log's tail (`sealer` signs one if entries follow the latest), so an
+  // auditor always receives a signed head over every entry. Not owned.
+  AuditServiceCore(const AuditLog* log, CheckpointSealer* sealer,
+                   const AuditAuthorizer* authorizer,
+                   AuditServiceLimits limits = {})
+      : log_(log), sealer_(sealer), authorizer_(authorizer), limits_(limits) {}
 
   absl::StatusOr<passerelle::v1::AuditEntriesResponse> GetEntries(
       absl::string_view caller,
@@ -124,6 +132,7 @@ class AuditServiceCore {
                      uint64_t* clamped_end) const;
 
   const AuditLog* const log_;
+  CheckpointSealer* const sealer_ = nullptr;
   const AuditAuthorizer* const authorizer_;
   const AuditServiceLimits limits_;
 };

@@ -369,6 +369,46 @@ TEST_F(AuditServiceTest, SmallPagesStillFetchEverything) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(AuditServiceTest, WritersServiceSealsTheTailWhenAskedForTheLatest) {
+  // A server's log: checkpoints due every 16 entries, so the 13 entries of a
+  // fresh log have none until sealed.
+  AuditLogOptions options;
+  options.origin = kOrigin;
+  options.signing_key = key_;
+  options.checkpoint_interval = kDefaultCheckpointInterval;
+  options.checkpoint_lag = kDefaultCheckpointLag;
+  auto log = AuditLog::OpenDirectory(dir_ + "/server", options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (int i = 0; i < kEntries; ++i) {
+    ASSERT_TRUE((*log)
+                    ->Append(EncodeRecord(
+                        Entry(i, "diab", kAlice, v1::AUDIT_DECISION_ALLOWED)))
+                    .ok());
+  }
+  AuditServiceCore reader_only(log->get(), authorizer_.get());
+  auto none = reader_only.GetCheckpoint(kDora, {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->note().empty());
+  EXPECT_EQ(none->log_size(), static_cast<uint64_t>(kEntries));
+
+  CheckpointSealer sealer(log->get(), absl::ZeroDuration());
+  AuditServiceCore writer(log->get(), &sealer, authorizer_.get());
+  // A refused caller signs nothing.
+  EXPECT_EQ(writer.GetCheckpoint(kAlice, {}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ((*log)->UnsignedTail(), static_cast<uint64_t>(kEntries));
+  auto latest = writer.GetCheckpoint(kDora, {});
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  auto cp = ParseCheckpointNote(latest->note());
+  ASSERT_TRUE(cp.ok()) << latest->note();
+  EXPECT_EQ(cp->size, static_cast<uint64_t>(kEntries));
+  EXPECT_EQ((*log)->UnsignedTail(), 0u);
+  // The remote verify of the running log now passes.
+  CoreAuditReader dora(&writer, kDora);
+  EXPECT_EQ(Remote(dora, {"verify", "--public-key", Key()}), 0) << out_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "\nOK\n")) << out_.str();
+}
+
 TEST_F(AuditServiceTest, RemoteCommandsPrintWhatTheLocalOnesPrint) {
   CoreAuditReader dora(core_.get(), kDora);
   ASSERT_EQ(Remote(dora, {"verify", "--public-key", Key()}), 0)

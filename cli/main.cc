@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "cli/audit_cmd.h"
 #include "cli/budget_cmd.h"
 #include "cli/gateway_cmd.h"
@@ -23,7 +24,8 @@ constexpr char kUsage[] =
     "  passerelle budget show [--project P] [--format table|json]\n"
     "site stewards and operators:\n"
     "  passerelle generate --patients N --seed S --site ID --out DIR\n"
-    "  passerelle node load --store DIR --site ID [--format omop|synthea|snds] DIR\n"
+    "  passerelle node load --store DIR --site ID [--format omop|synthea|snds] "
+    "DIR\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
     "  passerelle node serve --config FILE\n"
@@ -33,21 +35,30 @@ constexpr char kUsage[] =
     "  passerelle policy explain --as IDENTITY --project P 'QUERY'\n"
     "  passerelle policy test DIR\n"
     "auditors:\n"
-    "  passerelle audit verify|show|search|export|proof|consistency --store DIR ...\n"
+    "  passerelle audit verify|show|search|export|proof|consistency --store "
+    "DIR ...\n"
     "  passerelle audit verify|show|search|export|proof|consistency\n"
-    "                   (--config FILE | --gateway HOST:PORT | --node HOST:PORT) --public-key F\n"
+    "                   (--config FILE | --gateway HOST:PORT | --node "
+    "HOST:PORT) --public-key F\n"
     "privacy checks:\n"
-    "  passerelle privacy sample --mechanism laplace|gaussian (--epsilon E | --rho R)\n"
+    "  passerelle privacy sample --mechanism laplace|gaussian (--epsilon E | "
+    "--rho R)\n"
     "                            --count C --n N\n"
     "\n"
     "Each command prints its own usage with --help. Cohort language:\n"
-    "  condition icd10:E11* and age between 40 and 65 group by sex, age_band(10)\n";
+    "  condition icd10:E11* and age between 40 and 65 group by sex, "
+    "age_band(10)\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   // Daemons wait for SIGTERM/SIGINT synchronously; block them before any
   // thread exists so every thread inherits the mask.
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex keeps a
+  // lock graph for deadlock detection (a debugging aid, off in release
+  // builds of Abseil): about 5% of a server's CPU under load. The unit
+  // tests keep it; the shipped binary runs as a release build would.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const std::vector<std::string> all(argv + 1, argv + argc);
   if (all.empty() || all[0] == "help" || all[0] == "--help" || all[0] == "-h") {
     std::cout << kUsage;

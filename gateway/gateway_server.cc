@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "audit/sealer.h"
 #include "common/health_probe.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -183,6 +184,13 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(
       RecoverInterruptedRequests(ledger.get(), log.get()));
   LogAuditSink sink(log.get());
+  // Checkpoints are due every 16 entries; the tail is signed every second
+  // and at shutdown.
+  audit::CheckpointSealer sealer(
+      log.get(), absl::Seconds(1), [](const absl::Status& s) {
+        std::cerr << "passerelle gateway: audit checkpoint not signed: "
+                  << s.message() << "\n";
+      });
   privacy::OpenSslRandomSource random;
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
                               privacy::NewProductionNoiseSource(&random));
@@ -285,7 +293,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   // Auditors (federation-wide, or of a project) read the log over mTLS.
   audit::FederationAuditAuthorizer audit_authorizer(
       [&policies] { return policies->Current(); });
-  audit::AuditServiceCore audit_core(log.get(), &audit_authorizer);
+  audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
   audit::AuditServiceImpl audit_service(&audit_core);
 
   PASSERELLE_ASSIGN_OR_RETURN(
@@ -357,6 +365,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   health_prober.join();  // No probe may mark it SERVING again.
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  sealer.Stop();  // The whole log under a signature.
   reloader.join();
   info_refresher.join();
   std::cerr << "passerelle gateway: stopped\n";

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -14,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "audit/sealer.h"
 #include "common/health_probe.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -214,6 +214,14 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
       audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
                             absl::StrCat("passerelle/site/", config.site())));
   LogAuditSink sink(config.site(), log.get());
+  // Checkpoints are due every 16 entries; the tail is signed every second
+  // and at shutdown.
+  audit::CheckpointSealer sealer(
+      log.get(), absl::Seconds(1),
+      [site = config.site()](const absl::Status& s) {
+        std::cerr << "passerelle node " << site
+                  << ": audit checkpoint not signed: " << s.message() << "\n";
+      });
   // The site policy: the steward's files when given, else a fixed allow-list.
   std::unique_ptr<policy::PolicyStore> policies;
   std::unique_ptr<RequestAuthorizer> authorizer;
@@ -291,7 +299,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
       config.site(), policies == nullptr ? audit::PolicyGetter() : [&policies] {
         return policies->Current();
       });
-  audit::AuditServiceCore audit_core(log.get(), &audit_authorizer);
+  audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
   audit::AuditServiceImpl audit_service(&audit_core);
 
   PASSERELLE_ASSIGN_OR_RETURN(
@@ -341,6 +349,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
             << ", draining\n";
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  sealer.Stop();  // The whole log under a signature.
   std::cerr << "passerelle node " << config.site() << ": stopped\n";
   return absl::OkStatus();
 }

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libssl-dev openssl
-  libgtest-dev libgmock-dev libbenchmark-dev libroaring-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libroaring-dev libjemalloc-dev
   sqlite3 postgresql libsqlite3-dev libpq-dev
   python3 iproute2
   # Sanitizer and fuzz runs (scripts/sanitize.sh, scripts/fuzz.sh): clang,

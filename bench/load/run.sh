@@ -254,7 +254,7 @@ if [ "$trace_syncs" -eq 1 ]; then
 fi
 if [ "$perf_record" -eq 1 ]; then
   for p in gateway fr qc; do
-    perf record -q -F 299 --call-graph dwarf,16384 -o "$work/perf-$p.data" -p "${server_pid[$p]}" 2>/dev/null &
+    perf record -q -F "${PASSERELLE_PERF_FREQ:-299}" --call-graph dwarf,16384 -o "$work/perf-$p.data" -p "${server_pid[$p]}" 2>/dev/null &
     tracers+=($!)
   done
   sleep 1
