@@ -842,7 +842,9 @@ class IndexEngine : public CohortEngine {
     const int32_t* bd = b.days.data();
     const size_t bn = b.size();
     size_t j = 0;
-    std::vector<uint32_t> patients;
+    // Most candidates usually qualify: the result is built from whichever
+    // of the found and the rejected candidates are fewer.
+    std::vector<uint32_t> patients, rejected;
     for (uint32_t patient : Members(both)) {
       j = SeekPatient(bp, bn, j, patient);
       const size_t bend = RunEnd(bp, bn, j, patient);
@@ -860,7 +862,16 @@ class IndexEngine : public CohortEngine {
         }
       }
       j = bend;
-      if (found) patients.push_back(patient);
+      if (found) {
+        patients.push_back(patient);
+      } else {
+        rejected.push_back(patient);
+      }
+    }
+    if (rejected.size() < patients.size()) {
+      Roaring out;
+      out.addMany(rejected.size(), rejected.data());
+      return both - out;
     }
     Roaring r;
     r.addMany(patients.size(), patients.data());
@@ -884,10 +895,13 @@ class IndexEngine : public CohortEngine {
   }
 
   // The first index at or after `i` of v[0..n) whose patient is >=
-  // `patient` (v sorted): the next 16 entries counted without a branch per
-  // entry, then galloping.
+  // `patient` (v sorted): the entry at i, then the next 16 counted without
+  // a branch per entry, then galloping.
   static size_t SeekPatient(const uint32_t* v, size_t n, size_t i,
                             uint32_t patient) {
+    // Already there: the usual case when most of a posting's patients are
+    // asked for in turn.
+    if (i < n && v[i] >= patient) return i;
     if (i + 16 <= n) {
       size_t c = 0;
       for (size_t t = 0; t < 16; ++t) c += v[i + t] < patient;
