@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -39,8 +40,9 @@ bool Compare(double value, v1::Comparison op, double number) {
 
 class IndexEngine : public CohortEngine {
  public:
-  explicit IndexEngine(std::shared_ptr<const Snapshot> snap)
-      : snap_(std::move(snap)) {
+  IndexEngine(std::shared_ptr<const Snapshot> snap,
+              const IndexEngineOptions& options)
+      : snap_(std::move(snap)), options_(options) {
     BuildPrefixUnions();
     BuildRepeatBitmaps();
     // The most frequent of the four sexes of the cells (see Breakdown).
@@ -813,42 +815,99 @@ class IndexEngine : public CohortEngine {
   // and whose first side has a few: the candidates (patients on both sides)
   // in increasing order, with a forward cursor per posting kept in local
   // arrays; a first-side posting without the candidate costs a comparison.
-  // The days are read in place.
-  static Roaring SequenceByPatient(const SpecEvents& a, const Posting& b,
-                                   const Roaring& both, int64_t within) {
-    const size_t na = a.cursor_count();
+  // The days are read in place. Many candidates are split into consecutive
+  // ranges checked by parallel threads (each with its own cursors; the
+  // snapshot is read-only), options_.parallel_sequence_candidates at least
+  // each.
+  static constexpr size_t kMaxParallel = 4;
+  Roaring SequenceByPatient(const SpecEvents& a, const Posting& b,
+                            const Roaring& both, int64_t within) const {
+    // Largest posting first: it is the likeliest to hold the candidate and
+    // to decide it, and the others are not consulted once it is decided
+    // (their cursors catch up by seeking).
+    std::vector<const Posting*> order;
+    for (size_t k = 0; k < a.cursor_count(); ++k) {
+      order.push_back(&a.posting(k));
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Posting* x, const Posting* y) {
+                       return x->size() > y->size();
+                     });
+    const std::vector<uint32_t> members = Members(both);
+    const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    const size_t per_part = options_.parallel_sequence_candidates;
+    const size_t parts =
+        per_part == 0
+            ? 1
+            : std::max<size_t>(1, std::min({kMaxParallel, cores,
+                                            members.size() / per_part}));
+    // Per range: the candidates found and those rejected, in order.
+    std::vector<std::vector<uint32_t>> found(parts), rejected(parts);
+    auto run = [&](size_t part) {
+      const size_t lo = members.size() * part / parts;
+      const size_t hi = members.size() * (part + 1) / parts;
+      SequenceRange(order, b, members.data() + lo, hi - lo, within,
+                    &found[part], &rejected[part]);
+    };
+    if (parts == 1) {
+      run(0);
+    } else {
+      std::vector<std::thread> threads;
+      for (size_t part = 1; part < parts; ++part) {
+        threads.emplace_back(run, part);
+      }
+      run(0);
+      for (std::thread& t : threads) t.join();
+    }
+    size_t n_found = 0, n_rejected = 0;
+    for (size_t part = 0; part < parts; ++part) {
+      n_found += found[part].size();
+      n_rejected += rejected[part].size();
+    }
+    // Most candidates usually qualify: the result is built from whichever
+    // of the found and the rejected candidates are fewer.
+    const bool by_rejected = n_rejected < n_found;
+    std::vector<uint32_t> list;
+    list.reserve(by_rejected ? n_rejected : n_found);
+    for (size_t part = 0; part < parts; ++part) {
+      const std::vector<uint32_t>& v =
+          by_rejected ? rejected[part] : found[part];
+      list.insert(list.end(), v.begin(), v.end());
+    }
+    Roaring r;
+    r.addMany(list.size(), list.data());
+    if (by_rejected) return both - r;
+    return r;
+  }
+
+  // SequenceByPatient's check of the candidates c[0..n) (increasing), with
+  // cursors starting at the beginning of each posting.
+  static void SequenceRange(const std::vector<const Posting*>& first,
+                            const Posting& b, const uint32_t* c, size_t n,
+                            int64_t within, std::vector<uint32_t>* found,
+                            std::vector<uint32_t>* rejected) {
+    const size_t na = first.size();
     std::vector<const uint32_t*> ap(na);
     std::vector<const int32_t*> ad(na);
     std::vector<size_t> ai(na, 0), an(na);
     // The patient at each cursor (UINT32_MAX past the end), side by side:
     // a candidate is checked against all of them in one cache line.
     std::vector<uint32_t> next(na);
-    // Largest posting first: it is the likeliest to hold the candidate and
-    // to decide it, and the others are not consulted once it is decided
-    // (their cursors catch up by seeking).
-    std::vector<const Posting*> order;
-    for (size_t k = 0; k < na; ++k) order.push_back(&a.posting(k));
-    std::stable_sort(order.begin(), order.end(),
-                     [](const Posting* x, const Posting* y) {
-                       return x->size() > y->size();
-                     });
     for (size_t k = 0; k < na; ++k) {
-      ap[k] = order[k]->patients.data();
-      ad[k] = order[k]->days.data();
-      an[k] = order[k]->size();
+      ap[k] = first[k]->patients.data();
+      ad[k] = first[k]->days.data();
+      an[k] = first[k]->size();
       next[k] = an[k] > 0 ? ap[k][0] : UINT32_MAX;
     }
     const uint32_t* bp = b.patients.data();
     const int32_t* bd = b.days.data();
     const size_t bn = b.size();
     size_t j = 0;
-    // Most candidates usually qualify: the result is built from whichever
-    // of the found and the rejected candidates are fewer.
-    std::vector<uint32_t> patients, rejected;
-    for (uint32_t patient : Members(both)) {
+    for (size_t m = 0; m < n; ++m) {
+      const uint32_t patient = c[m];
       j = SeekPatient(bp, bn, j, patient);
       const size_t bend = RunEnd(bp, bn, j, patient);
-      bool found = false;
+      bool hit = false;
       for (size_t k = 0; k < na; ++k) {
         if (next[k] > patient) continue;
         size_t i = ai[k];
@@ -857,25 +916,13 @@ class IndexEngine : public CohortEngine {
         ai[k] = end;
         next[k] = end < an[k] ? ap[k][end] : UINT32_MAX;
         if (end > i) {
-          found = AnyWithin(ad[k] + i, end - i, bd + j, bend - j, within);
-          if (found) break;
+          hit = AnyWithin(ad[k] + i, end - i, bd + j, bend - j, within);
+          if (hit) break;
         }
       }
       j = bend;
-      if (found) {
-        patients.push_back(patient);
-      } else {
-        rejected.push_back(patient);
-      }
+      (hit ? found : rejected)->push_back(patient);
     }
-    if (rejected.size() < patients.size()) {
-      Roaring out;
-      out.addMany(rejected.size(), rejected.data());
-      return both - out;
-    }
-    Roaring r;
-    r.addMany(patients.size(), patients.data());
-    return r;
   }
 
   // The end of the run of `patient` that starts at i in v[0..n) (v sorted,
@@ -1158,6 +1205,7 @@ class IndexEngine : public CohortEngine {
   }
 
   std::shared_ptr<const Snapshot> snap_;
+  const IndexEngineOptions options_;
   int largest_sex_ = 1;  // In 1..4.
   mutable absl::Mutex unique_mu_;
   mutable absl::flat_hash_map<const Posting*, bool> unique_events_
@@ -1173,7 +1221,13 @@ class IndexEngine : public CohortEngine {
 
 std::unique_ptr<CohortEngine> NewIndexEngine(
     std::shared_ptr<const Snapshot> snapshot) {
-  return std::make_unique<IndexEngine>(std::move(snapshot));
+  return NewIndexEngine(std::move(snapshot), IndexEngineOptions());
+}
+
+std::unique_ptr<CohortEngine> NewIndexEngine(
+    std::shared_ptr<const Snapshot> snapshot,
+    const IndexEngineOptions& options) {
+  return std::make_unique<IndexEngine>(std::move(snapshot), options);
 }
 
 }  // namespace passerelle::node

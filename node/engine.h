@@ -3,6 +3,7 @@
 #ifndef PASSERELLE_NODE_ENGINE_H_
 #define PASSERELLE_NODE_ENGINE_H_
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,16 @@ class CohortEngine {
 // and sequences.
 std::unique_ptr<CohortEngine> NewIndexEngine(
     std::shared_ptr<const Snapshot> snapshot);
+
+struct IndexEngineOptions {
+  // A temporal sequence with at least twice this many candidate patients is
+  // checked by up to min(4, cores) threads, each on a consecutive range of
+  // at least this many (0: never).
+  size_t parallel_sequence_candidates = 100000;
+};
+std::unique_ptr<CohortEngine> NewIndexEngine(
+    std::shared_ptr<const Snapshot> snapshot,
+    const IndexEngineOptions& options);
 
 }  // namespace passerelle::node
 

@@ -290,9 +290,13 @@ const char* kQueries[] = {
 };
 
 TEST(IndexEngineTest, MatchesReferenceOnRandomData) {
-  for (uint32_t seed : {1u, 2u, 3u}) {
+  for (uint32_t seed : {1u, 2u, 3u, 4u}) {
     Dataset d = RandomDataset(seed, 400);
-    std::unique_ptr<CohortEngine> engine = NewIndexEngine(BuildSnapshot(d));
+    // Seed 4: temporal sequences split over threads from 10 candidates on.
+    IndexEngineOptions options;
+    if (seed == 4) options.parallel_sequence_candidates = 10;
+    std::unique_ptr<CohortEngine> engine =
+        NewIndexEngine(BuildSnapshot(d), options);
     Reference ref(d);
     for (const char* text : kQueries) {
       absl::StatusOr<v1::Query> q = query::ParseQuery(text);
@@ -391,9 +395,15 @@ TEST(IndexEngineTest, WideCodeSetsMatchReference) {
       "condition icd10:E1* group by sex",
       "condition icd10:E1* group by sex, age_band(25)",
   };
-  for (uint32_t seed : {11u, 12u}) {
+  // Each seed twice: the second time with temporal sequences split over
+  // threads from 10 candidates on.
+  for (uint32_t run : {0u, 1u, 2u, 3u}) {
+    const uint32_t seed = 11 + run % 2;
     Dataset d = WideDataset(seed, 500);
-    std::unique_ptr<CohortEngine> engine = NewIndexEngine(BuildSnapshot(d));
+    IndexEngineOptions options;
+    if (run >= 2) options.parallel_sequence_candidates = 10;
+    std::unique_ptr<CohortEngine> engine =
+        NewIndexEngine(BuildSnapshot(d), options);
     Reference ref(d);
     for (const char* text : queries) {
       absl::StatusOr<v1::Query> q = query::ParseQuery(text);

@@ -2,7 +2,10 @@
 // snapshot -> engine), the resident memory after it, and min / p50 / p99 of
 // each query over --runs runs after --warmup runs.
 //
-// Usage: scale_bench --store DIR [--runs 30] [--warmup 5] [--query TEXT]...
+// Usage: scale_bench --store DIR [--runs 30] [--warmup 5]
+//                    [--sequence-threads-from N] [--query TEXT]...
+// --sequence-threads-from sets IndexEngineOptions::parallel_sequence_candidates
+// (0: every sequence on one thread).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   using namespace passerelle;
   std::string store_dir;
   int runs = 30, warmup = 5;
+  node::IndexEngineOptions options;
   std::vector<std::pair<std::string, std::string>> queries;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -109,12 +113,19 @@ int main(int argc, char** argv) {
         return 2;
       }
       (a == "--runs" ? runs : warmup) = v;
+    } else if (a == "--sequence-threads-from") {
+      int v = 0;
+      if (!absl::SimpleAtoi(next(), &v) || v < 0) {
+        std::cerr << a << ": bad number\n";
+        return 2;
+      }
+      options.parallel_sequence_candidates = static_cast<size_t>(v);
     } else if (a == "--query") {
       const std::string q = next();
       queries.emplace_back(absl::StrFormat("q%d", queries.size() + 1), q);
     } else {
       std::cerr << "usage: scale_bench --store DIR [--runs N] [--warmup N] "
-                   "[--query TEXT]...\n";
+                   "[--sequence-threads-from N] [--query TEXT]...\n";
       return 2;
     }
   }
@@ -141,7 +152,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const Clock::time_point t2 = Clock::now();
-  std::unique_ptr<node::CohortEngine> engine = node::NewIndexEngine(*snap);
+  std::unique_ptr<node::CohortEngine> engine =
+      node::NewIndexEngine(*snap, options);
   const Clock::time_point t3 = Clock::now();
   const double cpu_open = CpuSeconds() - cpu0;
   store->reset();  // No background RocksDB work while timing.
