@@ -15,6 +15,7 @@
 #include "audit/audit_service.h"
 #include "audit/log.h"
 #include "audit/sealer.h"
+#include "common/grpc_server.h"
 #include "common/health_probe.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -303,6 +304,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen(), creds, &port);
+  ConfigureSyncServerThreads(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
