@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "common/crash_point.h"
 #include "common/status_macros.h"
+#include "google/protobuf/arena.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
 #include "privacy/disclosure.h"
@@ -189,7 +190,11 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     const std::string& caller, const v1::QueryRequest& request,
     absl::Time deadline) {
   const absl::Time start = clock_->Now();
-  v1::AuditEntry entry;
+  // The audit entry copies every released cell: on an arena those copies
+  // are bump allocations, freed at once when the query ends.
+  google::protobuf::Arena arena;
+  v1::AuditEntry& entry =
+      *google::protobuf::Arena::CreateMessage<v1::AuditEntry>(&arena);
   entry.set_time_unix_micros(absl::ToUnixMicros(start));
   entry.set_caller(caller);
   entry.set_project(request.project());
@@ -443,12 +448,15 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
                         ob.sites(static_cast<int>(i)).min_cell_size(),
                         outcomes[i].response.snapshot()});
     }
+    // The response is lent to the cached release (a swap, not a copy) and
+    // taken back once written.
     v1::CachedRelease release;
-    *release.mutable_response() = response;
+    release.mutable_response()->Swap(&response);
     release.set_first_audit_index(*index);
     release.set_released_unix_micros(entry.time_unix_micros());
     // Already released and audited: a failed write only loses the discount.
     (void)cache_->Put(ReleaseKey(ob.project(), canonical, ob, actual), release);
+    response.Swap(release.mutable_response());
   }
   PASSERELLE_CRASH_POINT("gateway.query.before_reply");
   return response;

@@ -70,7 +70,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
                   : absl::StatusOr<std::vector<v1::Cell>>(status);
   if (cells.ok()) {
     record.answered = true;
-    record.cells = *cells;
+    record.cells = *std::move(cells);  // Moved into the response once audited.
   } else {
     record.reason = cells.status().ToString();
   }
@@ -92,7 +92,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   response.set_site(site_);
   response.set_snapshot(eng->meta().version);
   response.set_audit_index(audit_index);
-  for (v1::Cell& cell : *cells) *response.add_cells() = std::move(cell);
+  for (v1::Cell& cell : record.cells) *response.add_cells() = std::move(cell);
   return response;
 }
 
