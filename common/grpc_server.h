@@ -3,6 +3,7 @@
 #define PASSERELLE_COMMON_GRPC_SERVER_H_
 
 #include "grpcpp/server_builder.h"
+#include "grpcpp/support/channel_arguments.h"
 
 namespace passerelle {
 
@@ -21,6 +22,17 @@ inline void ConfigureSyncServerThreads(grpc::ServerBuilder* builder) {
   builder->SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
       kSyncServerMaxIdleThreads);
+}
+
+// Channel settings for the federation's own connections (gateway to nodes,
+// clients to the gateway): HTTP/2 BDP probing (a PING answered for reads,
+// to size flow-control windows) is for long bulk transfers; these calls are
+// small unary messages, and the pings cost each side a write and a read.
+inline void ApplyLowOverheadChannelArgs(grpc::ChannelArguments* args) {
+  args->SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+}
+inline void ApplyLowOverheadServerArgs(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
 }
 
 }  // namespace passerelle

@@ -305,6 +305,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   int port = 0;
   builder.AddListeningPort(config.listen(), creds, &port);
   ConfigureSyncServerThreads(&builder);
+  ApplyLowOverheadServerArgs(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

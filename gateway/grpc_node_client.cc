@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "passerelle/v1/node.grpc.pb.h"
@@ -82,6 +83,10 @@ absl::StatusOr<std::unique_ptr<NodeClient>> NewGrpcNodeClient(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               half_ms(retry.initial_backoff));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, half_ms(retry.max_backoff));
+  // The fan-out retries by itself (only UNAVAILABLE, within the deadline);
+  // gRPC's own retry layer would only buffer every call.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  ApplyLowOverheadChannelArgs(&args);
   return std::unique_ptr<NodeClient>(new GrpcNodeClient(
       site, grpc::CreateCustomChannel(address, credentials, args)));
 }

@@ -315,6 +315,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   int port = 0;
   builder.AddListeningPort(config.listen(), creds, &port);
   ConfigureSyncServerThreads(&builder);
+  ApplyLowOverheadServerArgs(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

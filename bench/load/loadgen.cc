@@ -35,6 +35,7 @@
 #include "bench/load/queries.h"
 #include "bench/load/stats.h"
 #include "cli/flags.h"
+#include "common/grpc_server.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
 #include "grpcpp/grpcpp.h"
@@ -469,6 +470,8 @@ absl::Status Main(const std::vector<std::string>& args) {
     }
     // One TCP connection per channel: no subchannel sharing between them.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // Every error is reported.
+    passerelle::ApplyLowOverheadChannelArgs(&args);
     args.SetInt("passerelle.loadgen.channel", i);
     std::shared_ptr<grpc::Channel> channel =
         grpc::CreateCustomChannel(o.client.gateway(), creds, args);
