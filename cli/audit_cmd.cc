@@ -15,6 +15,7 @@
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "passerelle/v1/audit_service.grpc.pb.h"
+#include "tls/config.h"
 #include "tls/tls.h"
 
 namespace passerelle::cli {
@@ -109,11 +110,7 @@ void SplitArgs(const std::vector<std::string>& args,
 
 absl::StatusOr<std::unique_ptr<v1::AuditService::Stub>> NewAuditStub(
     const v1::ClientConfig& config) {
-  tls::TlsFiles files;
-  files.ca_file = config.tls().ca_file();
-  files.cert_file = config.tls().cert_file();
-  files.key_file = config.tls().key_file();
-  files.crl_dir = config.tls().crl_dir();
+  const tls::TlsFiles files = tls::TlsFilesFrom(config.tls());
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       tls::MakeChannelCredentials(files);
   if (!creds.ok()) return creds.status();

@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "common/textproto.h"
 #include "grpcpp/grpcpp.h"
+#include "tls/config.h"
 #include "tls/tls.h"
 
 namespace passerelle::cli {
@@ -33,11 +34,7 @@ absl::StatusOr<v1::ClientConfig> ClientConfigFrom(const ParsedFlags& flags) {
 
 absl::StatusOr<std::unique_ptr<v1::GatewayService::Stub>> NewGatewayStub(
     const v1::ClientConfig& config) {
-  tls::TlsFiles files;
-  files.ca_file = config.tls().ca_file();
-  files.cert_file = config.tls().cert_file();
-  files.key_file = config.tls().key_file();
-  files.crl_dir = config.tls().crl_dir();
+  const tls::TlsFiles files = tls::TlsFilesFrom(config.tls());
   PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
                               tls::MakeChannelCredentials(files));
   grpc::ChannelArguments args;

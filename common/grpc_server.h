@@ -2,6 +2,17 @@
 #ifndef PASSERELLE_COMMON_GRPC_SERVER_H_
 #define PASSERELLE_COMMON_GRPC_SERVER_H_
 
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 
@@ -34,6 +45,52 @@ inline void ApplyLowOverheadChannelArgs(grpc::ChannelArguments* args) {
 inline void ApplyLowOverheadServerArgs(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
 }
+
+// Writes the port a server listens on to `path` (via a renamed temporary,
+// so a reader never sees a partial number).
+inline absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+// Publishes a HealthProbe's verdicts: logs each change as "<who>: health
+// ..." and sets every service name's status in the server's
+// grpc.health.v1 service once attached (verdicts before that are logged
+// only). Thread-safe.
+class HealthPublisher {
+ public:
+  HealthPublisher(std::string who, std::vector<std::string> service_names)
+      : who_(std::move(who)), names_(std::move(service_names)) {}
+
+  void Publish(bool serving, const std::string& why) {
+    std::cerr << who_ << ": health " << (serving ? "SERVING" : "NOT_SERVING: ")
+              << why << "\n";
+    absl::MutexLock lock(&mu_);
+    if (service_ == nullptr) return;
+    for (const std::string& name : names_) {
+      service_->SetServingStatus(name, serving);
+    }
+  }
+  void Attach(grpc::HealthCheckServiceInterface* service) {
+    absl::MutexLock lock(&mu_);
+    service_ = service;
+  }
+
+ private:
+  const std::string who_;
+  const std::vector<std::string> names_;
+  absl::Mutex mu_;
+  grpc::HealthCheckServiceInterface* service_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
 
 }  // namespace passerelle
 

@@ -31,22 +31,11 @@
 #include "policy/store.h"
 #include "privacy/noise.h"
 #include "privacy/random.h"
+#include "tls/config.h"
 #include "tls/tls.h"
 
 namespace passerelle::gateway {
 namespace {
-
-tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
-  tls::TlsFiles files;
-  files.ca_file = c.ca_file();
-  files.cert_file = c.cert_file();
-  files.key_file = c.key_file();
-  files.crl_dir = c.crl_dir();
-  if (c.refresh_interval_sec() > 0) {
-    files.refresh_interval_sec = c.refresh_interval_sec();
-  }
-  return files;
-}
 
 class LogAuditSink : public AuditSink {
  public:
@@ -89,20 +78,6 @@ class GuardedGatewayService : public v1::GatewayService::Service {
   GatewayServiceImpl* const inner_;
   const HealthProbe* const health_;
 };
-
-absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -198,7 +173,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ChannelCredentials> channel_creds,
-      tls::MakeChannelCredentials(TlsFilesFrom(config.tls())));
+      tls::MakeChannelCredentials(tls::TlsFilesFrom(config.tls())));
   GatewayOptions options;
   if (config.default_timeout_ms() > 0) {
     options.default_timeout = absl::Milliseconds(config.default_timeout_ms());
@@ -246,24 +221,16 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   // verdict is published per service (grpc.health.v1) and the gateway
   // answers nothing while it is NOT_SERVING. The release cache is not
   // checked: losing it only costs a repeat its discount.
-  absl::Mutex health_mu;
-  grpc::HealthCheckServiceInterface* health_service = nullptr;
-  const std::vector<std::string> health_names = {
-      "", v1::GatewayService::service_full_name(),
-      v1::AuditService::service_full_name()};
-  HealthProbe health(
-      Clock::Real(),
-      absl::Milliseconds(
-          config.health_interval_ms() > 0 ? config.health_interval_ms() : 5000),
-      [&](bool serving, const std::string& why) {
-        std::cerr << "passerelle gateway: health "
-                  << (serving ? "SERVING" : "NOT_SERVING: ") << why << "\n";
-        absl::MutexLock lock(&health_mu);
-        if (health_service == nullptr) return;
-        for (const std::string& name : health_names) {
-          health_service->SetServingStatus(name, serving);
-        }
-      });
+  HealthPublisher health_publisher("passerelle gateway",
+                                   {"", v1::GatewayService::service_full_name(),
+                                    v1::AuditService::service_full_name()});
+  HealthProbe health(Clock::Real(),
+                     absl::Milliseconds(config.health_interval_ms() > 0
+                                            ? config.health_interval_ms()
+                                            : 5000),
+                     [&health_publisher](bool serving, const std::string& why) {
+                       health_publisher.Publish(serving, why);
+                     });
   health.AddCheck("audit log",
                   [dir = DirectoryCheck(config.audit_dir()),
                    log = log.get()]() -> absl::Status {
@@ -299,7 +266,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
-      tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
+      tls::MakeServerCredentials(tls::TlsFilesFrom(config.tls())));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -313,10 +280,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config.listen()));
   }
-  {
-    absl::MutexLock lock(&health_mu);
-    health_service = server->GetHealthCheckService();
-  }
+  health_publisher.Attach(server->GetHealthCheckService());
   // The first verdict before the port is announced.
   (void)health.ProbeNow();
   // Before any thread starts, so a failure returns cleanly.

@@ -27,6 +27,7 @@
 #include "passerelle/v1/audit.pb.h"
 #include "passerelle/v1/audit_service.grpc.pb.h"
 #include "policy/store.h"
+#include "tls/config.h"
 #include "tls/tls.h"
 
 namespace passerelle::node {
@@ -143,32 +144,6 @@ class GuardedNodeService : public v1::NodeService::Service {
   const bool trace_deadlines_;
 };
 
-tls::TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
-  tls::TlsFiles files;
-  files.ca_file = c.ca_file();
-  files.cert_file = c.cert_file();
-  files.key_file = c.key_file();
-  files.crl_dir = c.crl_dir();
-  if (c.refresh_interval_sec() > 0) {
-    files.refresh_interval_sec = c.refresh_interval_sec();
-  }
-  return files;
-}
-
-absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
@@ -252,24 +227,17 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
 
   // Health: store (still the directory opened, a snapshot loaded), site
   // policy and audit log, published per service (grpc.health.v1).
-  absl::Mutex health_mu;
-  grpc::HealthCheckServiceInterface* health_service = nullptr;
-  const std::vector<std::string> health_names = {
-      "", v1::NodeService::service_full_name(),
-      v1::AuditService::service_full_name()};
-  HealthProbe health(
-      Clock::Real(),
-      absl::Milliseconds(
-          config.health_interval_ms() > 0 ? config.health_interval_ms() : 5000),
-      [&](bool serving, const std::string& why) {
-        std::cerr << "passerelle node " << config.site() << ": health "
-                  << (serving ? "SERVING" : "NOT_SERVING: ") << why << "\n";
-        absl::MutexLock lock(&health_mu);
-        if (health_service == nullptr) return;
-        for (const std::string& name : health_names) {
-          health_service->SetServingStatus(name, serving);
-        }
-      });
+  HealthPublisher health_publisher(
+      absl::StrCat("passerelle node ", config.site()),
+      {"", v1::NodeService::service_full_name(),
+       v1::AuditService::service_full_name()});
+  HealthProbe health(Clock::Real(),
+                     absl::Milliseconds(config.health_interval_ms() > 0
+                                            ? config.health_interval_ms()
+                                            : 5000),
+                     [&health_publisher](bool serving, const std::string& why) {
+                       health_publisher.Publish(serving, why);
+                     });
   health.AddCheck(
       "store",
       [dir = DirectoryCheck(config.store_dir()), snap,
@@ -309,7 +277,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
-      tls::MakeServerCredentials(TlsFilesFrom(config.tls())));
+      tls::MakeServerCredentials(tls::TlsFilesFrom(config.tls())));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -323,10 +291,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config.listen()));
   }
-  {
-    absl::MutexLock lock(&health_mu);
-    health_service = server->GetHealthCheckService();
-  }
+  health_publisher.Attach(server->GetHealthCheckService());
   (void)health.ProbeNow();  // The first verdict before the port is announced.
   if (!config.port_file().empty()) {
     PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
