@@ -240,13 +240,13 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
                      });
   health.AddCheck(
       "store",
-      [dir = DirectoryCheck(config.store_dir()), snap,
+      [dir = DirectoryCheck(config.store_dir()), snap, store = store.get(),
        site = config.site()]() -> absl::Status {
         PASSERELLE_RETURN_IF_ERROR(dir());
         if (snap == nullptr || snap->meta.site != site) {
           return absl::UnavailableError("no snapshot of this site loaded");
         }
-        return absl::OkStatus();
+        return store->CheckReadable(snap->meta.version);
       });
   health.AddCheck("audit log",
                   [dir = DirectoryCheck(config.audit_dir()),

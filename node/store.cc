@@ -397,6 +397,29 @@ absl::Status NodeStore::DropAllExcept(const std::string& version) {
   return absl::OkStatus();
 }
 
+absl::Status NodeStore::CheckReadable(absl::string_view version) {
+  absl::MutexLock lock(&mu_);
+  std::string current;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kCurrentKey, &current);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "node store ", dir_, ": current snapshot unreadable: ", s.ToString()));
+  }
+  if (current != version) {
+    return absl::UnavailableError(absl::StrCat("node store ", dir_,
+                                               ": current snapshot is ",
+                                               current, ", serving ", version));
+  }
+  std::string meta;
+  s = db_->Get(rocksdb::ReadOptions(), Prefix(current) + "meta", &meta);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("node store ", dir_, ": snapshot ", current,
+                     " metadata unreadable: ", s.ToString()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
   absl::MutexLock lock(&mu_);
   std::string version;

@@ -42,6 +42,10 @@ class NodeStore {
   absl::Status Commit(const Snapshot& snap);
   // The current snapshot, or NOT_FOUND when nothing was loaded yet.
   absl::StatusOr<std::shared_ptr<Snapshot>> LoadCurrent();
+  // A cheap check for health probes: the current-snapshot pointer and the
+  // served snapshot's metadata read back from RocksDB, and the pointer
+  // still names `version`. UNAVAILABLE naming what failed otherwise.
+  absl::Status CheckReadable(absl::string_view version);
 
   // Events per stored posting chunk; smaller values exercise multi-chunk
   // postings in tests. Call before Commit.

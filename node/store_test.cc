@@ -137,6 +137,22 @@ int64_t CountOf(std::shared_ptr<Snapshot> snap, const std::string& text) {
   return cells.ok() ? (*cells)[0].count() : -1;
 }
 
+TEST(NodeStoreTest, CheckReadableNamesWhatIsWrong) {
+  TempDir dir;
+  auto store = NodeStore::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  // Nothing loaded: the current pointer is missing.
+  EXPECT_EQ((*store)->CheckReadable("qc-1").code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE((*store)->Commit(*Small("qc-1", 3)).ok());
+  EXPECT_TRUE((*store)->CheckReadable("qc-1").ok());
+  // A store whose current snapshot is not the one served.
+  absl::Status other = (*store)->CheckReadable("qc-0");
+  EXPECT_EQ(other.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(other.message().find("serving qc-0"), std::string::npos)
+      << other.message();
+}
+
 TEST(NodeStoreTest, SharedPostingsSurviveRoundTripAsAliases) {
   for (uint32_t chunk : {0u, 2u}) {  // Default, and several chunks a code.
     TempDir dir;
