@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -99,6 +100,22 @@ class IndexEngine : public CohortEngine {
    private:
     Roaring owned_;
     const Roaring* borrowed_ = nullptr;
+  };
+
+  // The events of a set of postings as a sequence needs them: the distinct
+  // (patient, day) pairs of all of them, sorted, by patient. A sequence
+  // holds for a patient with one of the postings iff it holds with the
+  // union of their days, so a timeline stands for the set (and for one
+  // posting, without its repeated days and with its run ends found once).
+  struct Timeline {
+    std::vector<uint32_t> patients;  // Distinct, increasing.
+    // Patient r's days are days[starts[r], starts[r + 1]) (increasing).
+    std::vector<uint32_t> starts;
+    std::vector<int32_t> days;
+    size_t bytes() const {
+      return (patients.size() + starts.size()) * sizeof(uint32_t) +
+             days.size() * sizeof(int32_t);
+    }
   };
 
   // The patients [first, last) whose birth key lies in [lo, hi].
@@ -820,19 +837,41 @@ class IndexEngine : public CohortEngine {
   // snapshot is read-only), options_.parallel_sequence_candidates at least
   // each.
   static constexpr size_t kMaxParallel = 4;
-  Roaring SequenceByPatient(const SpecEvents& a, const Posting& b,
+  Roaring SequenceByPatient(std::vector<const Posting*> order, const Posting& b,
                             const Roaring& both, int64_t within) const {
     // Largest posting first: it is the likeliest to hold the candidate and
     // to decide it, and the others are not consulted once it is decided
     // (their cursors catch up by seeking).
-    std::vector<const Posting*> order;
-    for (size_t k = 0; k < a.cursor_count(); ++k) {
-      order.push_back(&a.posting(k));
-    }
     std::stable_sort(order.begin(), order.end(),
                      [](const Posting* x, const Posting* y) {
                        return x->size() > y->size();
                      });
+    return CheckCandidates(
+        both, [&](const uint32_t* c, size_t n, std::vector<uint32_t>* found,
+                  std::vector<uint32_t>* rejected) {
+          SequenceRange(order, b, c, n, within, found, rejected);
+        });
+  }
+
+  // A sequence whose sides are timelines (see Timeline): per candidate, its
+  // run of distinct days on each side is found by one forward seek over
+  // distinct patients and read in place.
+  Roaring SequenceByTimeline(const Timeline& a, const Timeline& b,
+                             const Roaring& both, int64_t within) const {
+    return CheckCandidates(
+        both, [&](const uint32_t* c, size_t n, std::vector<uint32_t>* found,
+                  std::vector<uint32_t>* rejected) {
+          TimelineRange(a, b, c, n, within, found, rejected);
+        });
+  }
+
+  // The members of `both` that check(c, n, found, rejected) finds, where
+  // check sorts the candidates c[0..n) (increasing) into the found and the
+  // rejected, in order. Many candidates are split into consecutive ranges
+  // checked by parallel threads, options_.parallel_sequence_candidates at
+  // least each.
+  template <typename Check>
+  Roaring CheckCandidates(const Roaring& both, const Check& check) const {
     const std::vector<uint32_t> members = Members(both);
     const size_t cores = std::max(1u, std::thread::hardware_concurrency());
     const size_t per_part = options_.parallel_sequence_candidates;
@@ -846,8 +885,7 @@ class IndexEngine : public CohortEngine {
     auto run = [&](size_t part) {
       const size_t lo = members.size() * part / parts;
       const size_t hi = members.size() * (part + 1) / parts;
-      SequenceRange(order, b, members.data() + lo, hi - lo, within,
-                    &found[part], &rejected[part]);
+      check(members.data() + lo, hi - lo, &found[part], &rejected[part]);
     };
     if (parts == 1) {
       run(0);
@@ -878,6 +916,34 @@ class IndexEngine : public CohortEngine {
     r.addMany(list.size(), list.data());
     if (by_rejected) return both - r;
     return r;
+  }
+
+  // SequenceByTimeline's check of the candidates c[0..n) (increasing, each
+  // on both timelines).
+  static void TimelineRange(const Timeline& a, const Timeline& b,
+                            const uint32_t* c, size_t n, int64_t within,
+                            std::vector<uint32_t>* found,
+                            std::vector<uint32_t>* rejected) {
+    const uint32_t* ap = a.patients.data();
+    const uint32_t* bp = b.patients.data();
+    const size_t an = a.patients.size();
+    const size_t bn = b.patients.size();
+    const uint32_t* as = a.starts.data();
+    const uint32_t* bs = b.starts.data();
+    const int32_t* ad = a.days.data();
+    const int32_t* bd = b.days.data();
+    size_t i = 0, j = 0;
+    for (size_t m = 0; m < n; ++m) {
+      const uint32_t patient = c[m];
+      i = SeekPatient(ap, an, i, patient);
+      j = SeekPatient(bp, bn, j, patient);
+      // Every candidate is on both sides; checked rather than assumed.
+      const bool hit = i < an && j < bn && ap[i] == patient &&
+                       bp[j] == patient &&
+                       AnyWithin(ad + as[i], as[i + 1] - as[i], bd + bs[j],
+                                 bs[j + 1] - bs[j], within);
+      (hit ? found : rejected)->push_back(patient);
+    }
   }
 
   // SequenceByPatient's check of the candidates c[0..n) (increasing), with
@@ -978,12 +1044,26 @@ class IndexEngine : public CohortEngine {
     // once each, in increasing order, with one forward-only cursor per
     // posting of either side: every posting is read at most once, in order.
     const Roaring both = a.patients() & b.patients();
-    if (!a.has_value() && !b.has_value() && b.cursor_count() == 1) {
-      // Many first-side codes (a wide prefix): each posting read whole,
-      // rather than a cursor per code consulted for every candidate.
-      if (a.cursor_count() > 32)
-        return SequenceByPosting(a, b.posting(0), within);
-      return SequenceByPatient(a, b.posting(0), both, within);
+    if (!a.has_value() && !b.has_value()) {
+      // Each side as its timeline when the budget allows: one cursor per
+      // side per candidate, no run ends to find.
+      const std::shared_ptr<const Timeline> a_line = SideTimeline(a);
+      const std::shared_ptr<const Timeline> b_line =
+          a_line == nullptr ? nullptr : SideTimeline(b);
+      if (a_line != nullptr && b_line != nullptr) {
+        return SequenceByTimeline(*a_line, *b_line, both, within);
+      }
+      if (b.cursor_count() == 1) {
+        // Many first-side codes (a wide prefix): each posting read whole,
+        // rather than a cursor per code consulted for every candidate.
+        if (a.cursor_count() > 32)
+          return SequenceByPosting(a, b.posting(0), within);
+        std::vector<const Posting*> first;
+        for (size_t k = 0; k < a.cursor_count(); ++k) {
+          first.push_back(&a.posting(k));
+        }
+        return SequenceByPatient(std::move(first), b.posting(0), both, within);
+      }
     }
     // The second side's days of one patient: read in place from a single
     // posting without a value condition, otherwise gathered (and sorted when
@@ -1029,6 +1109,88 @@ class IndexEngine : public CohortEngine {
     Roaring r;
     r.addMany(patients.size(), patients.data());
     return r;
+  }
+
+  // The timeline of a sequence side without a value condition (see
+  // Timeline); null when it has one or the budget allows none.
+  std::shared_ptr<const Timeline> SideTimeline(const SpecEvents& side) const {
+    if (side.has_value() || side.cursor_count() == 0) return nullptr;
+    std::vector<const Posting*> postings;
+    for (size_t k = 0; k < side.cursor_count(); ++k) {
+      postings.push_back(&side.posting(k));
+    }
+    return GetTimeline(std::move(postings));
+  }
+
+  // The timeline of the given postings, built on first use and kept while
+  // options_.sequence_timeline_budget_bytes allows (null when it does not).
+  std::shared_ptr<const Timeline> GetTimeline(
+      std::vector<const Posting*> postings) const {
+    std::sort(postings.begin(), postings.end());
+    postings.erase(std::unique(postings.begin(), postings.end()),
+                   postings.end());
+    size_t entries = 0;
+    for (const Posting* p : postings) entries += p->size();
+    // At most: a patient and a start per entry, and its day.
+    const size_t bound = entries * 3 * sizeof(uint32_t) + sizeof(uint32_t);
+    const size_t budget = options_.sequence_timeline_budget_bytes;
+    absl::MutexLock lock(&timeline_mu_);
+    auto it = timelines_.find(postings);
+    if (it != timelines_.end()) return it->second;
+    if (bound > budget / 4 || bound > budget - timeline_bytes_) return nullptr;
+    std::shared_ptr<const Timeline> t = BuildTimeline(postings);
+    timeline_bytes_ += t->bytes();
+    timelines_.emplace(std::move(postings), t);
+    return t;
+  }
+
+  // The distinct (patient, day) pairs of the postings, in order: each
+  // posting is sorted by (patient, day), so their keys are merged pairwise
+  // (log2 of the number of postings passes) rather than sorted.
+  static std::shared_ptr<const Timeline> BuildTimeline(
+      const std::vector<const Posting*>& postings) {
+    // (patient, day) as one unsigned key ordered like the pair: the day's
+    // sign bit flipped.
+    std::vector<uint64_t> keys;
+    std::vector<size_t> bounds{0};
+    for (const Posting* p : postings) {
+      for (size_t i = 0; i < p->size(); ++i) {
+        keys.push_back((static_cast<uint64_t>(p->patients[i]) << 32) |
+                       (static_cast<uint32_t>(p->days[i]) ^ 0x80000000u));
+      }
+      bounds.push_back(keys.size());
+    }
+    std::vector<uint64_t> buffer(keys.size());
+    while (bounds.size() > 2) {
+      std::vector<size_t> next{0};
+      for (size_t s = 0; s + 1 < bounds.size(); s += 2) {
+        const size_t lo = bounds[s];
+        const size_t mid = bounds[s + 1];
+        const size_t hi = s + 2 < bounds.size() ? bounds[s + 2] : mid;
+        std::merge(keys.begin() + lo, keys.begin() + mid, keys.begin() + mid,
+                   keys.begin() + hi, buffer.begin() + lo);
+        next.push_back(hi);
+      }
+      keys.swap(buffer);
+      bounds = std::move(next);
+    }
+    std::vector<uint64_t>().swap(buffer);
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    auto t = std::make_shared<Timeline>();
+    t->days.resize(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const uint32_t patient = static_cast<uint32_t>(keys[i] >> 32);
+      if (i == 0 || patient != static_cast<uint32_t>(keys[i - 1] >> 32)) {
+        t->patients.push_back(patient);
+        t->starts.push_back(static_cast<uint32_t>(i));
+      }
+      t->days[i] =
+          static_cast<int32_t>(static_cast<uint32_t>(keys[i]) ^ 0x80000000u);
+    }
+    t->starts.push_back(static_cast<uint32_t>(keys.size()));
+    t->patients.shrink_to_fit();
+    t->starts.shrink_to_fit();
+    return t;
   }
 
   // Patients in [first, last) (patient numbers) that `r` holds.
@@ -1215,6 +1377,12 @@ class IndexEngine : public CohortEngine {
   // Per posting, kRepeatLevels bitmaps: level l holds the patients with at
   // least l + 2 distinct events of it.
   absl::flat_hash_map<const Posting*, std::vector<Roaring>> repeat_bitmaps_;
+  // Merged sequence timelines (see Timeline), by their sorted postings.
+  mutable absl::Mutex timeline_mu_;
+  mutable absl::flat_hash_map<std::vector<const Posting*>,
+                              std::shared_ptr<const Timeline>>
+      timelines_ ABSL_GUARDED_BY(timeline_mu_);
+  mutable size_t timeline_bytes_ ABSL_GUARDED_BY(timeline_mu_) = 0;
 };
 
 }  // namespace

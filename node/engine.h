@@ -39,6 +39,13 @@ struct IndexEngineOptions {
   // checked by up to min(4, cores) threads, each on a consecutive range of
   // at least this many (0: never).
   size_t parallel_sequence_candidates = 100000;
+  // Each side of a temporal sequence without a value condition is read from
+  // its timeline: the distinct (patient, day) pairs of its codes, by
+  // patient (one merged timeline for a prefix such as E11*), built on first
+  // use and kept with the engine while the timelines kept take at most this
+  // many bytes in all. A side whose timeline would pass the budget, or a
+  // quarter of it alone, is read code by code as before (0: never).
+  size_t sequence_timeline_budget_bytes = size_t{512} << 20;
 };
 std::unique_ptr<CohortEngine> NewIndexEngine(
     std::shared_ptr<const Snapshot> snapshot,

@@ -425,6 +425,175 @@ TEST(IndexEngineTest, WideCodeSetsMatchReference) {
   }
 }
 
+// The engine with sequence timelines (the default), without them (the code-
+// by-code paths) and with a budget that allows only small ones: every count
+// equal to the reference's.
+std::vector<IndexEngineOptions> TimelineVariants() {
+  std::vector<IndexEngineOptions> variants(4);
+  variants[1].sequence_timeline_budget_bytes = 0;
+  variants[2].sequence_timeline_budget_bytes = 4096;
+  variants[3].parallel_sequence_candidates = 3;  // Threads, with timelines.
+  return variants;
+}
+
+void ExpectMatchesReference(const Dataset& d, const char* const* queries,
+                            size_t n_queries, const std::string& what) {
+  const std::shared_ptr<Snapshot> snap = BuildSnapshot(d);
+  Reference ref(d);
+  const std::vector<IndexEngineOptions> variants = TimelineVariants();
+  for (size_t v = 0; v < variants.size(); ++v) {
+    std::unique_ptr<CohortEngine> engine = NewIndexEngine(snap, variants[v]);
+    // Twice each: the first run builds the timelines, the second reads them.
+    for (int round = 0; round < 2; ++round) {
+      for (size_t i = 0; i < n_queries; ++i) {
+        const char* text = queries[i];
+        absl::StatusOr<v1::Query> q = query::ParseQuery(text);
+        ASSERT_TRUE(q.ok()) << text << ": " << q.status();
+        absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
+        ASSERT_TRUE(cells.ok()) << text << ": " << cells.status();
+        std::vector<v1::CellKey> keys = query::EnumerateCells(*q, {"fr"});
+        ASSERT_EQ(cells->size(), keys.size()) << text;
+        std::vector<int64_t> expected = ref.Count(*q, keys);
+        for (size_t k = 0; k < keys.size(); ++k) {
+          EXPECT_EQ((*cells)[k].count(), expected[k])
+              << what << ", variant " << v << ", round " << round
+              << ", query: " << text << " cell " << keys[k].ShortDebugString();
+        }
+      }
+    }
+  }
+}
+
+// Sequences at the window's edges, one person per case: the same day,
+// exactly N days, N + 1 days, B before A, several A events (of one code and
+// of two codes of the set), the same day listed twice, several B codes.
+TEST(IndexEngineTest, SequenceWindowEdgesWithAndWithoutTimelines) {
+  const int32_t d0 = DaysFromCivil(2018, 1, 1);
+  struct Case {
+    const char* name;
+    std::vector<std::pair<const char*, int32_t>> events;  // (code, day).
+    // Expected for within 0, 30 and 365 days, and without a window.
+    bool w0, w30, w365, any;
+  };
+  // "E..." codes are cim10 conditions, "A..." atc drugs.
+  const Case cases[] = {
+      {"same day", {{"E119", 0}, {"A10BA02", 0}}, true, true, true, true},
+      {"exactly 30", {{"E119", 0}, {"A10BA02", 30}}, false, true, true, true},
+      {"31 days", {{"E119", 0}, {"A10BA02", 31}}, false, false, true, true},
+      {"exactly 365",
+       {{"E119", 0}, {"A10BA02", 365}},
+       false,
+       false,
+       true,
+       true},
+      {"366 days", {{"E119", 0}, {"A10BA02", 366}}, false, false, false, true},
+      {"B before A", {{"A10BA02", 0}, {"E119", 1}}, false, false, false, false},
+      {"B a day before A and long after",
+       {{"A10BA02", 0}, {"E119", 1}, {"A10BA02", 500}},
+       false,
+       false,
+       false,
+       true},
+      {"second A of the code within",
+       {{"E119", 0}, {"E119", 400}, {"A10BA02", 420}},
+       false,
+       true,
+       true,
+       true},
+      {"second A of another code within",
+       {{"E110", 0}, {"E119", 400}, {"A10BA02", 420}},
+       false,
+       true,
+       true,
+       true},
+      {"A of another code the same day",
+       {{"E110", 0}, {"E119", 10}, {"A10BA02", 10}},
+       true,
+       true,
+       true,
+       true},
+      {"A listed twice the same day",
+       {{"E119", 5}, {"E110", 5}, {"E119", 5}, {"A10BA02", 40}},
+       false,
+       false,
+       true,
+       true},
+      {"B of another code",
+       {{"E119", 0}, {"A10BA02", 400}, {"A10BB01", 20}},
+       false,
+       true,
+       true,
+       true},
+      {"A only", {{"E119", 0}, {"E110", 3}}, false, false, false, false},
+      {"B only", {{"A10BA02", 0}}, false, false, false, false},
+  };
+  for (const Case& c : cases) {
+    Dataset d;
+    d.persons.push_back({1, 1950, 5, 5, v1::SEX_FEMALE, false});
+    d.persons.push_back({2, 1960, 6, 6, v1::SEX_MALE, false});  // No events.
+    for (const auto& [code, day] : c.events) {
+      const bool drug = code[0] == 'A';
+      d.events.push_back({1, drug ? v1::DOMAIN_DRUG : v1::DOMAIN_CONDITION,
+                          drug ? "atc" : "cim10", code, d0 + day,
+                          std::numeric_limits<double>::quiet_NaN()});
+    }
+    const std::shared_ptr<Snapshot> snap = BuildSnapshot(d);
+    const std::pair<const char*, bool> queries[] = {
+        {"condition icd10:E11* before drug atc:A10B* within 0 days", c.w0},
+        {"condition icd10:E11* before drug atc:A10B* within 30 days", c.w30},
+        {"condition icd10:E11* before drug atc:A10B* within 365 days", c.w365},
+        {"condition icd10:E11* before drug atc:A10B*", c.any},
+    };
+    for (const IndexEngineOptions& options : TimelineVariants()) {
+      std::unique_ptr<CohortEngine> engine = NewIndexEngine(snap, options);
+      for (const auto& [text, expected] : queries) {
+        absl::StatusOr<v1::Query> q = query::ParseQuery(text);
+        ASSERT_TRUE(q.ok()) << text << ": " << q.status();
+        for (int round = 0; round < 2; ++round) {
+          absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
+          ASSERT_TRUE(cells.ok()) << text << ": " << cells.status();
+          EXPECT_EQ((*cells)[0].count(), expected ? 1 : 0)
+              << c.name << ": " << text << " (budget "
+              << options.sequence_timeline_budget_bytes << ", round " << round
+              << ")";
+        }
+      }
+    }
+    // The single-code forms as well, against the reference.
+    const char* single[] = {
+        "condition cim10:E119 before drug atc:A10BA02 within 30 days",
+        "condition icd10:E11* before drug atc:A10BA02 within 30 days",
+        "condition icd10:E11* before drug atc:A10BA02 within 365 days",
+        "drug atc:A10B* before condition icd10:E11* within 1 days",
+    };
+    ExpectMatchesReference(d, single, 4, c.name);
+  }
+}
+
+// Many events per person over several codes of each side: sequences with
+// both sides as timelines, one side only, neither, at several windows.
+TEST(IndexEngineTest, SequenceTimelinesMatchReferenceOnDenseData) {
+  const char* queries[] = {
+      "condition icd10:E1* before drug atc:A10B* within 0 days",
+      "condition icd10:E1* before drug atc:A10B* within 1 days",
+      "condition icd10:E1* before drug atc:A10B* within 30 days",
+      "condition icd10:E11* before drug atc:A10BA02 within 365 days",
+      "condition icd10:E11* before drug atc:A10BA02",
+      "drug atc:A10B* before condition icd10:E1* within 7 days",
+      "condition icd10:E105 before condition icd10:E1* within 10 days",
+      "condition icd10:E1* before condition icd10:E1* within 0 days",
+      "condition [icd10:E105, icd10:E12*] before drug atc:A10BA02 within 60 "
+      "days group by sex",
+      "condition icd10:E1* before drug atc:A10B* within 90 days and "
+      "sex = female",
+  };
+  for (uint32_t seed : {21u, 22u}) {
+    Dataset d = WideDataset(seed, 400);
+    ExpectMatchesReference(d, queries, sizeof(queries) / sizeof(queries[0]),
+                           absl::StrCat("seed ", seed));
+  }
+}
+
 TEST(IndexEngineTest, BreakdownCellsSumToTotal) {
   Dataset d = RandomDataset(7, 300);
   std::unique_ptr<CohortEngine> engine = NewIndexEngine(BuildSnapshot(d));
