@@ -847,9 +847,8 @@ class IndexEngine : public CohortEngine {
                        return x->size() > y->size();
                      });
     return CheckCandidates(
-        both, [&](const uint32_t* c, size_t n, std::vector<uint32_t>* found,
-                  std::vector<uint32_t>* rejected) {
-          SequenceRange(order, b, c, n, within, found, rejected);
+        both, [&](uint32_t* c, size_t n, std::vector<uint32_t>* rejected) {
+          return SequenceRange(order, b, c, n, within, rejected);
         });
   }
 
@@ -859,20 +858,20 @@ class IndexEngine : public CohortEngine {
   Roaring SequenceByTimeline(const Timeline& a, const Timeline& b,
                              const Roaring& both, int64_t within) const {
     return CheckCandidates(
-        both, [&](const uint32_t* c, size_t n, std::vector<uint32_t>* found,
-                  std::vector<uint32_t>* rejected) {
-          TimelineRange(a, b, c, n, within, found, rejected);
+        both, [&](uint32_t* c, size_t n, std::vector<uint32_t>* rejected) {
+          return TimelineRange(a, b, c, n, within, rejected);
         });
   }
 
-  // The members of `both` that check(c, n, found, rejected) finds, where
-  // check sorts the candidates c[0..n) (increasing) into the found and the
-  // rejected, in order. Many candidates are split into consecutive ranges
-  // checked by parallel threads, options_.parallel_sequence_candidates at
-  // least each.
+  // The members of `both` that check(c, n, rejected) finds, where check
+  // moves the candidates found among c[0..n) (increasing) to its front, in
+  // order, returns their number, and appends the others to *rejected (no
+  // list as long as the candidates is allocated). Many candidates are split
+  // into consecutive ranges checked by parallel threads,
+  // options_.parallel_sequence_candidates at least each.
   template <typename Check>
   Roaring CheckCandidates(const Roaring& both, const Check& check) const {
-    const std::vector<uint32_t> members = Members(both);
+    std::vector<uint32_t> members = Members(both);
     const size_t cores = std::max(1u, std::thread::hardware_concurrency());
     const size_t per_part = options_.parallel_sequence_candidates;
     const size_t parts =
@@ -880,12 +879,16 @@ class IndexEngine : public CohortEngine {
             ? 1
             : std::max<size_t>(1, std::min({kMaxParallel, cores,
                                             members.size() / per_part}));
-    // Per range: the candidates found and those rejected, in order.
-    std::vector<std::vector<uint32_t>> found(parts), rejected(parts);
+    // Per range: the number found (at the range's front) and the rejected.
+    std::vector<size_t> found(parts, 0);
+    std::vector<std::vector<uint32_t>> rejected(parts);
+    auto bounds = [&](size_t part) {
+      return std::pair<size_t, size_t>(members.size() * part / parts,
+                                       members.size() * (part + 1) / parts);
+    };
     auto run = [&](size_t part) {
-      const size_t lo = members.size() * part / parts;
-      const size_t hi = members.size() * (part + 1) / parts;
-      check(members.data() + lo, hi - lo, &found[part], &rejected[part]);
+      const auto [lo, hi] = bounds(part);
+      found[part] = check(members.data() + lo, hi - lo, &rejected[part]);
     };
     if (parts == 1) {
       run(0);
@@ -899,31 +902,29 @@ class IndexEngine : public CohortEngine {
     }
     size_t n_found = 0, n_rejected = 0;
     for (size_t part = 0; part < parts; ++part) {
-      n_found += found[part].size();
+      n_found += found[part];
       n_rejected += rejected[part].size();
     }
     // Most candidates usually qualify: the result is built from whichever
     // of the found and the rejected candidates are fewer.
-    const bool by_rejected = n_rejected < n_found;
-    std::vector<uint32_t> list;
-    list.reserve(by_rejected ? n_rejected : n_found);
-    for (size_t part = 0; part < parts; ++part) {
-      const std::vector<uint32_t>& v =
-          by_rejected ? rejected[part] : found[part];
-      list.insert(list.end(), v.begin(), v.end());
-    }
     Roaring r;
-    r.addMany(list.size(), list.data());
-    if (by_rejected) return both - r;
+    if (n_rejected < n_found) {
+      for (size_t part = 0; part < parts; ++part) {
+        r.addMany(rejected[part].size(), rejected[part].data());
+      }
+      return both - r;
+    }
+    for (size_t part = 0; part < parts; ++part) {
+      r.addMany(found[part], members.data() + bounds(part).first);
+    }
     return r;
   }
 
   // SequenceByTimeline's check of the candidates c[0..n) (increasing, each
-  // on both timelines).
-  static void TimelineRange(const Timeline& a, const Timeline& b,
-                            const uint32_t* c, size_t n, int64_t within,
-                            std::vector<uint32_t>* found,
-                            std::vector<uint32_t>* rejected) {
+  // on both timelines), as CheckCandidates asks.
+  static size_t TimelineRange(const Timeline& a, const Timeline& b, uint32_t* c,
+                              size_t n, int64_t within,
+                              std::vector<uint32_t>* rejected) {
     const uint32_t* ap = a.patients.data();
     const uint32_t* bp = b.patients.data();
     const size_t an = a.patients.size();
@@ -932,7 +933,7 @@ class IndexEngine : public CohortEngine {
     const uint32_t* bs = b.starts.data();
     const int32_t* ad = a.days.data();
     const int32_t* bd = b.days.data();
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, f = 0;
     for (size_t m = 0; m < n; ++m) {
       const uint32_t patient = c[m];
       i = SeekPatient(ap, an, i, patient);
@@ -942,16 +943,21 @@ class IndexEngine : public CohortEngine {
                        bp[j] == patient &&
                        AnyWithin(ad + as[i], as[i + 1] - as[i], bd + bs[j],
                                  bs[j + 1] - bs[j], within);
-      (hit ? found : rejected)->push_back(patient);
+      if (hit) {
+        c[f++] = patient;  // f <= m: c[m] has been read.
+      } else {
+        rejected->push_back(patient);
+      }
     }
+    return f;
   }
 
   // SequenceByPatient's check of the candidates c[0..n) (increasing), with
-  // cursors starting at the beginning of each posting.
-  static void SequenceRange(const std::vector<const Posting*>& first,
-                            const Posting& b, const uint32_t* c, size_t n,
-                            int64_t within, std::vector<uint32_t>* found,
-                            std::vector<uint32_t>* rejected) {
+  // cursors starting at the beginning of each posting, as CheckCandidates
+  // asks.
+  static size_t SequenceRange(const std::vector<const Posting*>& first,
+                              const Posting& b, uint32_t* c, size_t n,
+                              int64_t within, std::vector<uint32_t>* rejected) {
     const size_t na = first.size();
     std::vector<const uint32_t*> ap(na);
     std::vector<const int32_t*> ad(na);
@@ -968,7 +974,7 @@ class IndexEngine : public CohortEngine {
     const uint32_t* bp = b.patients.data();
     const int32_t* bd = b.days.data();
     const size_t bn = b.size();
-    size_t j = 0;
+    size_t j = 0, f = 0;
     for (size_t m = 0; m < n; ++m) {
       const uint32_t patient = c[m];
       j = SeekPatient(bp, bn, j, patient);
@@ -987,8 +993,13 @@ class IndexEngine : public CohortEngine {
         }
       }
       j = bend;
-      (hit ? found : rejected)->push_back(patient);
+      if (hit) {
+        c[f++] = patient;  // f <= m: c[m] has been read.
+      } else {
+        rejected->push_back(patient);
+      }
     }
+    return f;
   }
 
   // The end of the run of `patient` that starts at i in v[0..n) (v sorted,
@@ -1144,11 +1155,35 @@ class IndexEngine : public CohortEngine {
     return t;
   }
 
+  // The timeline of one posting: one pass (it is sorted by (patient, day)).
+  static std::shared_ptr<const Timeline> OnePostingTimeline(const Posting& p) {
+    auto t = std::make_shared<Timeline>();
+    const uint32_t* pat = p.patients.data();
+    const int32_t* day = p.days.data();
+    const size_t n = p.size();
+    t->days.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (i == 0 || pat[i] != pat[i - 1]) {
+        t->patients.push_back(pat[i]);
+        t->starts.push_back(static_cast<uint32_t>(t->days.size()));
+      } else if (day[i] == day[i - 1]) {
+        continue;  // The same day again.
+      }
+      t->days.push_back(day[i]);
+    }
+    t->starts.push_back(static_cast<uint32_t>(t->days.size()));
+    t->patients.shrink_to_fit();
+    t->starts.shrink_to_fit();
+    t->days.shrink_to_fit();
+    return t;
+  }
+
   // The distinct (patient, day) pairs of the postings, in order: each
   // posting is sorted by (patient, day), so their keys are merged pairwise
   // (log2 of the number of postings passes) rather than sorted.
   static std::shared_ptr<const Timeline> BuildTimeline(
       const std::vector<const Posting*>& postings) {
+    if (postings.size() == 1) return OnePostingTimeline(*postings[0]);
     // (patient, day) as one unsigned key ordered like the pair: the day's
     // sign bit flipped.
     std::vector<uint64_t> keys;

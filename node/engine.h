@@ -37,8 +37,10 @@ std::unique_ptr<CohortEngine> NewIndexEngine(
 struct IndexEngineOptions {
   // A temporal sequence with at least twice this many candidate patients is
   // checked by up to min(4, cores) threads, each on a consecutive range of
-  // at least this many (0: never).
-  size_t parallel_sequence_candidates = 100000;
+  // at least this many (0: never). With timelines a candidate costs ~15-20
+  // ns at 10M patients, so a range is ~5 ms of work; on a shared machine
+  // smaller ranges were slower than one thread.
+  size_t parallel_sequence_candidates = 300000;
   // Each side of a temporal sequence without a value condition is read from
   // its timeline: the distinct (patient, day) pairs of its codes, by
   // patient (one merged timeline for a prefix such as E11*), built on first

@@ -3,9 +3,12 @@
 // each query over --runs runs after --warmup runs.
 //
 // Usage: scale_bench --store DIR [--runs 30] [--warmup 5]
-//                    [--sequence-threads-from N] [--query TEXT]...
+//                    [--sequence-threads-from N] [--sequence-timeline-mib N]
+//                    [--query TEXT]...
 // --sequence-threads-from sets IndexEngineOptions::parallel_sequence_candidates
-// (0: every sequence on one thread).
+// (0: every sequence on one thread), --sequence-timeline-mib its
+// sequence_timeline_budget_bytes in MiB (0: no timelines, the code-by-code
+// paths).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -120,12 +123,20 @@ int main(int argc, char** argv) {
         return 2;
       }
       options.parallel_sequence_candidates = static_cast<size_t>(v);
+    } else if (a == "--sequence-timeline-mib") {
+      int v = 0;
+      if (!absl::SimpleAtoi(next(), &v) || v < 0) {
+        std::cerr << a << ": bad number\n";
+        return 2;
+      }
+      options.sequence_timeline_budget_bytes = static_cast<size_t>(v) << 20;
     } else if (a == "--query") {
       const std::string q = next();
       queries.emplace_back(absl::StrFormat("q%d", queries.size() + 1), q);
     } else {
       std::cerr << "usage: scale_bench --store DIR [--runs N] [--warmup N] "
-                   "[--sequence-threads-from N] [--query TEXT]...\n";
+                   "[--sequence-threads-from N] [--sequence-timeline-mib N] "
+                   "[--query TEXT]...\n";
       return 2;
     }
   }
