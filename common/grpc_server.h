@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -80,6 +82,11 @@ class HealthPublisher {
       service_->SetServingStatus(name, serving);
     }
   }
+  // The probe's change callback; the publisher must outlive the probe.
+  std::function<void(bool, const std::string&)> Listener() {
+    return
+        [this](bool serving, const std::string& why) { Publish(serving, why); };
+  }
   void Attach(grpc::HealthCheckServiceInterface* service) {
     absl::MutexLock lock(&mu_);
     service_ = service;
@@ -91,6 +98,11 @@ class HealthPublisher {
   absl::Mutex mu_;
   grpc::HealthCheckServiceInterface* service_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
+
+// A config's health_interval_ms, 5 s when unset.
+inline absl::Duration HealthInterval(int interval_ms) {
+  return absl::Milliseconds(interval_ms > 0 ? interval_ms : 5000);
+}
 
 }  // namespace passerelle
 

@@ -224,13 +224,8 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   HealthPublisher health_publisher("passerelle gateway",
                                    {"", v1::GatewayService::service_full_name(),
                                     v1::AuditService::service_full_name()});
-  HealthProbe health(Clock::Real(),
-                     absl::Milliseconds(config.health_interval_ms() > 0
-                                            ? config.health_interval_ms()
-                                            : 5000),
-                     [&health_publisher](bool serving, const std::string& why) {
-                       health_publisher.Publish(serving, why);
-                     });
+  HealthProbe health(Clock::Real(), HealthInterval(config.health_interval_ms()),
+                     health_publisher.Listener());
   health.AddCheck("audit log",
                   [dir = DirectoryCheck(config.audit_dir()),
                    log = log.get()]() -> absl::Status {

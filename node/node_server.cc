@@ -231,13 +231,8 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
       absl::StrCat("passerelle node ", config.site()),
       {"", v1::NodeService::service_full_name(),
        v1::AuditService::service_full_name()});
-  HealthProbe health(Clock::Real(),
-                     absl::Milliseconds(config.health_interval_ms() > 0
-                                            ? config.health_interval_ms()
-                                            : 5000),
-                     [&health_publisher](bool serving, const std::string& why) {
-                       health_publisher.Publish(serving, why);
-                     });
+  HealthProbe health(Clock::Real(), HealthInterval(config.health_interval_ms()),
+                     health_publisher.Listener());
   health.AddCheck(
       "store",
       [dir = DirectoryCheck(config.store_dir()), snap, store = store.get(),
