@@ -187,7 +187,12 @@ absl::Status DirectNoiseSource::Draw(const NoiseSpec& spec,
 }
 
 NoisePool::NoisePool(RandomSource* random, NoisePoolOptions options)
-    : direct_(random), options_(std::move(options)) {
+    : NoisePool(std::make_unique<DirectNoiseSource>(random),
+                std::move(options)) {}
+
+NoisePool::NoisePool(std::unique_ptr<NoiseSource> generator,
+                     NoisePoolOptions options)
+    : generator_(std::move(generator)), options_(std::move(options)) {
   refiller_ = std::thread([this] { RefillLoop(); });
 }
 
@@ -199,128 +204,194 @@ NoisePool::~NoisePool() {
   refiller_.join();
 }
 
-bool NoisePool::RefillWanted() const {
-  if (stopping_) return true;
-  if (!failure_.ok()) return false;
-  for (const auto& [key, pool] : pools_) {
-    if (pool.ready.size() + options_.refill_batch <= options_.capacity) {
-      return true;
-    }
-  }
-  return false;
+NoisePool::Pool NoisePool::NewPool(const NoiseSpec& spec) {
+  Pool pool;
+  pool.spec = spec;
+  return pool;
 }
 
-void NoisePool::Append(const std::string& key,
-                       const std::vector<int64_t>& batch) {
-  auto it = pools_.find(key);
-  if (it == pools_.end()) return;
-  for (int64_t x : batch) {
-    if (it->second.ready.size() >= options_.capacity) break;
-    it->second.ready.push_back(x);
+// A request's positions [start, end) in the stream of `key`, or (Prewarm)
+// just the stream it waits on.
+struct NoisePool::Claim {
+  NoisePool* self;
+  const std::string* key;
+  uint64_t start;
+  uint64_t end;
+};
+
+// Await conditions: evaluated with mu_ held.
+bool NoisePool::ClaimServable(Claim* claim) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  const NoisePool& self = *claim->self;
+  if (self.stopping_ || !self.failure_.ok()) return true;
+  auto it = self.pools_.find(*claim->key);
+  if (it == self.pools_.end()) return true;
+  // Earlier claims are served first, so positions never change hands.
+  return it->second.front == claim->start && it->second.drawn() >= claim->end;
+}
+
+bool NoisePool::PoolFull(Claim* claim) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  const NoisePool& self = *claim->self;
+  if (self.stopping_ || !self.failure_.ok()) return true;
+  auto it = self.pools_.find(*claim->key);
+  return it == self.pools_.end() ||
+         it->second.unassigned() >=
+             static_cast<int64_t>(self.options_.capacity);
+}
+
+const std::pair<const std::string, NoisePool::Pool>* NoisePool::Neediest()
+    const {
+  // Requests waiting for samples (negative unassigned) first, then the
+  // emptiest pool that is refilling.
+  const std::pair<const std::string, Pool>* best = nullptr;
+  for (const auto& entry : pools_) {
+    const Pool& pool = entry.second;
+    if (pool.unassigned() >= 0 && !pool.filling) continue;
+    if (best == nullptr || pool.unassigned() < best->second.unassigned()) {
+      best = &entry;
+    }
   }
+  return best;
+}
+
+bool NoisePool::RefillWanted() const {
+  if (stopping_) return true;
+  return failure_.ok() && Neediest() != nullptr;
+}
+
+void NoisePool::Fail(const absl::Status& s) {
+  // Fail closed: no more noise from this pool, ever; waiters wake up to it.
+  failure_ = s;
+  pools_.clear();
+}
+
+void NoisePool::Pad(absl::Time start, size_t n) const {
+  const absl::Time deadline =
+      start + options_.slow_path_fixed +
+      options_.slow_path_per_sample * static_cast<int64_t>(n);
+  const absl::Time now = options_.now();
+  if (now < deadline) options_.sleep(deadline - now);
 }
 
 void NoisePool::RefillLoop() {
+  // The only thread that draws for pools: one sample at a time, appended in
+  // the order drawn (see "Exactness of a pool" in noise.h).
   while (true) {
-    NoiseSpec spec;
     std::string key;
+    NoiseSpec spec;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &NoisePool::RefillWanted));
       if (stopping_) return;
-      // The emptiest pool first.
-      size_t best = options_.capacity + 1;
-      for (const auto& [k, pool] : pools_) {
-        if (pool.ready.size() < best) {
-          best = pool.ready.size();
-          key = k;
-          spec = pool.spec;
-        }
-      }
+      const auto* next = Neediest();
+      key = next->first;
+      spec = next->second.spec;
     }
-    std::vector<int64_t> batch(options_.refill_batch);
-    absl::Status s = direct_.Draw(spec, absl::MakeSpan(batch));
+    int64_t value = 0;
+    absl::Status s = generator_->Draw(spec, absl::MakeSpan(&value, 1));
     absl::MutexLock lock(&mu_);
     if (!s.ok()) {
-      // Fail closed: no more noise from this pool, ever.
-      failure_ = s;
-      pools_.clear();
+      Fail(s);
       continue;
     }
-    Append(key, batch);
+    auto it = pools_.find(key);
+    if (it == pools_.end()) continue;
+    Pool& pool = it->second;
+    pool.ready.push_back(value);
+    if (pool.unassigned() >= static_cast<int64_t>(options_.capacity)) {
+      pool.filling = false;
+    }
   }
 }
 
 absl::Status NoisePool::Prewarm(const NoiseSpec& spec) {
   const std::string key = spec.Key();
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!failure_.ok()) return failure_;
-      auto it = pools_.find(key);
-      if (it == pools_.end()) {
-        if (pools_.size() >= options_.max_specs) {
-          return absl::ResourceExhaustedError(
-              absl::StrCat("noise pool already holds ", options_.max_specs,
-                           " distributions"));
-        }
-        it = pools_.emplace(key, Pool{spec, {}}).first;
-      }
-      if (it->second.ready.size() >= options_.capacity) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  auto it = pools_.find(key);
+  if (it == pools_.end()) {
+    if (pools_.size() >= options_.max_specs) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "noise pool already holds ", options_.max_specs, " distributions"));
     }
-    std::vector<int64_t> batch(options_.refill_batch);
-    absl::Status s = direct_.Draw(spec, absl::MakeSpan(batch));
-    absl::MutexLock lock(&mu_);
-    if (!s.ok()) {
-      failure_ = s;
-      pools_.clear();
-      return s;
-    }
-    Append(key, batch);
+    it = pools_.emplace(key, NewPool(spec)).first;
   }
+  if (it->second.unassigned() < static_cast<int64_t>(options_.capacity)) {
+    it->second.filling = true;
+  }
+  Claim claim{this, &key, 0, 0};
+  mu_.Await(absl::Condition(&NoisePool::PoolFull, &claim));
+  if (!failure_.ok()) return failure_;
+  if (stopping_) return absl::UnavailableError("noise pool is shutting down");
+  return absl::OkStatus();
 }
 
 absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
+  if (out.empty()) return absl::OkStatus();
   const absl::Time start = options_.now();
   const std::string key = spec.Key();
+  bool padded = false;
   {
     absl::MutexLock lock(&mu_);
     if (!failure_.ok()) return failure_;
     auto it = pools_.find(key);
     if (it == pools_.end() && pools_.size() < options_.max_specs) {
-      it = pools_.emplace(key, Pool{spec, {}}).first;
+      it = pools_.emplace(key, NewPool(spec)).first;
     }
-    if (it != pools_.end() && it->second.ready.size() >= out.size()) {
-      // Fast path: values drawn earlier, off the request path.
-      for (int64_t& x : out) {
-        x = it->second.ready.front();
-        it->second.ready.pop_front();
+    if (it != pools_.end()) {
+      Pool& pool = it->second;
+      // This request's positions, fixed now, before looking at what is
+      // drawn: it receives exactly these values.
+      Claim claim{this, &key, pool.claimed, pool.claimed + out.size()};
+      pool.claimed = claim.end;
+      if (pool.unassigned() + static_cast<int64_t>(options_.refill_batch) <=
+          static_cast<int64_t>(options_.capacity)) {
+        pool.filling = true;
       }
-      return absl::OkStatus();
+      const bool wait = !ClaimServable(&claim);
+      if (wait) {
+        ++slow_path_calls_;
+        mu_.Await(absl::Condition(&NoisePool::ClaimServable, &claim));
+        if (!failure_.ok()) return failure_;
+        if (stopping_) {
+          return absl::UnavailableError("noise pool is shutting down");
+        }
+        it = pools_.find(key);
+        if (it == pools_.end()) {
+          return absl::InternalError("noise pool lost a waiting request");
+        }
+      }
+      Pool& served = it->second;
+      for (int64_t& x : out) {
+        x = served.ready.front();
+        served.ready.pop_front();
+      }
+      served.front += out.size();
+      if (!wait) return absl::OkStatus();
+      padded = true;
+    } else {
+      ++slow_path_calls_;
     }
-    ++slow_path_calls_;
   }
-  // Slow path: draw inline, then pad to a deadline that depends only on the
-  // number of samples, so the time does not reveal the values.
-  absl::Status s = direct_.Draw(spec, out);
+  if (padded) {
+    Pad(start, out.size());
+    return absl::OkStatus();
+  }
+  // Too many distributions to pool this one: fresh draws, inline, padded.
+  absl::Status s = generator_->Draw(spec, out);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
-    failure_ = s;
-    pools_.clear();
+    Fail(s);
     return s;
   }
-  const absl::Time deadline =
-      start + options_.slow_path_fixed +
-      options_.slow_path_per_sample * static_cast<int64_t>(out.size());
-  const absl::Time now = options_.now();
-  if (now < deadline) options_.sleep(deadline - now);
+  Pad(start, out.size());
   return absl::OkStatus();
 }
 
 size_t NoisePool::Ready(const NoiseSpec& spec) const {
   absl::MutexLock lock(&mu_);
   auto it = pools_.find(spec.Key());
-  return it == pools_.end() ? 0 : it->second.ready.size();
+  if (it == pools_.end()) return 0;
+  return static_cast<size_t>(std::max<int64_t>(0, it->second.unassigned()));
 }
 
 int64_t NoisePool::slow_path_calls() const {

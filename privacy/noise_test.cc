@@ -1,6 +1,9 @@
 #include "privacy/noise.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -213,6 +216,72 @@ TEST(NoisePoolTest, GeneratorFailureIsStickyAndDropsPooledNoise) {
   EXPECT_EQ(pool.Draw(warm, absl::MakeSpan(out)).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(pool.Ready(warm), 0u);
+}
+
+// A generator whose draws are 0, 1, 2, ... in the order they are made, so a
+// test can see which drawn value went to which request.
+class CountingGenerator : public NoiseSource {
+ public:
+  absl::Status Draw(const NoiseSpec&, absl::Span<int64_t> out) override {
+    absl::MutexLock lock(&mu_);
+    for (int64_t& x : out) x = next_++;
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Mutex mu_;
+  int64_t next_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Exactness of a pool (noise.h): whatever the timing, requests receive the
+// stream in the order it was drawn, each value once, nothing dropped. The
+// pool is small so that requests often outrun the generator and wait, and
+// some requests are larger than the whole pool.
+TEST(NoisePoolTest, EveryDrawnValueIsHandedOutOnceInDrawOrder) {
+  std::vector<absl::Duration> sleeps;
+  NoisePoolOptions o = TestOptions(&sleeps);
+  o.capacity = 64;
+  o.refill_batch = 16;
+  o.sleep = [](absl::Duration) {};  // Called from several threads here.
+  NoisePool pool(std::make_unique<CountingGenerator>(), o);
+  const NoiseSpec spec = GaussianSpecForRho(0.125).value();
+  ASSERT_TRUE(pool.Prewarm(spec).ok());
+  EXPECT_EQ(pool.Ready(spec), 64u);
+
+  constexpr int kThreads = 4;
+  constexpr int kRequests = 300;
+  std::vector<std::vector<std::vector<int64_t>>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRequests; ++r) {
+        // Sizes 1..97, and every 50th request larger than the pool.
+        const size_t n = r % 50 == 49 ? 150 : 1 + (r * 7 + t * 13) % 97;
+        std::vector<int64_t> out(n, -1);
+        if (!pool.Draw(spec, absl::MakeSpan(out)).ok()) return;
+        got[t].push_back(std::move(out));
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+
+  std::vector<int64_t> all;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(got[t].size(), static_cast<size_t>(kRequests)) << "thread " << t;
+    for (const std::vector<int64_t>& request : got[t]) {
+      // One request: consecutive positions of the stream.
+      for (size_t i = 1; i < request.size(); ++i) {
+        ASSERT_EQ(request[i], request[i - 1] + 1);
+      }
+      all.insert(all.end(), request.begin(), request.end());
+    }
+  }
+  // All requests together: exactly the first values drawn, each once.
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(all[i], static_cast<int64_t>(i)) << "value " << i;
+  }
+  EXPECT_GT(pool.slow_path_calls(), 0);  // Some requests did wait.
 }
 
 TEST(ProductionNoiseSourceTest, NeedsARandomSource) {
