@@ -9,7 +9,6 @@
 #include "absl/time/time.h"
 #include "common/crash_point.h"
 #include "common/status_macros.h"
-#include "google/protobuf/arena.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
 #include "privacy/disclosure.h"
@@ -36,12 +35,26 @@ v1::SiteStatus ToSiteStatus(SiteState s) {
   return v1::SITE_STATUS_FAILED;
 }
 
+// Length-prefixed, so that no two distinct keys (from a node: untrusted)
+// share a string.
 std::string KeyString(const v1::CellKey& key) {
   std::string out;
   for (const v1::DimensionValue& v : key.values()) {
-    absl::StrAppend(&out, v.dimension(), "=", v.value(), ";");
+    absl::StrAppend(&out, v.dimension().size(), ":", v.dimension(),
+                    v.value().size(), ":", v.value(), ";");
   }
   return out;
+}
+
+bool SameKey(const v1::CellKey& a, const v1::CellKey& b) {
+  if (a.values_size() != b.values_size()) return false;
+  for (int i = 0; i < a.values_size(); ++i) {
+    if (a.values(i).dimension() != b.values(i).dimension() ||
+        a.values(i).value() != b.values(i).value()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool HasSiteDimension(const v1::Query& q) {
@@ -54,12 +67,29 @@ bool HasSiteDimension(const v1::Query& q) {
 // Puts a node's cells in the order of `keys`; a node that returns a
 // different cell set is treated as failed rather than trusted.
 absl::StatusOr<std::vector<v1::Cell>> AlignCells(
-    const v1::CountResponse& response, const std::vector<v1::CellKey>& keys) {
-  std::map<std::string, int64_t> by_key;
+    const v1::CountResponse& response, std::vector<v1::CellKey> keys) {
   for (const v1::Cell& c : response.cells()) {
     if (c.count() < 0) {
       return absl::DataLossError("node returned a negative count");
     }
+  }
+  std::vector<v1::Cell> cells;
+  cells.reserve(keys.size());
+  // Nodes answer in the order of the keys: checked cell by cell, no lookup.
+  bool in_order = static_cast<size_t>(response.cells_size()) == keys.size();
+  for (size_t i = 0; in_order && i < keys.size(); ++i) {
+    in_order = SameKey(response.cells(static_cast<int>(i)).key(), keys[i]);
+  }
+  if (in_order) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      v1::Cell& c = cells.emplace_back();
+      *c.mutable_key() = std::move(keys[i]);
+      c.set_count(response.cells(static_cast<int>(i)).count());
+    }
+    return cells;
+  }
+  std::map<std::string, int64_t> by_key;
+  for (const v1::Cell& c : response.cells()) {
     if (!by_key.emplace(KeyString(c.key()), c.count()).second) {
       return absl::DataLossError("node returned a cell twice");
     }
@@ -68,18 +98,29 @@ absl::StatusOr<std::vector<v1::Cell>> AlignCells(
     return absl::DataLossError(absl::StrCat("node returned ", by_key.size(),
                                             " cells, expected ", keys.size()));
   }
-  std::vector<v1::Cell> cells;
-  for (const v1::CellKey& key : keys) {
+  for (v1::CellKey& key : keys) {
     auto it = by_key.find(KeyString(key));
     if (it == by_key.end()) {
       return absl::DataLossError(
           "node returned a cell outside the public domain");
     }
     v1::Cell& c = cells.emplace_back();
-    *c.mutable_key() = key;
     c.set_count(it->second);
+    *c.mutable_key() = std::move(key);
   }
   return cells;
+}
+
+// Lends the released cells of `response` to `entry` and back: the audit
+// entry records exactly the cells released without copying them (both
+// messages are on the heap, so each swap exchanges pointers). Calling it a
+// second time takes the cells back.
+void SwapReleasedCells(v1::QueryResponse& response, v1::AuditEntry& entry) {
+  for (int i = 0; i < response.sites_size() && i < entry.sites_size(); ++i) {
+    entry.mutable_sites(i)->mutable_released_cells()->Swap(
+        response.mutable_sites(i)->mutable_cells());
+  }
+  entry.mutable_released_cells()->Swap(response.mutable_combined());
 }
 
 absl::Duration SiteTimeout(const GatewayOptions& options,
@@ -190,11 +231,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     const std::string& caller, const v1::QueryRequest& request,
     absl::Time deadline) {
   const absl::Time start = clock_->Now();
-  // The audit entry copies every released cell: on an arena those copies
-  // are bump allocations, freed at once when the query ends.
-  google::protobuf::Arena arena;
-  v1::AuditEntry& entry =
-      *google::protobuf::Arena::CreateMessage<v1::AuditEntry>(&arena);
+  // On the heap, as the response is: the released cells are lent to it for
+  // the audit append (SwapReleasedCells).
+  v1::AuditEntry entry;
   entry.set_time_unix_micros(absl::ToUnixMicros(start));
   entry.set_caller(caller);
   entry.set_project(request.project());
@@ -412,7 +451,6 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
       as->set_snapshot(o.response.snapshot());
       as->set_node_audit_index(o.response.audit_index());
     }
-    for (const v1::ReleasedCell& c : s->cells()) *as->add_released_cells() = c;
     if (o.state != SiteState::kOk) {
       notes.push_back(absl::StrCat(
           "PARTIAL: site ", o.site, " is missing (", SiteStateName(o.state),
@@ -420,10 +458,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     }
   }
   response.set_complete(complete);
-  for (v1::ReleasedCell& c : combined) {
-    *entry.add_released_cells() = c;
-    *response.add_combined() = std::move(c);
-  }
+  for (v1::ReleasedCell& c : combined) *response.add_combined() = std::move(c);
   for (std::string& n : notes) response.add_notes(std::move(n));
 
   // 6. Audit before release.
@@ -431,7 +466,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
                               : v1::AUDIT_DECISION_PARTIAL);
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   PASSERELLE_CRASH_POINT("gateway.query.before_audit");
+  SwapReleasedCells(response, entry);
   absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  SwapReleasedCells(response, entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "audit log unavailable, nothing released: ", index.status().message()));
@@ -490,12 +527,11 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::ServeRepeat(
     as->set_status(SiteStatusName(s.status()));
     as->set_reason(s.reason());
     as->set_snapshot(s.snapshot());
-    for (const v1::ReleasedCell& c : s.cells()) *as->add_released_cells() = c;
   }
-  for (const v1::ReleasedCell& c : response.combined())
-    *entry.add_released_cells() = c;
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
+  SwapReleasedCells(response, entry);
   absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  SwapReleasedCells(response, entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "audit log unavailable, nothing released: ", index.status().message()));

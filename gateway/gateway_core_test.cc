@@ -1,5 +1,6 @@
 #include "gateway/gateway_core.h"
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
@@ -103,6 +104,9 @@ class FakeNode : public NodeClient {
       c->set_count(base_ + static_cast<int64_t>(i) * step_);
     }
     if (extra_cell_) *r.add_cells() = r.cells(0);
+    if (reversed_) {
+      std::reverse(r.mutable_cells()->begin(), r.mutable_cells()->end());
+    }
     done(r);
   }
   absl::StatusOr<v1::NodeInfo> Info(absl::Time) override {
@@ -128,6 +132,7 @@ class FakeNode : public NodeClient {
   }
   void fail_with(absl::Status s) { error_ = std::move(s); }
   void duplicate_a_cell() { extra_cell_ = true; }
+  void answer_in_reverse_order() { reversed_ = true; }
   int calls() const { return calls_.load(); }
   v1::CountRequest last() {
     absl::MutexLock lock(&mu_);
@@ -140,6 +145,7 @@ class FakeNode : public NodeClient {
   int64_t step_ = 10;
   absl::Status error_;
   bool extra_cell_ = false;
+  bool reversed_ = false;
   std::atomic<int> calls_{0};
   std::atomic<int> info_calls_{0};
   absl::Mutex mu_;
@@ -268,10 +274,42 @@ TEST_F(GatewayCoreTest, ExactModeMergesCellByCell) {
   EXPECT_EQ(entries[0].decision(), v1::AUDIT_DECISION_ALLOWED);
   EXPECT_EQ(entries[0].caller(), kAlice);
   EXPECT_EQ(entries[0].canonical_query(), r->canonical_query());
-  EXPECT_EQ(entries[0].released_cells_size(), r->combined_size());
   EXPECT_FALSE(entries[0].policy_version().empty());
   ASSERT_EQ(entries[0].sites_size(), 2);
   EXPECT_EQ(entries[0].sites(0).node_audit_index(), 7u);
+  // The entry holds exactly the released cells (lent to it for the append),
+  // and the response still has them.
+  ASSERT_EQ(entries[0].released_cells_size(), r->combined_size());
+  for (int i = 0; i < r->combined_size(); ++i) {
+    EXPECT_EQ(entries[0].released_cells(i).SerializeAsString(),
+              r->combined(i).SerializeAsString())
+        << "combined cell " << i;
+  }
+  for (int s = 0; s < 2; ++s) {
+    ASSERT_EQ(r->sites(s).cells_size(), static_cast<int>(cells)) << s;
+    ASSERT_EQ(entries[0].sites(s).released_cells_size(),
+              r->sites(s).cells_size());
+    for (int i = 0; i < r->sites(s).cells_size(); ++i) {
+      EXPECT_EQ(entries[0].sites(s).released_cells(i).SerializeAsString(),
+                r->sites(s).cells(i).SerializeAsString())
+          << "site " << s << " cell " << i;
+    }
+  }
+}
+
+TEST_F(GatewayCoreTest, CellsInAnotherOrderAreMatchedByKey) {
+  fr_.set_counts(100, 10);
+  qc_.set_counts(50, 1);
+  qc_.answer_in_reverse_order();
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("exact", "condition icd10:E11* group by sex");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->complete());
+  ASSERT_GT(r->combined_size(), 1);
+  for (int i = 0; i < r->combined_size(); ++i) {
+    // Cell i is fr's 100 + 10i plus qc's 50 + i, whatever order qc used.
+    EXPECT_EQ(r->combined(i).count(), 100 + 10 * i + 50 + i) << "cell " << i;
+  }
 }
 
 TEST_F(GatewayCoreTest, MissingSiteMakesThePartialResultNameIt) {

@@ -41,9 +41,14 @@ class LogAuditSink : public AuditSink {
  public:
   explicit LogAuditSink(audit::AuditLog* log) : log_(log) {}
   absl::StatusOr<uint64_t> Append(const v1::AuditEntry& entry) override {
+    // The record points at the entry for the serialization, not a copy.
+    // Serializing reads it only (the cached sizes are mutable by design).
     v1::AuditRecord record;
-    *record.mutable_gateway() = entry;
-    return log_->Append(record.SerializeAsString());
+    record.unsafe_arena_set_allocated_gateway(
+        const_cast<v1::AuditEntry*>(&entry));
+    std::string bytes = record.SerializeAsString();
+    (void)record.unsafe_arena_release_gateway();
+    return log_->Append(std::move(bytes));
   }
 
  private:

@@ -70,7 +70,9 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
                   : absl::StatusOr<std::vector<v1::Cell>>(status);
   if (cells.ok()) {
     record.answered = true;
-    record.cells = *std::move(cells);  // Moved into the response once audited.
+    // Moved into the response once audited.
+    record.cells.Reserve(static_cast<int>(cells->size()));
+    for (v1::Cell& cell : *cells) record.cells.Add(std::move(cell));
   } else {
     record.reason = cells.status().ToString();
   }
@@ -92,7 +94,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   response.set_site(site_);
   response.set_snapshot(eng->meta().version);
   response.set_audit_index(audit_index);
-  for (v1::Cell& cell : record.cells) *response.add_cells() = std::move(cell);
+  response.mutable_cells()->Swap(&record.cells);  // Both on the heap: O(1).
   return response;
 }
 

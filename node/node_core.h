@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "google/protobuf/repeated_field.h"
 #include "node/engine.h"
 #include "passerelle/v1/node.pb.h"
 
@@ -38,15 +39,18 @@ struct NodeAuditRecord {
   std::string snapshot;
   bool answered = false;
   std::string reason;  // Why it was refused or failed.
-  std::vector<v1::Cell> cells;  // True counts: they never leave the site.
+  // True counts: they never leave the site.
+  google::protobuf::RepeatedPtrField<v1::Cell> cells;
 };
 
 // The node's own tamper-evident log. Thread-safe.
 class NodeAuditSink {
  public:
   virtual ~NodeAuditSink() = default;
-  // Durably records; returns the entry index.
-  virtual absl::StatusOr<uint64_t> Record(const NodeAuditRecord& record) = 0;
+  // Durably records; returns the entry index. May borrow `record.cells`
+  // while it writes (to record them without a copy); they are back in place
+  // when it returns.
+  virtual absl::StatusOr<uint64_t> Record(NodeAuditRecord& record) = 0;
 };
 
 // Thread-safe.

@@ -19,7 +19,6 @@
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
-#include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "node/node_service.h"
@@ -38,11 +37,8 @@ class LogAuditSink : public NodeAuditSink {
  public:
   LogAuditSink(std::string site, audit::AuditLog* log)
       : site_(std::move(site)), log_(log) {}
-  absl::StatusOr<uint64_t> Record(const NodeAuditRecord& r) override {
-    // Copies of the cells on an arena: bump allocations, freed at once.
-    google::protobuf::Arena arena;
-    v1::AuditRecord& record =
-        *google::protobuf::Arena::CreateMessage<v1::AuditRecord>(&arena);
+  absl::StatusOr<uint64_t> Record(NodeAuditRecord& r) override {
+    v1::AuditRecord record;
     v1::NodeAuditEntry* e = record.mutable_node();
     e->set_time_unix_micros(absl::ToUnixMicros(r.time));
     e->set_request_id(r.request_id);
@@ -51,11 +47,15 @@ class LogAuditSink : public NodeAuditSink {
     e->set_canonical_query(r.canonical_query);
     e->set_snapshot(r.snapshot);
     e->set_site(site_);
-    for (const v1::Cell& c : r.cells) *e->add_cells() = c;
     e->set_decision(r.answered ? v1::AUDIT_DECISION_ALLOWED
                                : v1::AUDIT_DECISION_DENIED);
     e->set_reason(r.reason);
-    return log_->Append(record.SerializeAsString());
+    // The cells are borrowed for the serialization (heap to heap: a pointer
+    // swap each way), not copied.
+    e->mutable_cells()->Swap(&r.cells);
+    std::string bytes = record.SerializeAsString();
+    e->mutable_cells()->Swap(&r.cells);
+    return log_->Append(std::move(bytes));
   }
 
  private:

@@ -97,7 +97,7 @@ class PolicyAuthorizer : public node::RequestAuthorizer {
 
 class MemoryAudit : public node::NodeAuditSink {
  public:
-  absl::StatusOr<uint64_t> Record(const node::NodeAuditRecord& r) override {
+  absl::StatusOr<uint64_t> Record(node::NodeAuditRecord& r) override {
     absl::MutexLock lock(&mu_);
     last_ = r;
     return ++count_;
@@ -249,7 +249,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cells.push_back(c);
   }
   Require(sum <= kPatients, "answer: cells add up to more than the patients");
-  Require(record.cells.size() == cells.size(), "audit record: other cells");
+  Require(static_cast<size_t>(record.cells.size()) == cells.size(),
+          "audit record: other cells");
   CheckCanonical(request.query(), &cells, *site.engine);
   return 0;
 }
