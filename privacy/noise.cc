@@ -220,8 +220,9 @@ struct NoisePool::Claim {
 };
 
 // Await conditions: evaluated with mu_ held.
-bool NoisePool::ClaimServable(Claim* claim) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+bool NoisePool::ClaimServable(Claim* claim) {
   const NoisePool& self = *claim->self;
+  self.mu_.AssertHeld();
   if (self.stopping_ || !self.failure_.ok()) return true;
   auto it = self.pools_.find(*claim->key);
   if (it == self.pools_.end()) return true;
@@ -229,8 +230,9 @@ bool NoisePool::ClaimServable(Claim* claim) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   return it->second.front == claim->start && it->second.drawn() >= claim->end;
 }
 
-bool NoisePool::PoolFull(Claim* claim) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+bool NoisePool::PoolFull(Claim* claim) {
   const NoisePool& self = *claim->self;
+  self.mu_.AssertHeld();
   if (self.stopping_ || !self.failure_.ok()) return true;
   auto it = self.pools_.find(*claim->key);
   return it == self.pools_.end() ||
@@ -245,7 +247,11 @@ const std::pair<const std::string, NoisePool::Pool>* NoisePool::Neediest()
   const std::pair<const std::string, Pool>* best = nullptr;
   for (const auto& entry : pools_) {
     const Pool& pool = entry.second;
-    if (pool.unassigned() >= 0 && !pool.filling) continue;
+    const bool wanted =
+        pool.unassigned() < 0 || pool.filling ||
+        (pool.prewarming > 0 &&
+         pool.unassigned() < static_cast<int64_t>(options_.capacity));
+    if (!wanted) continue;
     if (best == nullptr || pool.unassigned() < best->second.unassigned()) {
       best = &entry;
     }
@@ -315,11 +321,14 @@ absl::Status NoisePool::Prewarm(const NoiseSpec& spec) {
     }
     it = pools_.emplace(key, NewPool(spec)).first;
   }
-  if (it->second.unassigned() < static_cast<int64_t>(options_.capacity)) {
-    it->second.filling = true;
-  }
+  // While a Prewarm waits, the generator keeps drawing for the pool until it
+  // is full (a Draw may take samples between the generator reaching
+  // capacity and this thread waking up).
+  ++it->second.prewarming;
   Claim claim{this, &key, 0, 0};
   mu_.Await(absl::Condition(&NoisePool::PoolFull, &claim));
+  auto warmed = pools_.find(key);
+  if (warmed != pools_.end()) --warmed->second.prewarming;
   if (!failure_.ok()) return failure_;
   if (stopping_) return absl::UnavailableError("noise pool is shutting down");
   return absl::OkStatus();

@@ -16,9 +16,20 @@
 // serve a request at once (first use of a parameter that was not prewarmed,
 // or a burst larger than what is ready), the call waits for its samples and
 // is padded to a deadline computed from the number of samples alone
-// (slow_path_fixed + n * slow_path_per_sample); only a wait longer than that
-// deadline (not observed for the supported parameters) would show.
+// (slow_path_fixed + n * slow_path_per_sample).
 //
+// What the timing can still show, and when. Whether a request waited (and
+// was padded) is visible. It depends on how many samples the generator had
+// drawn when the request arrived, so on the draw times of every sample since
+// the pool was last full, the request's own among them (a rejection sampler
+// takes longer for larger values). That is a faint signal, and it exists
+// only while a pool is below one request's worth of samples: a cold
+// distribution (every request waits, whatever the values) or a sustained
+// load above what one thread draws (about a million samples per second; a
+// query takes tens). A wait longer than the deadline would also show: a
+// draw slower than slow_path_per_sample per sample (not observed for the
+// supported parameters), or a request queued behind a larger one still
+// being drawn (requests are served in arrival order).
 // Exactness of a pool. Which values a request receives must not depend on
 // the values, nor on how long they took to draw (a rejection sampler takes
 // longer for some values than for others). So, per distribution: one thread
@@ -147,6 +158,7 @@ class NoisePool : public NoiseSource {
   // thread, or inline for distributions that are not pooled). For tests that
   // need to see which drawn value went where.
   NoisePool(std::unique_ptr<NoiseSource> generator, NoisePoolOptions options);
+  // No call may be in progress.
   ~NoisePool() override;
   NoisePool(const NoisePool&) = delete;
   NoisePool& operator=(const NoisePool&) = delete;
@@ -172,6 +184,7 @@ class NoisePool : public NoiseSource {
     uint64_t front = 0;
     uint64_t claimed = 0;
     bool filling = false;  // Refilling up to capacity.
+    int prewarming = 0;    // Prewarm calls waiting for a full pool.
 
     uint64_t drawn() const { return front + ready.size(); }
     // Drawn and not assigned; negative when requests wait for samples.

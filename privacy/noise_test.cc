@@ -1,6 +1,7 @@
 #include "privacy/noise.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <thread>
@@ -268,6 +269,10 @@ TEST(NoisePoolTest, EveryDrawnValueIsHandedOutOnceInDrawOrder) {
   std::vector<int64_t> all;
   for (int t = 0; t < kThreads; ++t) {
     ASSERT_EQ(got[t].size(), static_cast<size_t>(kRequests)) << "thread " << t;
+    for (size_t r = 1; r < got[t].size(); ++r) {
+      // A thread's next request arrives after its last one: later positions.
+      ASSERT_GT(got[t][r].front(), got[t][r - 1].back()) << "thread " << t;
+    }
     for (const std::vector<int64_t>& request : got[t]) {
       // One request: consecutive positions of the stream.
       for (size_t i = 1; i < request.size(); ++i) {
@@ -282,6 +287,108 @@ TEST(NoisePoolTest, EveryDrawnValueIsHandedOutOnceInDrawOrder) {
     ASSERT_EQ(all[i], static_cast<int64_t>(i)) << "value " << i;
   }
   EXPECT_GT(pool.slow_path_calls(), 0);  // Some requests did wait.
+}
+
+// Draws 0, 1, 2, ... like CountingGenerator, but only as many as allowed so
+// far, so a test can hold requests waiting; or fails once told to.
+class GatedGenerator : public NoiseSource {
+ public:
+  absl::Status Draw(const NoiseSpec&, absl::Span<int64_t> out) override {
+    absl::MutexLock lock(&mu_);
+    for (int64_t& x : out) {
+      mu_.Await(absl::Condition(this, &GatedGenerator::MayDraw));
+      if (failing_) return absl::UnavailableError("generator down");
+      x = next_++;
+    }
+    return absl::OkStatus();
+  }
+  void Allow(int64_t n) {
+    absl::MutexLock lock(&mu_);
+    allowed_ += n;
+  }
+  void Fail() {
+    absl::MutexLock lock(&mu_);
+    failing_ = true;
+  }
+
+ private:
+  bool MayDraw() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return failing_ || next_ < allowed_;
+  }
+  absl::Mutex mu_;
+  int64_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t allowed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool failing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+NoisePoolOptions QuietOptions() {
+  NoisePoolOptions o;
+  o.capacity = 64;
+  o.refill_batch = 16;
+  o.now = [] { return absl::FromUnixSeconds(1000); };
+  o.sleep = [](absl::Duration) {};
+  return o;
+}
+
+// Positions go by arrival: a small request that arrives while a large one
+// waits gets the values after the large one's, even though its own could be
+// drawn first (taking whatever is drawn first would favour quick draws).
+TEST(NoisePoolTest, RequestsAreServedInArrivalOrder) {
+  auto owned = std::make_unique<GatedGenerator>();
+  GatedGenerator* generator = owned.get();
+  NoisePool pool(std::move(owned), QuietOptions());
+  const NoiseSpec spec = LaplaceSpecForEpsilon(0.5).value();
+  std::vector<int64_t> large(100, -1), small(1, -1);
+  absl::Status large_status, small_status;
+  std::thread first(
+      [&] { large_status = pool.Draw(spec, absl::MakeSpan(large)); });
+  // Each request counts itself as waiting when it claims its positions.
+  while (pool.slow_path_calls() < 1) std::this_thread::yield();
+  std::thread second(
+      [&] { small_status = pool.Draw(spec, absl::MakeSpan(small)); });
+  while (pool.slow_path_calls() < 2) std::this_thread::yield();
+  generator->Allow(1000);
+  first.join();
+  second.join();
+  ASSERT_TRUE(large_status.ok()) << large_status;
+  ASSERT_TRUE(small_status.ok()) << small_status;
+  for (int64_t i = 0; i < 100; ++i) EXPECT_EQ(large[i], i);
+  EXPECT_EQ(small[0], 100);
+}
+
+TEST(NoisePoolTest, AWaitingRequestFailsWithTheGenerator) {
+  auto owned = std::make_unique<GatedGenerator>();
+  GatedGenerator* generator = owned.get();
+  NoisePool pool(std::move(owned), QuietOptions());
+  const NoiseSpec spec = GaussianSpecForRho(0.5).value();
+  std::vector<int64_t> out(10, -1);
+  absl::Status status;
+  std::thread waiting([&] { status = pool.Draw(spec, absl::MakeSpan(out)); });
+  while (pool.slow_path_calls() < 1) std::this_thread::yield();
+  generator->Fail();
+  waiting.join();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(pool.Draw(spec, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(pool.Ready(spec), 0u);
+}
+
+TEST(NoisePoolTest, PrewarmReturnsWithAFullPoolWhileOthersDraw) {
+  auto owned = std::make_unique<GatedGenerator>();
+  GatedGenerator* generator = owned.get();
+  NoisePool pool(std::move(owned), QuietOptions());
+  const NoiseSpec spec = LaplaceSpecForEpsilon(1).value();
+  generator->Allow(1 << 30);
+  std::atomic<bool> stop{false};
+  std::thread drawing([&] {
+    std::vector<int64_t> one(1);
+    while (!stop.load()) {
+      if (!pool.Draw(spec, absl::MakeSpan(one)).ok()) return;
+    }
+  });
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(pool.Prewarm(spec).ok());
+  stop.store(true);
+  drawing.join();
 }
 
 TEST(ProductionNoiseSourceTest, NeedsARandomSource) {
