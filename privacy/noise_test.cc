@@ -356,6 +356,33 @@ TEST(NoisePoolTest, RequestsAreServedInArrivalOrder) {
   EXPECT_EQ(small[0], 100);
 }
 
+// With the real samplers: whatever the request sizes (some served at once,
+// some larger than the pool, so they wait), the pool releases exactly the
+// sequence the sampler draws from the same seed, in order.
+TEST(NoisePoolTest, ReleasesExactlyTheSamplersSequence) {
+  for (const NoiseSpec& spec : {LaplaceSpecForEpsilon(0.5).value(),
+                                GaussianSpecForRho(0.125).value()}) {
+    constexpr size_t kTotal = 5000;
+    LockedSource direct_random(42);
+    DirectNoiseSource direct(&direct_random);
+    std::vector<int64_t> want(kTotal);
+    ASSERT_TRUE(direct.Draw(spec, absl::MakeSpan(want)).ok());
+
+    LockedSource pool_random(42);
+    NoisePool pool(&pool_random, QuietOptions());
+    ASSERT_TRUE(pool.Prewarm(spec).ok());
+    std::vector<int64_t> got;
+    const size_t sizes[] = {1, 7, 300, 50, 2, 129};
+    for (size_t i = 0; got.size() < kTotal; ++i) {
+      std::vector<int64_t> out(std::min(sizes[i % 6], kTotal - got.size()));
+      ASSERT_TRUE(pool.Draw(spec, absl::MakeSpan(out)).ok());
+      got.insert(got.end(), out.begin(), out.end());
+    }
+    EXPECT_EQ(got, want) << spec.Key();
+    EXPECT_GT(pool.slow_path_calls(), 0);  // The 300s waited.
+  }
+}
+
 TEST(NoisePoolTest, AWaitingRequestFailsWithTheGenerator) {
   auto owned = std::make_unique<GatedGenerator>();
   GatedGenerator* generator = owned.get();
