@@ -204,12 +204,6 @@ NoisePool::~NoisePool() {
   refiller_.join();
 }
 
-NoisePool::Pool NoisePool::NewPool(const NoiseSpec& spec) {
-  Pool pool;
-  pool.spec = spec;
-  return pool;
-}
-
 // A request's positions [start, end) in the stream of `key`, or (Prewarm)
 // just the stream it waits on.
 struct NoisePool::Claim {
@@ -220,24 +214,26 @@ struct NoisePool::Claim {
 };
 
 // Await conditions: evaluated with mu_ held.
-bool NoisePool::ClaimServable(Claim* claim) {
+const NoisePool::Pool* NoisePool::WaitedPool(const Claim* claim) {
   const NoisePool& self = *claim->self;
   self.mu_.AssertHeld();
-  if (self.stopping_ || !self.failure_.ok()) return true;
+  if (self.stopping_ || !self.failure_.ok()) return nullptr;
   auto it = self.pools_.find(*claim->key);
-  if (it == self.pools_.end()) return true;
+  return it == self.pools_.end() ? nullptr : &it->second;
+}
+
+bool NoisePool::ClaimServable(Claim* claim) {
+  const Pool* pool = WaitedPool(claim);
   // Earlier claims are served first, so positions never change hands.
-  return it->second.front == claim->start && it->second.drawn() >= claim->end;
+  return pool == nullptr ||
+         (pool->front == claim->start && pool->drawn() >= claim->end);
 }
 
 bool NoisePool::PoolFull(Claim* claim) {
-  const NoisePool& self = *claim->self;
-  self.mu_.AssertHeld();
-  if (self.stopping_ || !self.failure_.ok()) return true;
-  auto it = self.pools_.find(*claim->key);
-  return it == self.pools_.end() ||
-         it->second.unassigned() >=
-             static_cast<int64_t>(self.options_.capacity);
+  const Pool* pool = WaitedPool(claim);
+  return pool == nullptr ||
+         pool->unassigned() >=
+             static_cast<int64_t>(claim->self->options_.capacity);
 }
 
 const std::pair<const std::string, NoisePool::Pool>* NoisePool::Neediest()
@@ -319,7 +315,7 @@ absl::Status NoisePool::Prewarm(const NoiseSpec& spec) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "noise pool already holds ", options_.max_specs, " distributions"));
     }
-    it = pools_.emplace(key, NewPool(spec)).first;
+    it = pools_.try_emplace(key, spec).first;
   }
   // While a Prewarm waits, the generator keeps drawing for the pool until it
   // is full (a Draw may take samples between the generator reaching
@@ -338,15 +334,16 @@ absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
   if (out.empty()) return absl::OkStatus();
   const absl::Time start = options_.now();
   const std::string key = spec.Key();
-  bool padded = false;
+  bool pooled = false;
   {
     absl::MutexLock lock(&mu_);
     if (!failure_.ok()) return failure_;
     auto it = pools_.find(key);
     if (it == pools_.end() && pools_.size() < options_.max_specs) {
-      it = pools_.emplace(key, NewPool(spec)).first;
+      it = pools_.try_emplace(key, spec).first;
     }
-    if (it != pools_.end()) {
+    pooled = it != pools_.end();
+    if (pooled) {
       Pool& pool = it->second;
       // This request's positions, fixed now, before looking at what is
       // drawn: it receives exactly these values.
@@ -358,7 +355,7 @@ absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
       }
       const bool wait = !ClaimServable(&claim);
       if (wait) {
-        ++slow_path_calls_;
+        ++slow_path_calls_;  // Counted before waiting (tests watch it).
         mu_.Await(absl::Condition(&NoisePool::ClaimServable, &claim));
         if (!failure_.ok()) return failure_;
         if (stopping_) {
@@ -376,21 +373,18 @@ absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
       }
       served.front += out.size();
       if (!wait) return absl::OkStatus();
-      padded = true;
     } else {
       ++slow_path_calls_;
     }
   }
-  if (padded) {
-    Pad(start, out.size());
-    return absl::OkStatus();
-  }
-  // Too many distributions to pool this one: fresh draws, inline, padded.
-  absl::Status s = generator_->Draw(spec, out);
-  if (!s.ok()) {
-    absl::MutexLock lock(&mu_);
-    Fail(s);
-    return s;
+  if (!pooled) {
+    // Too many distributions to pool this one: fresh draws, inline.
+    absl::Status s = generator_->Draw(spec, out);
+    if (!s.ok()) {
+      absl::MutexLock lock(&mu_);
+      Fail(s);
+      return s;
+    }
   }
   Pad(start, out.size());
   return absl::OkStatus();

@@ -179,6 +179,8 @@ class NoisePool : public NoiseSource {
   // One distribution's stream. Positions [front, front + ready.size()) are
   // drawn and not yet handed out; [front, claimed) are assigned to requests.
   struct Pool {
+    explicit Pool(const NoiseSpec& s) : spec(s) {}
+
     NoiseSpec spec;
     std::deque<int64_t> ready;
     uint64_t front = 0;
@@ -192,8 +194,10 @@ class NoisePool : public NoiseSource {
       return static_cast<int64_t>(drawn()) - static_cast<int64_t>(claimed);
     }
   };
-  static Pool NewPool(const NoiseSpec& spec);
   struct Claim;
+  // The pool a waiter waits on, or nullptr when it must stop waiting
+  // (shutdown, generator failure). With mu_ held.
+  static const Pool* WaitedPool(const Claim* claim);
   static bool ClaimServable(Claim* claim);
   static bool PoolFull(Claim* claim);
 
