@@ -289,6 +289,21 @@ const char* kQueries[] = {
     "condition icd10:I10 between 2016-01-01 and 2018-12-31 at least 3 times",
 };
 
+// Counts `text` with `engine` and with the reference, for every cell of the
+// query's domain; the engine must answer each cell once, in order.
+void CountBoth(const CohortEngine& engine, const Reference& ref,
+               const std::string& text, std::vector<v1::Cell>* cells,
+               std::vector<v1::CellKey>* keys, std::vector<int64_t>* expected) {
+  absl::StatusOr<v1::Query> q = query::ParseQuery(text);
+  ASSERT_TRUE(q.ok()) << text << ": " << q.status();
+  absl::StatusOr<std::vector<v1::Cell>> counted = engine.Count(*q);
+  ASSERT_TRUE(counted.ok()) << text << ": " << counted.status();
+  *keys = query::EnumerateCells(*q, {"fr"});
+  ASSERT_EQ(counted->size(), keys->size()) << text;
+  *cells = *std::move(counted);
+  *expected = ref.Count(*q, *keys);
+}
+
 TEST(IndexEngineTest, MatchesReferenceOnRandomData) {
   for (uint32_t seed : {1u, 2u, 3u, 4u}) {
     Dataset d = RandomDataset(seed, 400);
@@ -299,17 +314,14 @@ TEST(IndexEngineTest, MatchesReferenceOnRandomData) {
         NewIndexEngine(BuildSnapshot(d), options);
     Reference ref(d);
     for (const char* text : kQueries) {
-      absl::StatusOr<v1::Query> q = query::ParseQuery(text);
-      ASSERT_TRUE(q.ok()) << text << ": " << q.status();
-      absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
-      ASSERT_TRUE(cells.ok()) << text << ": " << cells.status();
-      std::vector<v1::CellKey> keys = query::EnumerateCells(*q, {"fr"});
-      ASSERT_EQ(cells->size(), keys.size()) << text;
-      std::vector<int64_t> expected = ref.Count(*q, keys);
+      std::vector<v1::Cell> cells;
+      std::vector<v1::CellKey> keys;
+      std::vector<int64_t> expected;
+      ASSERT_NO_FATAL_FAILURE(
+          CountBoth(*engine, ref, text, &cells, &keys, &expected));
       for (size_t i = 0; i < keys.size(); ++i) {
-        EXPECT_EQ((*cells)[i].key().DebugString(), keys[i].DebugString())
-            << text;
-        EXPECT_EQ((*cells)[i].count(), expected[i])
+        EXPECT_EQ(cells[i].key().DebugString(), keys[i].DebugString()) << text;
+        EXPECT_EQ(cells[i].count(), expected[i])
             << "seed " << seed << " query: " << text << " cell "
             << keys[i].ShortDebugString();
       }
@@ -406,16 +418,14 @@ TEST(IndexEngineTest, WideCodeSetsMatchReference) {
         NewIndexEngine(BuildSnapshot(d), options);
     Reference ref(d);
     for (const char* text : queries) {
-      absl::StatusOr<v1::Query> q = query::ParseQuery(text);
-      ASSERT_TRUE(q.ok()) << text << ": " << q.status();
-      absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
-      ASSERT_TRUE(cells.ok()) << text << ": " << cells.status();
-      std::vector<v1::CellKey> keys = query::EnumerateCells(*q, {"fr"});
-      ASSERT_EQ(cells->size(), keys.size()) << text;
-      std::vector<int64_t> expected = ref.Count(*q, keys);
+      std::vector<v1::Cell> cells;
+      std::vector<v1::CellKey> keys;
+      std::vector<int64_t> expected;
+      ASSERT_NO_FATAL_FAILURE(
+          CountBoth(*engine, ref, text, &cells, &keys, &expected));
       int64_t total = 0;
       for (size_t i = 0; i < keys.size(); ++i) {
-        EXPECT_EQ((*cells)[i].count(), expected[i])
+        EXPECT_EQ(cells[i].count(), expected[i])
             << "seed " << seed << " query: " << text << " cell "
             << keys[i].ShortDebugString();
         total += expected[i];
@@ -447,15 +457,13 @@ void ExpectMatchesReference(const Dataset& d, const char* const* queries,
     for (int round = 0; round < 2; ++round) {
       for (size_t i = 0; i < n_queries; ++i) {
         const char* text = queries[i];
-        absl::StatusOr<v1::Query> q = query::ParseQuery(text);
-        ASSERT_TRUE(q.ok()) << text << ": " << q.status();
-        absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
-        ASSERT_TRUE(cells.ok()) << text << ": " << cells.status();
-        std::vector<v1::CellKey> keys = query::EnumerateCells(*q, {"fr"});
-        ASSERT_EQ(cells->size(), keys.size()) << text;
-        std::vector<int64_t> expected = ref.Count(*q, keys);
+        std::vector<v1::Cell> cells;
+        std::vector<v1::CellKey> keys;
+        std::vector<int64_t> expected;
+        ASSERT_NO_FATAL_FAILURE(
+            CountBoth(*engine, ref, text, &cells, &keys, &expected));
         for (size_t k = 0; k < keys.size(); ++k) {
-          EXPECT_EQ((*cells)[k].count(), expected[k])
+          EXPECT_EQ(cells[k].count(), expected[k])
               << what << ", variant " << v << ", round " << round
               << ", query: " << text << " cell " << keys[k].ShortDebugString();
         }
