@@ -5,7 +5,9 @@
 #include <string>
 
 #include "common/textproto.h"
+#include "gateway/gateway_server.h"
 #include "gtest/gtest.h"
+#include "node/node_server.h"
 #include "passerelle/v1/config.pb.h"
 
 namespace passerelle {
@@ -36,6 +38,14 @@ TEST(DeployConfigTest, ExamplesParse) {
   ExpectParses("gateway.textproto", &gw);
   EXPECT_EQ(gw.sites_size(), 2);
   EXPECT_FALSE(gw.tls().crl_dir().empty());
+  // Complete, and each listen address names an interface or says
+  // listen_all_interfaces.
+  EXPECT_TRUE(node::ValidateNodeConfig(fr).ok())
+      << node::ValidateNodeConfig(fr);
+  EXPECT_TRUE(node::ValidateNodeConfig(qc).ok())
+      << node::ValidateNodeConfig(qc);
+  EXPECT_TRUE(gateway::ValidateGatewayConfig(gw).ok())
+      << gateway::ValidateGatewayConfig(gw);
   v1::ClientConfig alice;
   ExpectParses("client-alice.textproto", &alice);
   EXPECT_EQ(alice.project(), "diabetes-fr-qc");

@@ -9,11 +9,36 @@
 // when the kernel's OOM killer or an operator's `kill -9` strikes. Without
 // the variable a point costs one load of a flag set at the first call.
 //
+// Compiled in only for test builds: configured with
+// -DPASSERELLE_CRASH_POINTS=OFF (the production build, docs/operator.md; the
+// default for CMAKE_BUILD_TYPE Release and MinSizeRel), every target is
+// compiled with PASSERELLE_NO_CRASH_POINTS, the macro expands to nothing (no
+// point name, no check of the variable: the binary ignores
+// PASSERELLE_CRASH_AT) and crash_point.cc is not built.
+// crash_point::kCompiledIn tells tests which build they run in.
+//
 // Thread-safe: the variable is read once; hits are counted atomically.
 #ifndef PASSERELLE_COMMON_CRASH_POINT_H_
 #define PASSERELLE_COMMON_CRASH_POINT_H_
 
+#ifdef PASSERELLE_NO_CRASH_POINTS
+
 namespace passerelle::crash_point {
+inline constexpr bool kCompiledIn = false;
+}  // namespace passerelle::crash_point
+
+// `name` stays type-checked (a string literal) but is never evaluated or
+// emitted.
+#define PASSERELLE_CRASH_POINT(name) \
+  do {                               \
+    (void)sizeof(name);              \
+  } while (0)
+
+#else  // PASSERELLE_NO_CRASH_POINTS
+
+namespace passerelle::crash_point {
+
+inline constexpr bool kCompiledIn = true;
 
 // True when PASSERELLE_CRASH_AT is set (read once, at the first call).
 bool Armed();
@@ -28,5 +53,7 @@ void Hit(const char* name);
       ::passerelle::crash_point::Hit(name);                        \
     }                                                              \
   } while (0)
+
+#endif  // PASSERELLE_NO_CRASH_POINTS
 
 #endif  // PASSERELLE_COMMON_CRASH_POINT_H_

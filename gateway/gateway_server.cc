@@ -17,6 +17,7 @@
 #include "audit/sealer.h"
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
+#include "common/listen_address.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -92,6 +93,8 @@ absl::Status ValidateGatewayConfig(const v1::GatewayConfig& c) {
         absl::StrCat("gateway config: ", field, " is required"));
   };
   if (c.listen().empty()) return missing("listen");
+  PASSERELLE_RETURN_IF_ERROR(CheckListenAddress("gateway config", c.listen(),
+                                                c.listen_all_interfaces()));
   if (c.ledger_dir().empty()) return missing("ledger_dir");
   if (c.audit_dir().empty()) return missing("audit_dir");
   if (c.audit_key_file().empty()) return missing("audit_key_file");

@@ -16,6 +16,7 @@
 #include "audit/sealer.h"
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
+#include "common/listen_address.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -153,6 +154,8 @@ absl::Status ValidateNodeConfig(const v1::NodeConfig& c) {
   };
   if (c.site().empty()) return missing("site");
   if (c.listen().empty()) return missing("listen");
+  PASSERELLE_RETURN_IF_ERROR(
+      CheckListenAddress("node config", c.listen(), c.listen_all_interfaces()));
   if (c.store_dir().empty()) return missing("store_dir");
   if (c.audit_dir().empty()) return missing("audit_dir");
   if (c.audit_key_file().empty()) return missing("audit_key_file");

@@ -1,8 +1,41 @@
 #!/usr/bin/env bash
-# Installs every Debian package Passerelle's build, tests and demo need.
+# Installs the Debian packages Passerelle needs (Debian 12).
+#
+#   scripts/install-deps.sh                 everything to build, test and run
+#                                           the demo (developer machines, CI)
+#   scripts/install-deps.sh --runtime       only what the passerelle binary
+#                                           needs to run (production hosts:
+#                                           no compiler, no headers, no tests)
+#   scripts/install-deps.sh --list-runtime  prints the runtime packages, one
+#                                           a line, and installs nothing
+#
 # Idempotent: packages already present are skipped, and apt is only asked
 # when something is missing. Must run as root (or with sudo available).
 set -euo pipefail
+
+# The shared libraries of the passerelle binary (`ldd`), by package: what a
+# production host needs (docs/operator.md). tests/deploy_test checks that it
+# covers every library `ldd` lists for the built binary (dpkg -S).
+RUNTIME_PACKAGES=(
+  libc6 libgcc-s1 libstdc++6
+  libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libc-ares2 libre2-9
+  librocksdb7.8 libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 zlib1g libgflags2.2
+  libssl3 libroaring0 libjemalloc2
+)
+
+mode=all
+case "${1:-}" in
+  "") ;;
+  --runtime) mode=runtime ;;
+  --list-runtime)
+    printf '%s\n' "${RUNTIME_PACKAGES[@]}"
+    exit 0
+    ;;
+  *)
+    echo "usage: $0 [--runtime | --list-runtime]" >&2
+    exit 2
+    ;;
+esac
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
@@ -16,6 +49,12 @@ PACKAGES=(
   # readable reports.
   clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14
 )
+
+if [ "$mode" = runtime ]; then
+  PACKAGES=("${RUNTIME_PACKAGES[@]}")
+else
+  PACKAGES+=("${RUNTIME_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -31,7 +70,9 @@ done
 # the rest of this script goes on either way.
 fhir_src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fhir"
 fhir_dir="${PASSERELLE_FHIR_VALIDATOR_DIR:-/opt/passerelle-tools/fhir-validator}"
-if ! command -v npm >/dev/null 2>&1; then
+if [ "$mode" = runtime ]; then
+  :  # Production hosts run no tests.
+elif ! command -v npm >/dev/null 2>&1; then
   echo "install-deps: WARNING: npm not found: FHIR validators not installed" \
        "in $fhir_dir (tests/fhir_export_test will skip)" >&2
 elif ! cmp -s "$fhir_src/package-lock.json" "$fhir_dir/.installed-lock.json" ||

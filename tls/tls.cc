@@ -6,9 +6,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -74,6 +78,24 @@ absl::StatusOr<std::string> ReadFile(const std::string& what,
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// A private key file readable or writable by group or others is refused,
+// as the audit signing key is (audit/signer.h): the mode is checked where the
+// key is loaded at start-up, before any credential is built from it.
+absl::Status CheckKeyFileMode(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls: cannot stat key file ", path, ": ", std::strerror(errno)));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "tls: key file %s has mode %04o: readable or writable by group or "
+        "others; chmod 600 it",
+        path, static_cast<unsigned>(st.st_mode & 07777)));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(const std::string& what,
@@ -330,6 +352,7 @@ absl::Status CheckTlsFiles(const TlsFiles& files) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tls: key file ", files.key_file, " holds no PEM private key"));
   }
+  PASSERELLE_RETURN_IF_ERROR(CheckKeyFileMode(files.key_file));
   if (X509_check_private_key(chain[0].get(), key.get()) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("tls: key file ", files.key_file,

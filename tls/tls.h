@@ -38,7 +38,9 @@ struct TlsFiles {
 // Checks that the files exist, parse, and that the certificate matches the
 // key and was issued by the CA, and (with crl_dir) that a current CRL of the
 // CA is there and does not revoke the certificate: a clear error at start-up
-// instead of a handshake failure later. INVALID_ARGUMENT names the file.
+// instead of a handshake failure later. INVALID_ARGUMENT names the file;
+// FAILED_PRECONDITION when the key file is readable or writable by group or
+// others (its mode is named; chmod 600 it), as for the audit signing key.
 absl::Status CheckTlsFiles(const TlsFiles& files);
 
 // Server credentials that require and verify a client certificate.

@@ -322,6 +322,36 @@ TEST_F(TlsTest, CheckTlsFilesRejectsKeyOfAnotherCertificate) {
   EXPECT_THAT(status.message(), HasSubstr("does not match"));
 }
 
+TEST_F(TlsTest, CheckTlsFilesRefusesKeyReadableByGroupOrOthers) {
+  // A copy, so the shared PKI keeps its modes.
+  const std::string key = Path("node-fr-mode.key");
+  TlsFiles files = Files("node-fr");
+  files.key_file = key;
+  for (const auto& [mode, shown] :
+       std::vector<std::pair<std::filesystem::perms, std::string>>{
+           {std::filesystem::perms(0644), "0644"},
+           {std::filesystem::perms(0640), "0640"},
+           {std::filesystem::perms(0604), "0604"},
+           {std::filesystem::perms(0620), "0620"}}) {
+    std::filesystem::copy_file(
+        Path("node-fr.key"), key,
+        std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(key, mode);
+    absl::Status status = CheckTlsFiles(files);
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_THAT(status.message(), HasSubstr(key));
+    EXPECT_THAT(status.message(), HasSubstr("mode " + shown));
+    EXPECT_FALSE(MakeServerCredentials(files).ok());
+    EXPECT_FALSE(MakeChannelCredentials(files).ok());
+  }
+  for (const std::filesystem::perms mode :
+       {std::filesystem::perms(0600), std::filesystem::perms(0400)}) {
+    std::filesystem::permissions(key, mode);
+    EXPECT_TRUE(CheckTlsFiles(files).ok()) << CheckTlsFiles(files);
+  }
+  std::filesystem::remove(key);
+}
+
 TEST_F(TlsTest, CheckTlsFilesRejectsCertificateFromForeignCa) {
   ASSERT_EQ(MintForeign(), absl::OkStatus());
   TlsFiles files = Files("alice");
