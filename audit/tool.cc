@@ -35,8 +35,11 @@ std::string B64List(const std::vector<std::string>& hashes) {
 constexpr char kUsage[] =
     "usage: passerelle audit <command> --store DIR [--public-key FILE]\n"
     "       passerelle audit <command> --config CLIENT.textproto\n"
-    "           | --gateway HOST:PORT | --node HOST:PORT\n"
-    "           [--ca F --cert F --key F --server-name N] --public-key FILE\n"
+    "           | --gateway HOST:PORT | --node HOST:PORT --node-site SITE\n"
+    "           [--ca F --cert F --key F --server-name N --server-id ID]\n"
+    "           --public-key FILE\n"
+    "       (the server must prove its identity: the gateway's, or with\n"
+    "       --node the site's node spiffe://<trust domain>/site/SITE/node)\n"
     "commands:\n"
     "  verify [--checkpoint FILE]      recompute the tree, check every\n"
     "                                  checkpoint (and one you kept); names\n"

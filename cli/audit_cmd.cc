@@ -78,11 +78,12 @@ class GrpcAuditReader : public audit::AuditReader {
 
 // The flags that pick and reach a server, as the other client commands
 // take them ("--project" stays a search filter here); --node is --gateway
-// under the name that reads right for a node's address.
+// under the name that reads right for a node's address, with --node-site
+// naming the site whose node must answer there.
 const std::set<std::string>& ConnectionFlags() {
   static const auto* names = new std::set<std::string>{
-      "config", "gateway", "node",        "ca",
-      "cert",   "key",     "server-name", "timeout-ms"};
+      "config", "gateway", "node",        "node-site",  "ca",
+      "cert",   "key",     "server-name", "timeout-ms", "server-id"};
   return *names;
 }
 
@@ -110,9 +111,8 @@ void SplitArgs(const std::vector<std::string>& args,
 
 absl::StatusOr<std::unique_ptr<v1::AuditService::Stub>> NewAuditStub(
     const v1::ClientConfig& config) {
-  const tls::TlsFiles files = tls::TlsFilesFrom(config.tls());
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-      tls::MakeChannelCredentials(files);
+      ClientCredentials(config);
   if (!creds.ok()) return creds.status();
   grpc::ChannelArguments args;
   if (!config.tls_server_name().empty()) {
@@ -153,12 +153,33 @@ int RunAuditCommand(const std::vector<std::string>& args) {
       std::cerr << "passerelle audit: give --gateway or --node, not both\n";
       return 2;
     }
+    if (!flags->Has("node-site") && !flags->Has("server-id")) {
+      std::cerr << "passerelle audit: --node needs --node-site SITE (the node "
+                   "must prove spiffe://<trust domain>/site/SITE/node)\n";
+      return 2;
+    }
     flags->values["gateway"] = flags->GetAll("node");
+  } else if (flags->Has("node-site")) {
+    std::cerr << "passerelle audit: --node-site goes with --node\n";
+    return 2;
   }
   absl::StatusOr<v1::ClientConfig> config = ClientConfigFrom(*flags);
   if (!config.ok()) {
     std::cerr << "passerelle audit: " << config.status().message() << "\n";
     return 2;
+  }
+  if (flags->Has("node-site") && !flags->Has("server-id")) {
+    // The node's identity in the trust domain of the client's certificate
+    // (or the configured one).
+    absl::StatusOr<std::string> trust_domain =
+        tls::TrustDomain(tls::TlsFilesFrom(config->tls()));
+    if (!trust_domain.ok()) {
+      std::cerr << "passerelle audit: " << trust_domain.status().message()
+                << "\n";
+      return 1;
+    }
+    config->set_server_identity(
+        tls::NodeIdentity(*trust_domain, flags->Get("node-site")));
   }
   absl::StatusOr<int64_t> timeout_ms = flags->GetInt("timeout-ms", 30000);
   if (!timeout_ms.ok() || *timeout_ms <= 0) {

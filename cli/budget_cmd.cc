@@ -23,6 +23,7 @@ constexpr char kUsage[] =
     "FILE]\n"
     "                              [--cert FILE] [--key FILE] [--server-name "
     "NAME]\n"
+    "                              [--server-id SPIFFE_ID]\n"
     "Spent and remaining privacy budget of the project (members only; a\n"
     "researcher sees the project and their own account).\n";
 

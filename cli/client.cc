@@ -25,6 +25,8 @@ absl::StatusOr<v1::ClientConfig> ClientConfigFrom(const ParsedFlags& flags) {
   if (flags.Has("cert")) config.mutable_tls()->set_cert_file(flags.Get("cert"));
   if (flags.Has("key")) config.mutable_tls()->set_key_file(flags.Get("key"));
   if (flags.Has("project")) config.set_project(flags.Get("project"));
+  if (flags.Has("server-id"))
+    config.set_server_identity(flags.Get("server-id"));
   if (config.gateway().empty()) {
     return absl::InvalidArgumentError(
         "no gateway address: give --gateway or a --config file");
@@ -32,11 +34,22 @@ absl::StatusOr<v1::ClientConfig> ClientConfigFrom(const ParsedFlags& flags) {
   return config;
 }
 
-absl::StatusOr<std::unique_ptr<v1::GatewayService::Stub>> NewGatewayStub(
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
     const v1::ClientConfig& config) {
   const tls::TlsFiles files = tls::TlsFilesFrom(config.tls());
+  std::string server = config.server_identity();
+  if (server.empty()) {
+    PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
+                                tls::TrustDomain(files));
+    server = tls::GatewayIdentity(trust_domain);
+  }
+  return tls::MakeChannelCredentials(files, server);
+}
+
+absl::StatusOr<std::unique_ptr<v1::GatewayService::Stub>> NewGatewayStub(
+    const v1::ClientConfig& config) {
   PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
-                              tls::MakeChannelCredentials(files));
+                              ClientCredentials(config));
   grpc::ChannelArguments args;
   if (!config.tls_server_name().empty()) {
     args.SetSslTargetNameOverride(config.tls_server_name());

@@ -23,7 +23,8 @@ constexpr char kUsage[] =
     "                        [--project P] [--purpose DUO:...] [--site S]...\n"
     "                        [--gateway HOST:PORT] [--ca FILE] [--cert FILE]\n"
     "                        [--key FILE] [--server-name NAME] [--timeout-ms N]\n"
-    "                        'QUERY'\n"
+    "                        [--server-id SPIFFE_ID] 'QUERY'\n"
+    "The server must prove the gateway's identity (or --server-id's).\n"
     "The config file (protobuf text, see deploy/) defaults to $PASSERELLE_CONFIG.\n";
 
 absl::Status Run(const ParsedFlags& flags) {

@@ -37,8 +37,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== minting a fresh federation CA and certificates in $work/pki"
-"$root/deploy/pki/mint.sh" "$work/pki" >/dev/null
+if [ -f "$work/pki/ca.pem" ]; then
+  echo "== reusing the federation CA and certificates in $work/pki"
+else
+  echo "== minting a fresh federation CA and certificates in $work/pki"
+  # --local: every server certificate names localhost (this machine only).
+  "$root/deploy/pki/mint.sh" "$work/pki" --local >/dev/null
+fi
 
 echo "== minting each log's Ed25519 signing key; auditors keep the public halves"
 for log in gateway fr qc; do
@@ -142,7 +147,7 @@ echo "== dora (federation auditor) verifies the gateway's log remotely over mTLS
 echo "== dora, named auditor in each site policy, verifies each node's own log remotely:"
 for site in fr qc; do
   printf '%-3s ' "$site:"
-  "$bin" audit verify --node "127.0.0.1:$(cat "$work/$site/port")" --server-name localhost \
+  "$bin" audit verify --node "127.0.0.1:$(cat "$work/$site/port")" --node-site "$site" --server-name localhost \
     --ca "$work/pki/ca.pem" --cert "$work/pki/dora.pem" --key "$work/pki/dora.key" \
     --public-key "$work/pki/audit-$site.pub" | tail -1
 done

@@ -179,9 +179,9 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
                               privacy::NewProductionNoiseSource(&random));
 
-  PASSERELLE_ASSIGN_OR_RETURN(
-      std::shared_ptr<grpc::ChannelCredentials> channel_creds,
-      tls::MakeChannelCredentials(tls::TlsFilesFrom(config.tls())));
+  const tls::TlsFiles tls_files = tls::TlsFilesFrom(config.tls());
+  PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
+                              tls::TrustDomain(tls_files));
   GatewayOptions options;
   if (config.default_timeout_ms() > 0) {
     options.default_timeout = absl::Milliseconds(config.default_timeout_ms());
@@ -202,6 +202,13 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   std::vector<std::unique_ptr<NodeClient>> clients;
   std::vector<NodeClient*> client_ptrs;
   for (const v1::SiteEndpoint& s : config.sites()) {
+    // Each site's channel accepts only that site's node identity: another
+    // server of the federation at this address fails the handshake, and the
+    // site is reported failed with the reason.
+    PASSERELLE_ASSIGN_OR_RETURN(
+        std::shared_ptr<grpc::ChannelCredentials> channel_creds,
+        tls::MakeChannelCredentials(tls_files,
+                                    tls::NodeIdentity(trust_domain, s.site())));
     PASSERELLE_ASSIGN_OR_RETURN(
         std::unique_ptr<NodeClient> c,
         NewGrpcNodeClient(s.site(), s.address(), s.tls_server_name(),
@@ -267,9 +274,8 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
   audit::AuditServiceImpl audit_service(&audit_core);
 
-  PASSERELLE_ASSIGN_OR_RETURN(
-      std::shared_ptr<grpc::ServerCredentials> creds,
-      tls::MakeServerCredentials(tls::TlsFilesFrom(config.tls())));
+  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                              tls::MakeServerCredentials(tls_files));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;

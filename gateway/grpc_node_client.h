@@ -16,7 +16,8 @@ namespace passerelle::gateway {
 // retry policy: the channel's own reconnect backoff is kept below it, so
 // that each retry of a call that failed with UNAVAILABLE finds the channel
 // ready to connect again (gRPC's defaults, 1 s growing to 120 s, would fail
-// every retry at once while the channel waits).
+// every retry at once while the channel waits). `credentials` check the
+// node's identity (tls::MakeChannelCredentials with tls::NodeIdentity).
 absl::StatusOr<std::unique_ptr<NodeClient>> NewGrpcNodeClient(
     const std::string& site, const std::string& address,
     const std::string& server_name,

@@ -169,6 +169,11 @@ class AuditRemoteTest : public ::testing::Test {
         "--server-name",
         "localhost"};
     argv.insert(argv.end(), conn.begin(), conn.end());
+    // A node must prove its site's identity; the gateway's is the default.
+    if (process != "gateway") {
+      argv.push_back("--node-site");
+      argv.push_back(process);
+    }
     absl::StatusOr<CommandResult> r = RunCommand(argv);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : CommandResult();

@@ -61,9 +61,11 @@ absl::StatusOr<Daemon> StartNodeDaemon(Federation& fed, const std::string& site,
                         "\"\n", callers, "port_file: \"", port_file, "\"\n",
                         "health_interval_ms: ", spec.health_interval_ms, "\n",
                         Tls(fed, "node-" + site)));
-  return Launch(spec.prefix,
-                {PasserelleBin(), "node", "serve", "--config", config},
-                fed.Path(site + "/node.log"), port_file);
+  absl::StatusOr<Daemon> d = Launch(
+      spec.prefix, {PasserelleBin(), "node", "serve", "--config", config},
+      fed.Path(site + "/node.log"), port_file);
+  if (d.ok()) d->identity = NodeId(site);
+  return d;
 }
 
 absl::StatusOr<Daemon> StartGatewayDaemon(Federation& fed,
@@ -91,15 +93,17 @@ absl::StatusOr<Daemon> StartGatewayDaemon(Federation& fed,
   }
   const std::string path = fed.Path("gateway/gateway-h.textproto");
   WriteFile(path, config);
-  return Launch(spec.prefix,
-                {PasserelleBin(), "gateway", "serve", "--config", path},
-                fed.Path("gateway/gateway.log"), port_file);
+  absl::StatusOr<Daemon> d = Launch(
+      spec.prefix, {PasserelleBin(), "gateway", "serve", "--config", path},
+      fed.Path("gateway/gateway.log"), port_file);
+  if (d.ok()) d->identity = kGatewayId;
+  return d;
 }
 
 std::shared_ptr<grpc::ChannelCredentials> UserCredentials(
-    Federation& fed, const std::string& user) {
+    Federation& fed, const std::string& user, const std::string& server) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
-      fed.Credentials(user);
+      fed.Credentials(user, server);
   return c.ok() ? *c : nullptr;
 }
 

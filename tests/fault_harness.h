@@ -44,6 +44,7 @@ struct GatewaySpec : DaemonSpec {
 struct Daemon {
   std::unique_ptr<Process> process;
   int port = 0;
+  std::string identity;  // The SPIFFE ID its certificate carries.
 };
 
 // Starts `passerelle node serve` for `site` over fed's store, PKI and audit
@@ -58,9 +59,11 @@ absl::StatusOr<Daemon> StartGatewayDaemon(Federation& fed,
                                           const std::string& policy_text,
                                           const GatewaySpec& spec);
 
-// alice's credentials (or `user`'s), through Passerelle's TLS library.
+// alice's credentials (or `user`'s), through Passerelle's TLS library,
+// for a server with identity `server` (the gateway by default).
 std::shared_ptr<grpc::ChannelCredentials> UserCredentials(
-    Federation& fed, const std::string& user = "alice");
+    Federation& fed, const std::string& user = "alice",
+    const std::string& server = kGatewayId);
 
 // A Query at `address` (server name "localhost") within `deadline`.
 grpc::Status QueryAt(const std::string& address,

@@ -97,7 +97,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> RawCredentials(
   return grpc::SslCredentials(options);
 }
 
-absl::Status Federation::MintPki() { return Mint(Path("pki"), {}); }
+absl::Status Federation::MintPki() { return Mint(Path("pki"), {"--local"}); }
 
 absl::Status Federation::Mint(const std::string& dir,
                               const std::vector<std::string>& args) {
@@ -221,8 +221,11 @@ absl::Status Federation::StartGateway(const std::string& policy_text,
       Path("pki/ca.pem"), "\" cert_file: \"", Path("pki/gateway.pem"),
       "\" key_file: \"", Path("pki/gateway.key"), "\"", tls_extra, " }\n");
   for (const auto& [site, port] : node_ports_) {
-    absl::StrAppend(&config, "sites { site: \"", site,
-                    "\" address: \"127.0.0.1:", port,
+    auto moved = options.site_address.find(site);
+    absl::StrAppend(&config, "sites { site: \"", site, "\" address: \"",
+                    moved != options.site_address.end()
+                        ? moved->second
+                        : absl::StrCat("127.0.0.1:", port),
                     "\" tls_server_name: \"localhost\" }\n");
   }
   WriteFile(Path("gateway/gateway.textproto"), config);
@@ -236,6 +239,12 @@ absl::Status Federation::StartGateway(const std::string& policy_text,
   if (!port.ok()) return port.status();
   gateway_port_ = *port;
   return absl::OkStatus();
+}
+
+std::string Federation::Address(const std::string& process) const {
+  if (process == "gateway") return absl::StrCat("127.0.0.1:", gateway_port_);
+  auto it = node_ports_.find(process);
+  return it == node_ports_.end() ? "" : absl::StrCat("127.0.0.1:", it->second);
 }
 
 void Federation::StopNode(const std::string& site) {
@@ -280,12 +289,12 @@ std::shared_ptr<grpc::Channel> FreshChannel(
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
-Federation::Credentials(const std::string& name) {
+Federation::Credentials(const std::string& name, const std::string& server) {
   tls::TlsFiles files;
   files.ca_file = Path("pki/ca.pem");
   files.cert_file = Path("pki/" + name + ".pem");
   files.key_file = Path("pki/" + name + ".key");
-  return tls::MakeChannelCredentials(files);
+  return tls::MakeChannelCredentials(files, server);
 }
 
 grpc::Status Federation::Query(const std::string& project,

@@ -16,6 +16,12 @@
 
 namespace passerelle::testing {
 
+// The identities the test PKI (mint.sh's defaults) gives the servers.
+inline constexpr char kGatewayId[] = "spiffe://passerelle/gateway";
+inline std::string NodeId(const std::string& site) {
+  return "spiffe://passerelle/site/" + site + "/node";
+}
+
 // A policy for tests: project "exact" (exact mode, thresholds only, min cell
 // size 1) and project "noised" (discrete Laplace, epsilon 0.5, cap 5), both
 // with alice as researcher and sites fr and qc.
@@ -35,6 +41,9 @@ struct NodeOptions {
 struct GatewayOptions {
   std::string crl_dir;  // Hashed CRL directory; empty: no revocation check.
   unsigned tls_refresh_interval_sec = 0;  // 0: the daemon's default.
+  // Site -> the address the gateway is configured to dial for it, instead
+  // of that site's node (e.g. another site's node, to pose as it).
+  std::map<std::string, std::string> site_address;
 };
 
 // Plain gRPC SSL channel credentials from PEM files, without any local check,
@@ -73,6 +82,8 @@ class Federation {
                             const GatewayOptions& options);
   Process& node(const std::string& site) { return nodes_.at(site); }
   Process& gateway() { return *gateway_; }
+  // "127.0.0.1:<port>" of a running node or of the gateway ("gateway").
+  std::string Address(const std::string& process) const;
   // SIGKILLs and reaps the node or the gateway (nothing if not running).
   void StopNode(const std::string& site);
   void StopGateway();
@@ -91,9 +102,10 @@ class Federation {
       const std::string& project, const std::string& text,
       v1::QueryResponse* response, std::string* server_cert_pem = nullptr,
       const std::vector<std::string>& sites = {});
-  // Credentials of pki/<name>.pem through Passerelle's TLS library.
+  // Credentials of pki/<name>.pem through Passerelle's TLS library, for a
+  // server that must prove `server` (the gateway's identity by default).
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
-      const std::string& name);
+      const std::string& name, const std::string& server = kGatewayId);
   // `user`'s view of the project's privacy budget.
   grpc::Status Budget(const std::string& project, v1::BudgetResponse* response,
                       const std::string& user = "alice");

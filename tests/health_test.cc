@@ -64,8 +64,8 @@ class HealthTest : public ::testing::Test {
     return absl::StrCat("127.0.0.1:", d.port);
   }
   int Health(const Daemon& d, const std::string& service) {
-    absl::StatusOr<int> h =
-        HealthAt(Address(d), UserCredentials(*fed_), service);
+    absl::StatusOr<int> h = HealthAt(
+        Address(d), UserCredentials(*fed_, "alice", d.identity), service);
     return h.ok() ? *h : -static_cast<int>(h.status().code());
   }
   // Every name the daemon publishes is in `status`.

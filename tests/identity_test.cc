@@ -7,15 +7,21 @@
 //   PERMISSION_DENIED, not a handshake failure;
 // - nodes answer the gateway's identity only;
 // - a node enforces its own site policy even when the gateway's allows;
-// - the gateway's policy and certificate change without a restart.
+// - the gateway's policy and certificate change without a restart;
+// - every client checks the server's identity: the researcher CLI and the
+//   audit CLI pointed at a node, and the gateway dialling the wrong site's
+//   node (or another server of the federation), fail the handshake with the
+//   mismatch, and the site is reported failed with the reason.
 #include <csignal>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
@@ -24,6 +30,7 @@
 #include "passerelle/v1/node.pb.h"
 #include "query/parser.h"
 #include "tests/federation.h"
+#include "tls/tls.h"
 
 namespace passerelle::testing {
 namespace {
@@ -104,8 +111,9 @@ class IdentityTest : public ::testing::Test {
     PASSERELLE_RETURN_IF_ERROR(
         fed_->Mint(pki, {"--issue-expired", "alice-expired", kAliceId}));
     // Another CA entirely, issuing the same identities.
-    PASSERELLE_RETURN_IF_ERROR(fed_->Mint(
-        fed_->Path("foreign"), {"--sites", "fr", "--users", "alice"}));
+    PASSERELLE_RETURN_IF_ERROR(
+        fed_->Mint(fed_->Path("foreign"),
+                   {"--local", "--sites", "fr", "--users", "alice"}));
     PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("fr", 400, 21));
     PASSERELLE_RETURN_IF_ERROR(fed_->GenerateSite("qc", 400, 22));
     return absl::OkStatus();
@@ -144,9 +152,9 @@ class IdentityTest : public ::testing::Test {
     return c.ok() ? *c : nullptr;
   }
   static std::shared_ptr<grpc::ChannelCredentials> Creds(
-      const std::string& name) {
+      const std::string& name, const std::string& server = kGatewayId) {
     absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
-        fed_->Credentials(name);
+        fed_->Credentials(name, server);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *c : nullptr;
   }
@@ -310,15 +318,15 @@ TEST_F(IdentityTest, NodesAnswerOnlyTheGatewayIdentity) {
     SCOPED_TRACE(site);
     // Control: the gateway's certificate is answered, with counts.
     v1::CountResponse counted;
-    grpc::Status g =
-        fed_->CountAtNode(site, Creds("gateway"), request, &counted);
+    grpc::Status g = fed_->CountAtNode(site, Creds("gateway", NodeId(site)),
+                                       request, &counted);
     ASSERT_TRUE(g.ok()) << g.error_message();
     EXPECT_EQ(counted.site(), site);
     ASSERT_EQ(counted.cells_size(), 1);
 
     // alice, with her valid federation certificate: refused by the node.
     v1::CountResponse denied;
-    g = fed_->CountAtNode(site, Creds("alice"), request, &denied);
+    g = fed_->CountAtNode(site, Creds("alice", NodeId(site)), request, &denied);
     EXPECT_EQ(g.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << g.error_message();
     EXPECT_TRUE(absl::StrContains(g.error_message(), kAliceId))
@@ -327,12 +335,12 @@ TEST_F(IdentityTest, NodesAnswerOnlyTheGatewayIdentity) {
 
     // GetInfo too: the gateway gets the snapshot's description, alice not.
     v1::NodeInfo info;
-    g = fed_->InfoAtNode(site, Creds("gateway"), &info);
+    g = fed_->InfoAtNode(site, Creds("gateway", NodeId(site)), &info);
     ASSERT_TRUE(g.ok()) << g.error_message();
     EXPECT_EQ(info.site(), site);
     EXPECT_FALSE(info.snapshot().empty());
     v1::NodeInfo leaked;
-    g = fed_->InfoAtNode(site, Creds("alice"), &leaked);
+    g = fed_->InfoAtNode(site, Creds("alice", NodeId(site)), &leaked);
     EXPECT_EQ(g.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << g.error_message();
     EXPECT_TRUE(leaked.snapshot().empty());
@@ -521,8 +529,9 @@ TEST_F(IdentityTest, GatewayCertificateRotatesWithoutRestart) {
   ASSERT_TRUE(g.ok()) << g.error_message();
   ASSERT_EQ(presented, old_pem);
 
-  st = fed_->Mint(fed_->Path("pki"), {"--issue", "gateway",
-                                      "spiffe://passerelle/gateway", "server"});
+  st = fed_->Mint(fed_->Path("pki"),
+                  {"--issue", "gateway", "spiffe://passerelle/gateway",
+                   "server", "--local"});
   ASSERT_TRUE(st.ok()) << st;
   const std::string new_pem = ReadFile(fed_->Path("pki/gateway.pem"));
   ASSERT_NE(new_pem, old_pem);
@@ -537,6 +546,131 @@ TEST_F(IdentityTest, GatewayCertificateRotatesWithoutRestart) {
   })) << fed_->gateway().Log();
   EXPECT_EQ(fed_->gateway().pid(), pid);
   EXPECT_TRUE(fed_->gateway().running());
+}
+
+// The researcher CLI pointed at a node (which holds a valid federation server
+// certificate): the handshake fails with the identity mismatch before any
+// request is sent (a request would have reached the node and been answered
+// UNIMPLEMENTED). The audit CLI likewise, for the gateway and for a node.
+TEST_F(IdentityTest, ClientsPointedAtTheWrongServerFailTheHandshake) {
+  StartDefaultNodes();
+  absl::Status st = fed_->StartGateway(TestPolicy());
+  ASSERT_TRUE(st.ok()) << st;
+  const std::vector<std::string> alice = {
+      "--ca",          fed_->Path("pki/ca.pem"),
+      "--cert",        fed_->Path("pki/alice.pem"),
+      "--key",         fed_->Path("pki/alice.key"),
+      "--server-name", "localhost"};
+  auto query_at = [&](const std::string& address) {
+    std::vector<std::string> argv = {PasserelleBin(), "query",     "--gateway",
+                                     address,         "--project", "exact"};
+    argv.insert(argv.end(), alice.begin(), alice.end());
+    argv.push_back(kTotal);
+    absl::StatusOr<CommandResult> r = RunCommand(argv);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : CommandResult();
+  };
+  // Control: the gateway's address.
+  CommandResult ok = query_at(fed_->Address("gateway"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+
+  CommandResult r = query_at(fed_->Address("fr"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "identity mismatch")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "spiffe://passerelle/site/fr/node"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "expected spiffe://passerelle/gateway"))
+      << r.err;
+  EXPECT_FALSE(absl::StrContains(absl::AsciiStrToLower(r.err), "unimplemented"))
+      << r.err;
+
+  // The auditor's CLI: --gateway at a node's address, --node at another
+  // site's node, --node at the gateway.
+  auto audit = [&](std::vector<std::string> connection) {
+    std::vector<std::string> argv = {PasserelleBin(),
+                                     "audit",
+                                     "checkpoint",
+                                     "--ca",
+                                     fed_->Path("pki/ca.pem"),
+                                     "--cert",
+                                     fed_->Path("pki/dora.pem"),
+                                     "--key",
+                                     fed_->Path("pki/dora.key"),
+                                     "--server-name",
+                                     "localhost"};
+    argv.insert(argv.end(), connection.begin(), connection.end());
+    absl::StatusOr<CommandResult> c = RunCommand(argv);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : CommandResult();
+  };
+  for (const std::vector<std::string>& connection :
+       std::vector<std::vector<std::string>>{
+           {"--gateway", fed_->Address("qc")},
+           {"--node", fed_->Address("fr"), "--node-site", "qc"},
+           {"--node", fed_->Address("gateway"), "--node-site", "fr"}}) {
+    SCOPED_TRACE(absl::StrJoin(connection, " "));
+    CommandResult c = audit(connection);
+    EXPECT_NE(c.exit_code, 0) << c.out;
+    EXPECT_TRUE(absl::StrContains(c.err, "identity mismatch")) << c.err;
+  }
+  // --node without the site it must be: refused before dialling.
+  CommandResult c = audit({"--node", fed_->Address("fr")});
+  EXPECT_EQ(c.exit_code, 2) << c.err;
+  EXPECT_TRUE(absl::StrContains(c.err, "--node-site")) << c.err;
+}
+
+// The gateway configured with site qc's address pointing at fr's node (or at
+// the gateway's own port, another holder of a federation server
+// certificate): the handshake fails, qc is reported failed with the reason,
+// and the answer is partial; fr still answers.
+TEST_F(IdentityTest, GatewayRefusesAServerPosingAsASite) {
+  StartDefaultNodes();
+  // Another holder of a federation server certificate: a server presenting
+  // the gateway's own certificate, in this process.
+  tls::TlsFiles files;
+  files.ca_file = fed_->Path("pki/ca.pem");
+  files.cert_file = fed_->Path("pki/gateway.pem");
+  files.key_file = fed_->Path("pki/gateway.key");
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      tls::MakeServerCredentials(files);
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", *creds, &port);
+  std::unique_ptr<grpc::Server> other = builder.BuildAndStart();
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(port, 0);
+
+  for (const std::string& address : std::vector<std::string>{
+           fed_->Address("fr"), absl::StrCat("127.0.0.1:", port)}) {
+    SCOPED_TRACE(address);
+    GatewayOptions options;
+    options.site_address["qc"] = address;
+    absl::Status st = fed_->StartGateway(TestPolicy(), options);
+    ASSERT_TRUE(st.ok()) << st;
+    v1::QueryResponse r;
+    grpc::Status g = fed_->Query("exact", kTotal, &r);
+    ASSERT_TRUE(g.ok()) << g.error_message();
+    EXPECT_FALSE(r.complete());
+    const v1::SiteResult* qc = SiteOf(r, "qc");
+    ASSERT_NE(qc, nullptr);
+    EXPECT_EQ(qc->status(), v1::SITE_STATUS_FAILED) << qc->reason();
+    EXPECT_TRUE(absl::StrContains(qc->reason(), "identity mismatch"))
+        << qc->reason();
+    EXPECT_TRUE(
+        absl::StrContains(qc->reason(), "spiffe://passerelle/site/qc/node"))
+        << qc->reason();
+    EXPECT_EQ(qc->cells_size(), 0);
+    EXPECT_TRUE(NoteNames(r, "qc"));
+    ASSERT_NE(SiteOf(r, "fr"), nullptr);
+    EXPECT_EQ(SiteOf(r, "fr")->status(), v1::SITE_STATUS_OK);
+    EXPECT_TRUE(LogShows(fed_->gateway(), 0, "identity mismatch"))
+        << fed_->gateway().Log();
+    fed_->StopGateway();
+    std::error_code ec;
+    std::filesystem::remove_all(fed_->Path("gateway"), ec);
+  }
+  other->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace

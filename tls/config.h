@@ -15,6 +15,7 @@ inline TlsFiles TlsFilesFrom(const v1::TlsConfig& c) {
   files.cert_file = c.cert_file();
   files.key_file = c.key_file();
   files.crl_dir = c.crl_dir();
+  files.trust_domain = c.trust_domain();
   if (c.refresh_interval_sec() > 0) {
     files.refresh_interval_sec = c.refresh_interval_sec();
   }

@@ -20,9 +20,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -114,7 +116,8 @@ absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(const std::string& what,
   return certs;
 }
 
-std::vector<std::string> SpiffeUris(X509* cert) {
+// The URI SANs of `cert`, in order (other subjectAltNames are not read).
+std::vector<std::string> UriSans(X509* cert) {
   std::vector<std::string> out;
   auto* names = static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
@@ -123,12 +126,70 @@ std::vector<std::string> SpiffeUris(X509* cert) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
     if (name->type != GEN_URI) continue;
     const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
-    std::string s(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
-                  static_cast<size_t>(ASN1_STRING_length(uri)));
-    if (IsSpiffeId(s)) out.push_back(std::move(s));
+    out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                     static_cast<size_t>(ASN1_STRING_length(uri)));
   }
   GENERAL_NAMES_free(names);
   return out;
+}
+
+// Printable, bounded form of a certificate-supplied string for messages.
+std::string Printable(absl::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 200)) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e || c == '"' || c == '\\') {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (s.size() > 200) out += "...";
+  return out;
+}
+
+// The identity of `cert`: its one URI SAN, a valid SPIFFE ID, in
+// `trust_domain` when that is not empty. UNAUTHENTICATED with the reason
+// otherwise. CN and DNS names are never read.
+absl::StatusOr<std::string> IdentityOf(X509* cert,
+                                       absl::string_view trust_domain) {
+  std::vector<std::string> uris = UriSans(cert);
+  if (uris.empty()) {
+    return absl::UnauthenticatedError(
+        "certificate has no URI SAN: an identity is a spiffe:// URI SAN "
+        "(CN and DNS names are not identities)");
+  }
+  if (uris.size() > 1) {
+    std::string list;
+    for (const std::string& u : uris) {
+      absl::StrAppend(&list, list.empty() ? "" : ", ", "\"", Printable(u),
+                      "\"");
+    }
+    return absl::UnauthenticatedError(
+        absl::StrCat("certificate has ", uris.size(), " URI SANs (", list,
+                     "): an identity is exactly one"));
+  }
+  if (!IsSpiffeId(uris[0])) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("certificate's URI SAN \"", Printable(uris[0]),
+                     "\" is not a valid spiffe:// ID"));
+  }
+  if (!trust_domain.empty() && TrustDomainOf(uris[0]) != trust_domain) {
+    return absl::UnauthenticatedError(absl::StrCat("identity ", uris[0],
+                                                   " is not in trust domain \"",
+                                                   trust_domain, "\""));
+  }
+  return uris[0];
+}
+
+absl::StatusOr<X509Ptr> ParsePemCertificate(absl::string_view pem) {
+  std::unique_ptr<BIO, BioFree> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) {
+    return absl::UnauthenticatedError("no peer certificate to check");
+  }
+  return cert;
 }
 
 // The CRLs of a hashed CRL directory, each verified against a CA of the
@@ -149,8 +210,9 @@ class CrlDirectory {
     bool current = false;
     for (const CrlPtr& crl : crls_) {
       if (X509_NAME_cmp(X509_CRL_get_issuer(crl.get()), issuer) != 0) continue;
+      // Every loaded CRL has a nextUpdate (RefreshLocked refuses others).
       const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
-      if (next != nullptr && X509_cmp_current_time(next) < 0) continue;
+      if (next == nullptr || X509_cmp_current_time(next) < 0) continue;
       if (X509_cmp_current_time(X509_CRL_get0_lastUpdate(crl.get())) > 0)
         continue;
       current = true;
@@ -162,8 +224,10 @@ class CrlDirectory {
       }
     }
     if (!current) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("no current CRL of the certificate's issuer in ", dir_));
+      std::string why;
+      for (const std::string& r : refused_) absl::StrAppend(&why, "; ", r);
+      return absl::UnauthenticatedError(absl::StrCat(
+          "no current CRL of the certificate's issuer in ", dir_, why));
     }
     return absl::OkStatus();
   }
@@ -212,6 +276,7 @@ class CrlDirectory {
         ParseCertificates("CA", ca_file_, ca_pem);
     if (!cas.ok()) return absl::UnauthenticatedError(cas.status().message());
     std::vector<CrlPtr> crls;
+    std::vector<std::string> refused;
     for (const auto& [path, pem] : files) {
       std::unique_ptr<BIO, BioFree> bio(
           BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
@@ -226,15 +291,24 @@ class CrlDirectory {
             verified = true;
           }
         }
-        if (verified) {
-          crls.push_back(std::move(crl));
-        } else {
+        if (!verified) {
           std::cerr << "tls: ignoring a CRL in " << path
                     << " not signed by a CA of " << ca_file_ << "\n";
+        } else if (X509_CRL_get0_nextUpdate(crl.get()) == nullptr) {
+          // Without a nextUpdate a CRL would stay "current" for ever: a
+          // stolen old CRL could then hide every later revocation.
+          refused.push_back(absl::StrCat(
+              "refused the CRL in ", path,
+              ": it has no nextUpdate (deploy/pki/mint.sh --refresh-crl "
+              "issues one that has)"));
+          std::cerr << "tls: " << refused.back() << "\n";
+        } else {
+          crls.push_back(std::move(crl));
         }
       }
     }
     crls_ = std::move(crls);
+    refused_ = std::move(refused);
     bytes_ = std::move(bytes);
     return absl::OkStatus();
   }
@@ -244,35 +318,54 @@ class CrlDirectory {
   absl::Mutex mu_;
   std::string bytes_ ABSL_GUARDED_BY(mu_);  // What crls_ was parsed from.
   std::vector<CrlPtr> crls_ ABSL_GUARDED_BY(mu_);
+  // Why CRLs of the directory signed by the CA were not loaded.
+  std::vector<std::string> refused_ ABSL_GUARDED_BY(mu_);
 };
 
-// Refuses a peer whose certificate a CRL of the directory revokes, checking
-// the directory as it is at each handshake; then defers to `next` (the
-// client's host name check), if any.
+// Checks a peer at the handshake, after gRPC verified its chain against the
+// CA: a CRL of the directory (if any) must not revoke it, read as the
+// directory is at each handshake; its identity must follow the rules of
+// tls.h in `trust_domain`; a client's server must have exactly the expected
+// identity; then defers to `next` (the client's host name check), if any.
 //
 // gRPC's own CRL option hands the directory to OpenSSL, which caches the
 // CRLs it loaded for the life of the TLS context: a certificate revoked after
 // start-up would be accepted until the next certificate rotation, and once the
 // cached CRL passed its nextUpdate every peer would be refused although a
 // fresh CRL is on disk. Thread-safe.
-class CrlVerifier : public grpc::experimental::ExternalCertificateVerifier {
+class PeerVerifier : public grpc::experimental::ExternalCertificateVerifier {
  public:
-  CrlVerifier(std::string ca_file, std::string crl_dir,
-              std::shared_ptr<grpc::experimental::CertificateVerifier> next)
-      : crls_(std::move(ca_file), std::move(crl_dir)), next_(std::move(next)) {}
+  // `expected` empty: a server's verifier (any identity of the trust domain;
+  // the service authorizes it). `crl_dir` empty: no revocation check.
+  PeerVerifier(std::string trust_domain, std::string expected,
+               const std::string& ca_file, const std::string& crl_dir,
+               std::shared_ptr<grpc::experimental::CertificateVerifier> next)
+      : trust_domain_(std::move(trust_domain)),
+        expected_(std::move(expected)),
+        crls_(crl_dir.empty()
+                  ? nullptr
+                  : std::make_unique<CrlDirectory>(ca_file, crl_dir)),
+        next_(std::move(next)) {}
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> callback,
               grpc::Status* sync_status) override {
     const grpc::string_ref pem = request->peer_cert();
-    absl::Status status = CheckPeer(std::string(pem.data(), pem.size()));
+    absl::Status status = CheckPeer(absl::string_view(pem.data(), pem.size()));
     if (!status.ok()) {
       std::string who;
       for (const grpc::string_ref& uri : request->uri_names()) {
-        who = std::string(uri.data(), uri.size());
+        absl::StrAppend(&who, who.empty() ? "" : ",",
+                        Printable(absl::string_view(uri.data(), uri.size())));
       }
-      std::cerr << "tls: refusing peer " << (who.empty() ? "?" : who) << ": "
-                << status.message() << "\n";
+      const grpc::string_ref target = request->target_name();
+      std::cerr << "tls: refusing "
+                << (expected_.empty() ? "client " : "server ")
+                << (who.empty() ? "?" : who);
+      if (!expected_.empty()) {
+        std::cerr << " at " << std::string(target.data(), target.size());
+      }
+      std::cerr << ": " << status.message() << "\n";
       *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                   std::string(status.message()));
       return true;
@@ -290,18 +383,26 @@ class CrlVerifier : public grpc::experimental::ExternalCertificateVerifier {
   }
 
  private:
-  absl::Status CheckPeer(const std::string& pem) {
+  absl::Status CheckPeer(absl::string_view pem) {
     ClearOpenSslErrorsOnExit clear_errors;
-    std::unique_ptr<BIO, BioFree> bio(
-        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-    if (cert == nullptr) {
-      return absl::UnauthenticatedError("no peer certificate to check");
+    PASSERELLE_ASSIGN_OR_RETURN(X509Ptr cert, ParsePemCertificate(pem));
+    if (crls_ != nullptr) PASSERELLE_RETURN_IF_ERROR(crls_->Check(cert.get()));
+    absl::StatusOr<std::string> id = IdentityOf(cert.get(), trust_domain_);
+    if (!id.ok()) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          expected_.empty() ? "client " : "server ", id.status().message()));
     }
-    return crls_.Check(cert.get());
+    if (!expected_.empty() && *id != expected_) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("server identity mismatch: the server is ", *id,
+                       ", expected ", expected_));
+    }
+    return absl::OkStatus();
   }
 
-  CrlDirectory crls_;
+  const std::string trust_domain_;
+  const std::string expected_;
+  const std::unique_ptr<CrlDirectory> crls_;
   const std::shared_ptr<grpc::experimental::CertificateVerifier> next_;
 };
 
@@ -314,21 +415,67 @@ std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(
 
 }  // namespace
 
+// SPIFFE ID syntax (the SPIFFE standard, section 2): lower-case trust
+// domain of [a-z0-9._-], a path of one or more segments of [A-Za-z0-9._-],
+// none empty, "." or "..", no query or fragment.
 bool IsSpiffeId(absl::string_view identity) {
   constexpr absl::string_view kScheme = "spiffe://";
-  if (!absl::StartsWith(identity, kScheme)) return false;
+  if (identity.size() > 2048 || !absl::StartsWith(identity, kScheme))
+    return false;
   absl::string_view rest = identity.substr(kScheme.size());
   const size_t slash = rest.find('/');
-  if (slash == 0 || slash == absl::string_view::npos ||
-      slash + 1 == rest.size())
-    return false;
-  for (char c : rest) {
-    if (c <= ' ' || c == '?' || c == '#' || c == '%' ||
-        static_cast<unsigned char>(c) > 126) {
+  if (slash == 0 || slash == absl::string_view::npos) return false;
+  for (char c : rest.substr(0, slash)) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-' || c == '_')) {
       return false;
     }
   }
+  for (absl::string_view segment :
+       absl::StrSplit(rest.substr(slash + 1), '/')) {
+    if (segment.empty() || segment == "." || segment == "..") return false;
+    for (char c : segment) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+          c != '-' && c != '_') {
+        return false;
+      }
+    }
+  }
   return true;
+}
+
+std::string TrustDomainOf(absl::string_view identity) {
+  if (!IsSpiffeId(identity)) return "";
+  absl::string_view rest = identity.substr(sizeof("spiffe://") - 1);
+  return std::string(rest.substr(0, rest.find('/')));
+}
+
+std::string GatewayIdentity(absl::string_view trust_domain) {
+  return absl::StrCat("spiffe://", trust_domain, "/gateway");
+}
+
+std::string NodeIdentity(absl::string_view trust_domain,
+                         absl::string_view site) {
+  return absl::StrCat("spiffe://", trust_domain, "/site/", site, "/node");
+}
+
+absl::StatusOr<std::string> TrustDomain(const TlsFiles& files) {
+  if (!files.trust_domain.empty()) {
+    if (TrustDomainOf(absl::StrCat("spiffe://", files.trust_domain, "/x")) !=
+        files.trust_domain) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tls: trust_domain \"", Printable(files.trust_domain),
+                       "\" is not a SPIFFE trust domain ([a-z0-9._-]+)"));
+    }
+    return files.trust_domain;
+  }
+  absl::StatusOr<std::string> own = CertificateIdentity(files.cert_file);
+  if (!own.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls: no trust domain configured and none from the certificate: ",
+        own.status().message()));
+  }
+  return TrustDomainOf(*own);
 }
 
 absl::Status CheckTlsFiles(const TlsFiles& files) {
@@ -373,10 +520,14 @@ absl::Status CheckTlsFiles(const TlsFiles& files) {
         "tls: certificate ", files.cert_file, " does not verify against CA ",
         files.ca_file, ": ", X509_verify_cert_error_string(err)));
   }
-  if (SpiffeUris(chain[0].get()).empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tls: certificate ", files.cert_file,
-                     " has no spiffe:// URI SAN (identity)"));
+  if (!files.trust_domain.empty()) {
+    PASSERELLE_RETURN_IF_ERROR(TrustDomain(files).status());
+  }
+  absl::StatusOr<std::string> own =
+      IdentityOf(chain[0].get(), files.trust_domain);
+  if (!own.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls: certificate ", files.cert_file, ": ", own.status().message()));
   }
   if (!files.crl_dir.empty()) {
     // A current CRL of our own issuer must be there, or every peer of this
@@ -395,18 +546,18 @@ absl::Status CheckTlsFiles(const TlsFiles& files) {
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TlsFiles& files) {
   PASSERELLE_RETURN_IF_ERROR(CheckTlsFiles(files));
+  PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
+                              TrustDomain(files));
   grpc::experimental::TlsServerCredentialsOptions options(Provider(files));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  // Revocation is checked by CrlVerifier, not gRPC's set_crl_directory (see
-  // there why).
-  if (!files.crl_dir.empty()) {
-    options.set_certificate_verifier(
-        grpc::experimental::ExternalCertificateVerifier::Create<CrlVerifier>(
-            files.ca_file, files.crl_dir, nullptr));
-  }
+  // Identity and revocation are checked by PeerVerifier, not gRPC's
+  // set_crl_directory (see there why).
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<PeerVerifier>(
+          trust_domain, "", files.ca_file, files.crl_dir, nullptr));
   std::shared_ptr<grpc::ServerCredentials> creds =
       grpc::experimental::TlsServerCredentials(options);
   if (creds == nullptr)
@@ -415,22 +566,30 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
-MakeChannelCredentials(const TlsFiles& files) {
+MakeChannelCredentials(const TlsFiles& files,
+                       const std::string& server_identity) {
   PASSERELLE_RETURN_IF_ERROR(CheckTlsFiles(files));
+  PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
+                              TrustDomain(files));
+  if (!IsSpiffeId(server_identity)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls: expected server identity \"",
+                     Printable(server_identity), "\" is not a spiffe:// ID"));
+  }
+  if (TrustDomainOf(server_identity) != trust_domain) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls: expected server identity ", server_identity,
+                     " is not in trust domain \"", trust_domain, "\""));
+  }
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(Provider(files));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
-  auto host_name =
-      std::make_shared<grpc::experimental::HostNameCertificateVerifier>();
-  if (files.crl_dir.empty()) {
-    options.set_certificate_verifier(host_name);
-  } else {
-    options.set_certificate_verifier(
-        grpc::experimental::ExternalCertificateVerifier::Create<CrlVerifier>(
-            files.ca_file, files.crl_dir, host_name));
-  }
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<PeerVerifier>(
+          trust_domain, server_identity, files.ca_file, files.crl_dir,
+          std::make_shared<grpc::experimental::HostNameCertificateVerifier>()));
   std::shared_ptr<grpc::ChannelCredentials> creds =
       grpc::experimental::TlsCredentials(options);
   if (creds == nullptr)
@@ -442,18 +601,22 @@ absl::StatusOr<std::string> PeerIdentity(const grpc::AuthContext& context) {
   if (!context.IsPeerAuthenticated()) {
     return absl::UnauthenticatedError("no verified client certificate");
   }
-  for (const grpc::string_ref& v :
-       context.FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
-    std::string s(v.data(), v.size());
-    if (IsSpiffeId(s)) return s;
+  std::vector<grpc::string_ref> pems =
+      context.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pems.empty()) {
+    return absl::UnauthenticatedError("no verified client certificate");
   }
-  for (const grpc::string_ref& v :
-       context.FindPropertyValues(GRPC_PEER_URI_PROPERTY_NAME)) {
-    std::string s(v.data(), v.size());
-    if (IsSpiffeId(s)) return s;
-  }
-  return absl::UnauthenticatedError(
-      "client certificate carries no spiffe:// identity");
+  // The handshake checked the trust domain (PeerVerifier); the identity
+  // rules are applied again to what this connection actually carries.
+  return PemCertificateIdentity(
+      absl::string_view(pems.front().data(), pems.front().size()));
+}
+
+absl::StatusOr<std::string> PemCertificateIdentity(
+    absl::string_view pem, absl::string_view trust_domain) {
+  ClearOpenSslErrorsOnExit clear_errors;
+  PASSERELLE_ASSIGN_OR_RETURN(X509Ptr cert, ParsePemCertificate(pem));
+  return IdentityOf(cert.get(), trust_domain);
 }
 
 absl::StatusOr<std::string> CertificateIdentity(const std::string& cert_file) {
@@ -462,12 +625,12 @@ absl::StatusOr<std::string> CertificateIdentity(const std::string& cert_file) {
                               ReadFile("certificate", cert_file));
   PASSERELLE_ASSIGN_OR_RETURN(std::vector<X509Ptr> chain,
                               ParseCertificates("certificate", cert_file, pem));
-  std::vector<std::string> ids = SpiffeUris(chain[0].get());
-  if (ids.empty()) {
+  absl::StatusOr<std::string> id = IdentityOf(chain[0].get(), "");
+  if (!id.ok()) {
     return absl::NotFoundError(absl::StrCat("tls: certificate ", cert_file,
-                                            " has no spiffe:// URI SAN"));
+                                            ": ", id.status().message()));
   }
-  return ids[0];
+  return id;
 }
 
 }  // namespace passerelle::tls

@@ -6,8 +6,15 @@
 // without a restart. When a CRL directory is given, a peer whose certificate
 // a CRL there revokes is refused at the handshake; the directory is read as
 // it is at each handshake, so a new revocation applies at once, without a
-// restart. Identities are SPIFFE-style URI SANs, e.g.
-// `spiffe://passerelle/site/fr/node`.
+// restart.
+//
+// Identities are SPIFFE IDs, e.g. `spiffe://passerelle/site/fr/node`, taken
+// from a certificate's URI SANs only (never its CN or DNS names): it must
+// carry exactly one URI SAN, a valid `spiffe://` ID in the federation's trust
+// domain; any other certificate is refused at the handshake, with the reason.
+// A client also names the identity of the server it must reach (the gateway
+// `spiffe://<td>/gateway`, site S's node `spiffe://<td>/site/S/node`) and
+// refuses any other server at the handshake, before a request is sent.
 #ifndef PASSERELLE_TLS_TLS_H_
 #define PASSERELLE_TLS_TLS_H_
 
@@ -33,7 +40,19 @@ struct TlsFiles {
   std::string crl_dir;
   // How often the files are re-read for rotation.
   unsigned refresh_interval_sec = 60;
+  // The SPIFFE trust domain every peer's identity must be in (e.g.
+  // "passerelle"); empty: the trust domain of cert_file's own identity.
+  std::string trust_domain;
 };
+
+// The trust domain peers are checked against: files.trust_domain, or that of
+// cert_file's identity. INVALID_ARGUMENT when neither is usable.
+absl::StatusOr<std::string> TrustDomain(const TlsFiles& files);
+
+// The identities the federation's servers present in trust domain `td`.
+std::string GatewayIdentity(absl::string_view trust_domain);
+std::string NodeIdentity(absl::string_view trust_domain,
+                         absl::string_view site);
 
 // Checks that the files exist, parse, and that the certificate matches the
 // key and was issued by the CA, and (with crl_dir) that a current CRL of the
@@ -47,16 +66,33 @@ absl::Status CheckTlsFiles(const TlsFiles& files);
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TlsFiles& files);
 
-// Client credentials presenting `files.cert_file`, verifying the server.
+// Client credentials presenting `files.cert_file`, verifying the server: its
+// chain against the CA (and the CRLs), its host name against the target
+// name, and that its identity is exactly `server_identity` (a SPIFFE ID in
+// the trust domain; INVALID_ARGUMENT otherwise). A server with another
+// identity, even one of the federation, fails the handshake.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
-MakeChannelCredentials(const TlsFiles& files);
+MakeChannelCredentials(const TlsFiles& files,
+                       const std::string& server_identity);
 
-// The caller's SPIFFE identity (the `spiffe://` URI SAN of its verified
-// certificate). UNAUTHENTICATED when the peer presented none.
+// The caller's SPIFFE identity, from the verified certificate of the
+// connection (the rules above). UNAUTHENTICATED when there is none.
 absl::StatusOr<std::string> PeerIdentity(const grpc::AuthContext& context);
 
-// The `spiffe://` URI SANs of a PEM certificate file (first one returned).
+// The identity of the first certificate of a PEM text, by the rules above;
+// with `trust_domain` non-empty it must be in it. UNAUTHENTICATED, with the
+// reason, when the certificate carries no valid identity.
+absl::StatusOr<std::string> PemCertificateIdentity(
+    absl::string_view pem, absl::string_view trust_domain = "");
+
+// The identity of a PEM certificate file, by the rules above (any trust
+// domain). NOT_FOUND when it carries no valid identity, INVALID_ARGUMENT when
+// the file cannot be read or parsed.
 absl::StatusOr<std::string> CertificateIdentity(const std::string& cert_file);
+
+// The trust domain of a SPIFFE ID ("passerelle" for
+// "spiffe://passerelle/gateway"); empty when it is not one.
+std::string TrustDomainOf(absl::string_view identity);
 
 // True when `identity` looks like `spiffe://<trust-domain>/<path>`.
 bool IsSpiffeId(absl::string_view identity);

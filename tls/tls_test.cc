@@ -1,7 +1,10 @@
 #include "tls/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,7 +15,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "gmock/gmock.h"
@@ -31,6 +37,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kAlice[] = "spiffe://passerelle/user/alice";
+constexpr char kNodeFr[] = "spiffe://passerelle/site/fr/node";
 // Deadlines: generous for calls that should succeed (a loaded CI machine),
 // short for calls expected to be refused (those fail fast anyway).
 constexpr int kDeadlineSec = 10;
@@ -63,6 +70,21 @@ absl::Status RunShell(const std::string& command) {
         absl::StrCat("`", command, "` exited with ", rc, ":\n", output));
   }
   return absl::OkStatus();
+}
+
+// Runs `command` through the shell; its standard output when it exits 0.
+absl::StatusOr<std::string> ShellOutput(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return absl::InternalError("popen failed: " + command);
+  std::string output;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof(buf), pipe)) output.append(buf, n);
+  const int rc = pclose(pipe);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("`", command, "` exited with ", rc));
+  }
+  return output;
 }
 
 std::string SourceDir() {
@@ -210,18 +232,48 @@ class TlsTest : public ::testing::Test {
     PASSERELLE_ASSIGN_OR_RETURN(*pki_, MakeTempDir("passerelle_tls_pki"));
     const std::string mint = MintCommand();
     const std::string dir = ShellQuote(*pki_);
+    PASSERELLE_RETURN_IF_ERROR(RunShell(
+        absl::StrCat(mint, " ", dir, " --local --sites fr --users 'alice bob'",
+                     " && ", mint, " ", dir, " --revoke bob")));
+    // Leaves mint.sh refuses to issue, signed by the federation CA straight
+    // from openssl: no subjectAltName at all; a URI SAN that is no spiffe
+    // ID; CN and DNS names that look like identities but no URI SAN; two
+    // URI SANs; an identity of a foreign trust domain (client and server).
+    PASSERELLE_RETURN_IF_ERROR(RawLeaf("nosan", 4242, ""));
+    PASSERELLE_RETURN_IF_ERROR(
+        RawLeaf("weburi", 4243, "URI:https://passerelle/user/x"));
+    PASSERELLE_RETURN_IF_ERROR(RawLeaf(
+        "dnsid", 4244, "DNS:spiffe://passerelle/user/alice,DNS:localhost",
+        "spiffe://passerelle/user/alice"));
+    PASSERELLE_RETURN_IF_ERROR(RawLeaf(
+        "twouri", 4245,
+        "URI:spiffe://passerelle/user/alice,URI:spiffe://passerelle/gateway,"
+        "DNS:localhost"));
+    PASSERELLE_RETURN_IF_ERROR(
+        RawLeaf("foreigntd", 4246, "URI:spiffe://elsewhere/user/alice"));
+    return RawLeaf("foreigntd-node", 4247,
+                   "URI:spiffe://elsewhere/site/fr/node,DNS:localhost");
+  }
+
+  // A leaf NAME.pem/.key of the federation CA with subjectAltName `san`
+  // (none when empty) and common name `cn` (default NAME), for both client
+  // and server use.
+  static absl::Status RawLeaf(const std::string& name, int serial,
+                              const std::string& san,
+                              const std::string& cn = "") {
+    const std::string ext = san.empty() ? "" : "subjectAltName=" + san + "\n";
     return RunShell(absl::StrCat(
-        mint, " ", dir, " --sites fr --users 'alice bob'",
-        // A leaf whose only URI SAN is not a spiffe ID.
-        " && ", mint, " ", dir, " --issue weburi https://passerelle/user/x",
-        // A leaf with no subjectAltName at all, straight from openssl.
-        " && cd ", dir,
-        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256"
-        " -out nosan.key && openssl req -new -key nosan.key"
-        " -subj /O=Passerelle/CN=nosan -out nosan.csr && openssl x509 -req"
-        " -in nosan.csr -CA ca.pem -CAkey ca.key -set_serial 4242 -days 1"
-        " -out nosan.pem",
-        " && ", mint, " ", dir, " --revoke bob"));
+        "cd ", ShellQuote(*pki_), " && umask 077",
+        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256",
+        " -out ", name, ".key && openssl req -new -key ", name, ".key",
+        " -subj ",
+        ShellQuote("/O=Passerelle/CN=" +
+                   absl::StrReplaceAll(cn.empty() ? name : cn, {{"/", "\\/"}})),
+        " -out ", name, ".csr && printf ",
+        ShellQuote("extendedKeyUsage=serverAuth,clientAuth\n" + ext), " > ",
+        name, ".ext && openssl x509 -req -in ", name,
+        ".csr -CA ca.pem -CAkey ca.key -set_serial ", serial,
+        " -days 1 -extfile ", name, ".ext -out ", name, ".pem"));
   }
 
   // Mints, on first use, an unrelated PKI with its own CA.
@@ -231,7 +283,7 @@ class TlsTest : public ::testing::Test {
                                 MakeTempDir("passerelle_tls_foreign"));
     *foreign_ = dir;
     return RunShell(MintCommand() + " " + ShellQuote(dir) +
-                    " --sites fr --users alice");
+                    " --local --sites fr --users alice");
   }
 
   static std::string Path(const std::string& name) {
@@ -258,10 +310,13 @@ class TlsTest : public ::testing::Test {
     return creds.ok() ? *creds : nullptr;
   }
 
+  // `user`'s credentials for a server that must be `server` (fr's node, the
+  // server of these tests, by default).
   static std::shared_ptr<grpc::ChannelCredentials> ClientCreds(
-      const std::string& user, bool with_crl = false) {
+      const std::string& user, bool with_crl = false,
+      const std::string& server = kNodeFr) {
     absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-        MakeChannelCredentials(Files(user, with_crl));
+        MakeChannelCredentials(Files(user, with_crl), server);
     EXPECT_TRUE(creds.ok()) << creds.status();
     return creds.ok() ? *creds : nullptr;
   }
@@ -407,7 +462,7 @@ TEST_F(TlsTest, MakeCredentialsRefuseBadFiles) {
   files.key_file = Path("alice.key");
   EXPECT_EQ(MakeServerCredentials(files).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(MakeChannelCredentials(files).status().code(),
+  EXPECT_EQ(MakeChannelCredentials(files, kNodeFr).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -663,7 +718,8 @@ TEST_F(TlsTest, ClientWithCrlStillChecksServerName) {
 TEST_F(TlsTest, ClientRefusesRevokedServer) {
   ASSERT_EQ(RunShell(absl::StrCat(
                 MintCommand(), " ", ShellQuote(*pki_),
-                " --issue node-old spiffe://passerelle/site/fr/node server && ",
+                " --issue node-old spiffe://passerelle/site/fr/node server "
+                "--local && ",
                 MintCommand(), " ", ShellQuote(*pki_), " --revoke node-old")),
             absl::OkStatus());
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
@@ -690,6 +746,434 @@ TEST(TlsPeerIdentityTest, UnauthenticatedWithoutTls) {
       << result.status.error_message();
   ASSERT_EQ(server.Seen().size(), 1u);
   EXPECT_THAT(server.Seen()[0], HasSubstr("UNAUTHENTICATED"));
+}
+
+// ---- Identity rules: URI SANs only, exactly one, in the trust domain ------
+
+// A certificate with CN and DNS names that look like an identity but no URI
+// SAN, with two URI SANs, or with a foreign trust domain carries no
+// identity, whatever else is right about it (signed by the federation CA).
+TEST_F(TlsTest, IdentityIsExactlyOneSpiffeUriSanInTheTrustDomain) {
+  auto id = [](const std::string& name, const std::string& td) {
+    return PemCertificateIdentity(ReadAll(Path(name + ".pem")), td);
+  };
+  ASSERT_TRUE(id("alice", "passerelle").ok())
+      << id("alice", "passerelle").status();
+  EXPECT_EQ(*id("alice", "passerelle"), kAlice);
+
+  absl::StatusOr<std::string> r = id("dnsid", "passerelle");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(r.status().message(), HasSubstr("no URI SAN"));
+  r = id("nosan", "passerelle");
+  EXPECT_THAT(r.status().message(), HasSubstr("no URI SAN"));
+  r = id("twouri", "passerelle");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(r.status().message(), HasSubstr("2 URI SANs"));
+  r = id("weburi", "passerelle");
+  EXPECT_THAT(r.status().message(), HasSubstr("not a valid spiffe:// ID"));
+  r = id("foreigntd", "passerelle");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(r.status().message(), HasSubstr("not in trust domain"));
+  // Without a trust domain the foreign one is a well-formed identity.
+  EXPECT_TRUE(id("foreigntd", "").ok());
+
+  EXPECT_EQ(CertificateIdentity(Path("twouri.pem")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CertificateIdentity(Path("dnsid.pem")).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(TlsTest, CheckTlsFilesRefusesOwnCertificateWithoutAValidIdentity) {
+  for (const char* name : {"dnsid", "twouri"}) {
+    SCOPED_TRACE(name);
+    absl::Status st = CheckTlsFiles(Files(name));
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(st.message(), HasSubstr(Path(std::string(name) + ".pem")));
+  }
+  TlsFiles files = Files("foreigntd");
+  EXPECT_TRUE(CheckTlsFiles(files).ok());  // Its own trust domain.
+  files.trust_domain = "passerelle";
+  absl::Status st = CheckTlsFiles(files);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(st.message(), HasSubstr("not in trust domain"));
+  files = Files("alice");
+  files.trust_domain = "Not A Domain";
+  EXPECT_EQ(CheckTlsFiles(files).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TlsTest, TrustDomainIsConfiguredOrThatOfTheOwnCertificate) {
+  TlsFiles files = Files("alice");
+  EXPECT_EQ(*TrustDomain(files), "passerelle");
+  files.trust_domain = "other.example";
+  EXPECT_EQ(*TrustDomain(files), "other.example");
+  EXPECT_EQ(GatewayIdentity("passerelle"), "spiffe://passerelle/gateway");
+  EXPECT_EQ(NodeIdentity("passerelle", "fr"), kNodeFr);
+  EXPECT_EQ(TrustDomainOf(kNodeFr), "passerelle");
+  EXPECT_EQ(TrustDomainOf("https://passerelle/x"), "");
+}
+
+TEST(TlsSpiffeIdTest, FollowsTheSpiffeSyntax) {
+  EXPECT_TRUE(IsSpiffeId("spiffe://fed-1.example/site/fr/node"));
+  EXPECT_TRUE(IsSpiffeId("spiffe://passerelle/user/Alice_B.c-d"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://Passerelle/user/alice"));  // Upper case.
+  EXPECT_FALSE(IsSpiffeId("SPIFFE://passerelle/user/alice"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle/user//alice"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle/user/alice/"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle/user/../gateway"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle/./gateway"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle/user/alice@x"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://passerelle:443/gateway"));
+  EXPECT_FALSE(IsSpiffeId("spiffe://user@passerelle/gateway"));
+}
+
+// The attack: a client certificate of the federation CA whose identity is
+// ambiguous or forged through a non-URI name. The server refuses it at the
+// handshake; its service never sees a call.
+TEST_F(TlsTest, ServerRefusesClientsWithoutExactlyOneIdentityInTrustDomain) {
+  TestServer server(ServerCreds(/*with_crl=*/false));
+  ASSERT_NE(server.port(), 0);
+  for (const char* name : {"dnsid", "twouri", "foreigntd", "nosan"}) {
+    SCOPED_TRACE(name);
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = ReadAll(Path("ca.pem"));
+    options.pem_cert_chain = ReadAll(Path(std::string(name) + ".pem"));
+    options.pem_private_key = ReadAll(Path(std::string(name) + ".key"));
+    ASSERT_FALSE(options.pem_cert_chain.empty());
+    CallResult result = Call(server.address(), grpc::SslCredentials(options),
+                             "localhost", kRefusedDeadlineSec);
+    EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << result.status.error_message();
+  }
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+  // Control: alice over the same kind of credentials gets through.
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadAll(Path("ca.pem"));
+  options.pem_cert_chain = ReadAll(Path("alice.pem"));
+  options.pem_private_key = ReadAll(Path("alice.key"));
+  CallResult alice = Call(server.address(), grpc::SslCredentials(options));
+  EXPECT_TRUE(alice.status.ok()) << alice.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::ElementsAre(kAlice));
+}
+
+// The attack: a client pointed at a server of the federation that is not
+// the one it must reach (fr's node posing as the gateway). The handshake
+// fails with the mismatch, and no request reaches the server.
+TEST_F(TlsTest, ClientRefusesServerWithAnotherFederationIdentity) {
+  TestServer server(ServerCreds(/*with_crl=*/false));
+  ASSERT_NE(server.port(), 0);
+  CallResult result =
+      Call(server.address(),
+           ClientCreds("alice", false, "spiffe://passerelle/gateway"),
+           "localhost", kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+  // Another site's node identity: refused too, with a CRL check as well.
+  result = Call(server.address(),
+                ClientCreds("alice", true, "spiffe://passerelle/site/qc/node"),
+                "localhost", kRefusedDeadlineSec);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+  // Control: the identity it has.
+  result = Call(server.address(), ClientCreds("alice", true, kNodeFr));
+  EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::ElementsAre(kAlice));
+}
+
+// Servers (CA-signed, valid for localhost) whose certificate carries an
+// ambiguous identity, a DNS name that looks like the expected identity, or
+// the expected path in a foreign trust domain: refused by the client.
+TEST_F(TlsTest, ClientRefusesServerWithoutExactlyOneIdentityInTrustDomain) {
+  for (const auto& [name, expected] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"twouri", kAlice},
+           {"dnsid", kAlice},
+           {"foreigntd-node", kNodeFr}}) {
+    SCOPED_TRACE(name);
+    grpc::SslServerCredentialsOptions options(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    options.pem_root_certs = ReadAll(Path("ca.pem"));
+    options.pem_key_cert_pairs.push_back(
+        {ReadAll(Path(name + ".key")), ReadAll(Path(name + ".pem"))});
+    TestServer server(grpc::SslServerCredentials(options));
+    ASSERT_NE(server.port(), 0);
+    CallResult result =
+        Call(server.address(), ClientCreds("bob", false, expected), "localhost",
+             kRefusedDeadlineSec);
+    EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << result.status.error_message();
+    EXPECT_THAT(server.Seen(), ::testing::IsEmpty());
+  }
+}
+
+TEST_F(TlsTest, ChannelCredentialsNeedAnExpectedIdentityInTheTrustDomain) {
+  for (const char* bad : {"", "localhost", "spiffe://elsewhere/gateway",
+                          "spiffe://passerelle/"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
+        MakeChannelCredentials(Files("alice"), bad);
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.status();
+  }
+}
+
+// ---- CRLs must say when they expire ----------------------------------------
+
+// Writes to `out` a CRL of the federation CA, signed by ca.key, listing
+// nothing, with a lastUpdate an hour ago and no nextUpdate (which neither
+// mint.sh nor `openssl ca -gencrl` produce).
+absl::Status WriteCrlWithoutNextUpdate(const std::string& ca_pem_path,
+                                       const std::string& ca_key_path,
+                                       const std::string& out) {
+  std::unique_ptr<FILE, int (*)(FILE*)> ca_file(
+      std::fopen(ca_pem_path.c_str(), "r"), &std::fclose);
+  std::unique_ptr<FILE, int (*)(FILE*)> key_file(
+      std::fopen(ca_key_path.c_str(), "r"), &std::fclose);
+  if (ca_file == nullptr || key_file == nullptr) {
+    return absl::InternalError("cannot open the CA files");
+  }
+  std::unique_ptr<X509, void (*)(X509*)> ca(
+      PEM_read_X509(ca_file.get(), nullptr, nullptr, nullptr), &X509_free);
+  std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> key(
+      PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr),
+      &EVP_PKEY_free);
+  std::unique_ptr<X509_CRL, void (*)(X509_CRL*)> crl(X509_CRL_new(),
+                                                     &X509_CRL_free);
+  std::unique_ptr<ASN1_TIME, void (*)(ASN1_TIME*)> last(
+      X509_gmtime_adj(nullptr, -3600), &ASN1_TIME_free);
+  if (ca == nullptr || key == nullptr || crl == nullptr || last == nullptr ||
+      X509_CRL_set_version(crl.get(), 1) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) !=
+          1 ||
+      X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
+      X509_CRL_sign(crl.get(), key.get(), EVP_sha256()) == 0) {
+    ERR_clear_error();
+    return absl::InternalError("cannot build the CRL");
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(out.c_str(), "w"),
+                                          &std::fclose);
+  if (f == nullptr || PEM_write_X509_CRL(f.get(), crl.get()) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("cannot write " + out);
+  }
+  return absl::OkStatus();
+}
+
+TEST_F(TlsTest, CrlWithoutNextUpdateIsRefused) {
+  std::filesystem::create_directories(Path("crl-forever"));
+  ASSERT_EQ(WriteCrlWithoutNextUpdate(Path("ca.pem"), Path("ca.key"),
+                                      Path("crl-forever/forever.r0")),
+            absl::OkStatus());
+  TlsFiles files = Files("node-fr");
+  files.crl_dir = Path("crl-forever");
+  absl::Status st = CheckTlsFiles(files);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(st.message(), HasSubstr("no nextUpdate"));
+  EXPECT_THAT(st.message(), HasSubstr(Path("crl-forever/forever.r0")));
+
+  // A server started with a good CRL that is then replaced by one without
+  // nextUpdate refuses every client rather than trusting it for ever.
+  const std::string dir = CrlDirWith(Path("crl-swap"), {Path("ca.crl.pem")});
+  files.crl_dir = dir;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      MakeServerCredentials(files);
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  TestServer server(*creds);
+  ASSERT_NE(server.port(), 0);
+  ASSERT_TRUE(Call(server.address(), ClientCreds("alice")).status.ok());
+  ReplaceCrl(dir, Path("crl-forever/forever.r0"));
+  CallResult refused = Call(server.address(), ClientCreds("alice"), "localhost",
+                            kRefusedDeadlineSec);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << refused.status.error_message();
+  EXPECT_THAT(server.Seen(), ::testing::ElementsAre(kAlice));
+}
+
+// ---- deploy/pki/mint.sh -----------------------------------------------------
+
+// mint.sh in `dir` with `args`; the exit status and standard error.
+struct MintResult {
+  int exit_code = -1;
+  std::string err;
+};
+MintResult Mint(const std::string& dir, const std::string& args) {
+  MintResult r;
+  const std::string err_file = dir + ".mint-err";
+  FILE* pipe = popen(
+      absl::StrCat("bash ", ShellQuote(SourceDir() + "/deploy/pki/mint.sh"),
+                   " ", ShellQuote(dir), " ", args, " 2>", ShellQuote(err_file),
+                   " >/dev/null")
+          .c_str(),
+      "r");
+  if (pipe == nullptr) return r;
+  const int rc = pclose(pipe);
+  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.err = ReadAll(err_file);
+  std::remove(err_file.c_str());
+  return r;
+}
+
+TEST_F(TlsTest, MintRejectsInvalidSpiffeIds) {
+  for (const char* id :
+       {"https://passerelle/user/x", "spiffe://passerelle/user/a%20b",
+        "spiffe://Passerelle/user/x", "spiffe://passerelle/user/../gateway",
+        "spiffe://passerelle/", "spiffe://passerelle/user//x",
+        "spiffe://elsewhere/user/x", "'spiffe://passerelle/user/a b'"}) {
+    SCOPED_TRACE(id);
+    MintResult r = Mint(*pki_, absl::StrCat("--issue badid ", id));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.err, ::testing::AnyOf(HasSubstr("not a valid SPIFFE ID"),
+                                        HasSubstr("trust domain")));
+    EXPECT_FALSE(std::filesystem::exists(Path("badid.pem")));
+    EXPECT_FALSE(std::filesystem::exists(Path("badid.key")));
+  }
+  MintResult r = Mint(*pki_, "--issue '../x' spiffe://passerelle/user/x");
+  EXPECT_NE(r.exit_code, 0);
+  r = Mint(*pki_, "--issue goodid spiffe://passerelle/user/goodid");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*CertificateIdentity(Path("goodid.pem")),
+            "spiffe://passerelle/user/goodid");
+}
+
+TEST_F(TlsTest, MintNeverOverwritesAnExistingCa) {
+  const std::string ca = ReadAll(Path("ca.pem"));
+  const std::string key = ReadAll(Path("ca.key"));
+  ASSERT_FALSE(key.empty());
+  MintResult r = Mint(*pki_, "--local --sites fr --users alice");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("already holds a CA"));
+  EXPECT_EQ(ReadAll(Path("ca.pem")), ca);
+  EXPECT_EQ(ReadAll(Path("ca.key")), key);
+  // Certificates it issued still verify against it.
+  EXPECT_TRUE(CheckTlsFiles(Files("alice")).ok());
+}
+
+mode_t Mode(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+TEST_F(TlsTest, MintCreatesKeysReadableByTheOwnerOnly) {
+  absl::StatusOr<std::string> dir = MakeTempDir("passerelle_tls_modes");
+  ASSERT_TRUE(dir.ok());
+  // Even with a permissive umask in the caller's shell.
+  ASSERT_EQ(RunShell(absl::StrCat(
+                "umask 000 && ", MintCommand(), " ", ShellQuote(*dir + "/pki"),
+                " --sites fr --users alice && ", MintCommand(), " ",
+                ShellQuote(*dir + "/pki"),
+                " --issue extra spiffe://passerelle/user/extra")),
+            absl::OkStatus());
+  for (const char* key :
+       {"ca.key", "gateway.key", "node-fr.key", "alice.key", "extra.key"}) {
+    SCOPED_TRACE(key);
+    EXPECT_EQ(Mode(*dir + "/pki/" + key), 0600u);
+  }
+  EXPECT_EQ(Mode(*dir + "/pki/ca.pem"), 0644u);
+  EXPECT_EQ(Mode(*dir + "/pki/alice.pem"), 0644u);
+  std::error_code ec;
+  std::filesystem::remove_all(*dir, ec);
+}
+
+// Server certificates name the hosts clients dial: their own name by
+// default, those given with --dns, localhost only with --local.
+TEST_F(TlsTest, MintIssuesPerHostDnsNames) {
+  absl::StatusOr<std::string> dir = MakeTempDir("passerelle_tls_dns");
+  ASSERT_TRUE(dir.ok());
+  const std::string pki = *dir + "/pki";
+  ASSERT_EQ(Mint(pki,
+                 "--sites 'fr qc' --users alice --dns gateway=gw.example.org "
+                 "--dns fr=node-fr.example.org,10.0.0.7")
+                .exit_code,
+            0);
+  auto sans = [&](const std::string& name) {
+    absl::StatusOr<std::string> out =
+        ShellOutput(absl::StrCat("openssl x509 -noout -ext subjectAltName -in ",
+                                 ShellQuote(pki + "/" + name + ".pem")));
+    return out.ok() ? *out : out.status().ToString();
+  };
+  EXPECT_THAT(sans("gateway"), HasSubstr("DNS:gw.example.org"));
+  EXPECT_THAT(sans("gateway"), ::testing::Not(HasSubstr("localhost")));
+  EXPECT_THAT(sans("node-fr"), HasSubstr("DNS:node-fr.example.org"));
+  EXPECT_THAT(sans("node-fr"), HasSubstr("IP Address:10.0.0.7"));
+  EXPECT_THAT(sans("node-qc"), HasSubstr("DNS:node-qc"));
+  EXPECT_THAT(sans("node-qc"), ::testing::Not(HasSubstr("localhost")));
+  EXPECT_THAT(sans("alice"), ::testing::Not(HasSubstr("DNS:")));
+  ASSERT_EQ(Mint(pki,
+                 "--issue node-fr spiffe://passerelle/site/fr/node server "
+                 "--dns node-fr.example.org")
+                .exit_code,
+            0);
+  EXPECT_THAT(sans("node-fr"), HasSubstr("DNS:node-fr.example.org"));
+  EXPECT_THAT(sans("node-fr"), ::testing::Not(HasSubstr("10.0.0.7")));
+  // An unknown name, a bad host list: refused.
+  EXPECT_NE(Mint(*dir + "/pki2", "--dns nowhere=x.example.org").exit_code, 0);
+  EXPECT_NE(Mint(*dir + "/pki3", "--dns 'gateway=a b'").exit_code, 0);
+  std::error_code ec;
+  std::filesystem::remove_all(*dir, ec);
+}
+
+// Seconds between the lastUpdate and nextUpdate of a PEM CRL.
+absl::StatusOr<int64_t> CrlValiditySeconds(const std::string& crl) {
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::string out,
+      ShellOutput(absl::StrCat(
+          "f=", ShellQuote(crl),
+          "; echo $(( $(date -d \"$(openssl crl -in \"$f\" -noout -nextupdate"
+          " | cut -d= -f2)\" +%s) - $(date -d \"$(openssl crl -in \"$f\""
+          " -noout -lastupdate | cut -d= -f2)\" +%s) ))")));
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(out), &v)) {
+    return absl::InternalError("not a number: " + out);
+  }
+  return v;
+}
+
+TEST_F(TlsTest, MintRevokeTakesDaysForTheCrl) {
+  ASSERT_EQ(Mint(*pki_, "--issue dave spiffe://passerelle/user/dave").exit_code,
+            0);
+  MintResult r = Mint(*pki_, "--revoke dave --days 3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*CrlValiditySeconds(Path("ca.crl.pem")), 3 * 86400);
+  r = Mint(*pki_, "--refresh-crl --days 45");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*CrlValiditySeconds(Path("ca.crl.pem")), 45 * 86400);
+  EXPECT_NE(Mint(*pki_, "--revoke dave --days zero").exit_code, 0);
+  // dave is refused; the CRL in force still covers everyone else.
+  absl::Status st = CheckTlsFiles(Files("dave", /*with_crl=*/true));
+  EXPECT_THAT(st.message(), HasSubstr("revoked"));
+  EXPECT_TRUE(CheckTlsFiles(Files("alice", /*with_crl=*/true)).ok());
+}
+
+TEST_F(TlsTest, MintRevokesAReplacedCertificateBySerial) {
+  ASSERT_EQ(Mint(*pki_, "--issue erin spiffe://passerelle/user/erin").exit_code,
+            0);
+  absl::StatusOr<std::string> old_serial =
+      ShellOutput(absl::StrCat("openssl x509 -noout -serial -in ",
+                               ShellQuote(Path("erin.pem")), " | cut -d= -f2"));
+  ASSERT_TRUE(old_serial.ok());
+  std::filesystem::copy_file(Path("erin.pem"), Path("erin-old.pem"));
+  std::filesystem::copy_file(Path("erin.key"), Path("erin-old.key"));
+  // The renewal replaces erin.pem; the old certificate is still valid.
+  ASSERT_EQ(Mint(*pki_, "--issue erin spiffe://passerelle/user/erin").exit_code,
+            0);
+  ASSERT_TRUE(CheckTlsFiles(Files("erin-old", /*with_crl=*/true)).ok());
+
+  MintResult r =
+      Mint(*pki_,
+           absl::StrCat("--revoke-serial ",
+                        absl::StripAsciiWhitespace(*old_serial), " --days 7"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  absl::Status st = CheckTlsFiles(Files("erin-old", /*with_crl=*/true));
+  EXPECT_THAT(st.message(), HasSubstr("revoked"));
+  // The renewed certificate is not.
+  EXPECT_TRUE(CheckTlsFiles(Files("erin", /*with_crl=*/true)).ok());
+  EXPECT_EQ(*CrlValiditySeconds(Path("ca.crl.pem")), 7 * 86400);
+  // A serial this CA never issued.
+  r = Mint(*pki_, "--revoke-serial ABCDEF");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("no certificate with serial"));
 }
 
 }  // namespace

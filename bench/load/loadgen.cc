@@ -459,9 +459,13 @@ absl::Status Main(const std::vector<std::string>& args) {
   files.cert_file = o.client.tls().cert_file();
   files.key_file = o.client.tls().key_file();
   files.crl_dir = o.client.tls().crl_dir();
+  files.trust_domain = o.client.tls().trust_domain();
   PASSERELLE_RETURN_IF_ERROR(tls::CheckTlsFiles(files));
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
-                              tls::MakeChannelCredentials(files));
+  PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
+                              tls::TrustDomain(files));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ChannelCredentials> creds,
+      tls::MakeChannelCredentials(files, tls::GatewayIdentity(trust_domain)));
   std::vector<std::unique_ptr<v1::GatewayService::Stub>> stubs;
   for (int i = 0; i < o.channels; ++i) {
     grpc::ChannelArguments args;

@@ -126,7 +126,7 @@ echo "== policy check"
 "$bin" policy check "$policy"/*.textproto >/dev/null
 
 echo "== minting a fresh PKI and audit signing keys in $work/pki"
-"$root/deploy/pki/mint.sh" "$work/pki" --users "loadgen dora" >/dev/null
+"$root/deploy/pki/mint.sh" "$work/pki" --local --users "loadgen dora" >/dev/null
 for log in gateway fr qc; do
   mkdir -p "$work/$log"
   openssl genpkey -algorithm ed25519 -out "$work/$log/audit.key" 2>/dev/null
