@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/grpc_status.h"
+#include "common/limits.h"
 #include "tls/tls.h"
 
 namespace passerelle::audit {
@@ -37,6 +38,12 @@ grpc::Status AuditServiceImpl::GetEntries(
 grpc::Status AuditServiceImpl::SearchEntries(
     grpc::ServerContext* context, const v1::AuditSearchRequest* request,
     v1::AuditEntriesResponse* response) {
+  // The filters are identifiers: bounded like every request field
+  // (common/limits.h) before anything may record or echo them.
+  absl::Status within =
+      limits::CheckId("caller", request->caller(), limits::kMaxIdentityBytes);
+  if (within.ok()) within = limits::CheckId("project", request->project());
+  if (!within.ok()) return ToGrpcStatus(within);
   return Serve(core_, &AuditServiceCore::SearchEntries, context, request,
                response);
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/limits.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -46,6 +47,14 @@ inline void ApplyLowOverheadChannelArgs(grpc::ChannelArguments* args) {
 }
 inline void ApplyLowOverheadServerArgs(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+}
+
+// Every server's largest accepted request (limits::kMaxReceiveMessageBytes):
+// gRPC's default of 4 MiB would let any certificate holder make a server
+// parse (and, before the field checks, hold) megabytes per call. Larger
+// requests fail with RESOURCE_EXHAUSTED in the transport.
+inline void ApplyRequestSizeLimit(grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(limits::kMaxReceiveMessageBytes);
 }
 
 // Writes the port a server listens on to `path` (via a renamed temporary,

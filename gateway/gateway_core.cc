@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/crash_point.h"
+#include "common/limits.h"
 #include "common/status_macros.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
@@ -142,6 +143,48 @@ const char* SiteStatusName(v1::SiteStatus s) {
   }
 }
 
+// Every field of a researcher's request against common/limits.h, before any
+// of it is recorded.
+absl::Status CheckQueryRequest(const v1::QueryRequest& r) {
+  PASSERELLE_RETURN_IF_ERROR(limits::CheckId("project", r.project()));
+  PASSERELLE_RETURN_IF_ERROR(
+      limits::CheckId("purpose", r.purpose(), limits::kMaxPurposeBytes));
+  if (r.sites_size() > limits::kMaxSites) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sites names ", r.sites_size(),
+                     " sites, over the limit of ", limits::kMaxSites));
+  }
+  for (int i = 0; i < r.sites_size(); ++i) {
+    PASSERELLE_RETURN_IF_ERROR(
+        limits::CheckId(absl::StrCat("sites[", i, "]"), r.sites(i)));
+  }
+  if (r.has_ast()) {
+    return limits::CheckSize("query (AST)", r.ast().ByteSizeLong(),
+                             limits::kMaxQueryAstBytes);
+  }
+  return limits::CheckSize("query text", r.text().size(),
+                           limits::kMaxQueryTextBytes);
+}
+
+// Reasons cut to limits::kMaxReasonBytes each and limits::kMaxReasons in
+// all; site reasons (a node's messages) likewise.
+void BoundReasons(v1::AuditEntry& entry) {
+  auto* reasons = entry.mutable_reasons();
+  for (std::string& r : *reasons) {
+    if (r.size() > limits::kMaxReasonBytes) r = limits::BoundText(r);
+  }
+  if (reasons->size() > limits::kMaxReasons) {
+    const int omitted = reasons->size() - (limits::kMaxReasons - 1);
+    reasons->DeleteSubrange(limits::kMaxReasons - 1, omitted);
+    entry.add_reasons(absl::StrCat("[... ", omitted, " more reasons omitted]"));
+  }
+  for (v1::AuditSiteStatus& site : *entry.mutable_sites()) {
+    if (site.reason().size() > limits::kMaxReasonBytes) {
+      site.set_reason(limits::BoundText(site.reason()));
+    }
+  }
+}
+
 }  // namespace
 
 void GatewayCore::NoteSnapshot(const std::string& site,
@@ -196,7 +239,7 @@ GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
                          privacy::NoiseSource* noise,
                          privacy::RandomSource* ids,
                          std::vector<NodeClient*> nodes, Clock* clock,
-                         ReleaseCache* cache)
+                         ReleaseCache* cache, RefusalLimiter* refusals)
     : options_(std::move(options)),
       policy_(std::move(policy)),
       ledger_(ledger),
@@ -204,7 +247,8 @@ GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
       noise_(noise),
       ids_(ids),
       clock_(clock),
-      cache_(cache) {
+      cache_(cache),
+      refusals_(refusals) {
   for (NodeClient* n : nodes) nodes_[n->site()] = n;
 }
 
@@ -215,11 +259,74 @@ absl::StatusOr<std::string> GatewayCore::NewRequestId() {
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
+absl::StatusOr<uint64_t> GatewayCore::AppendBounded(v1::AuditEntry& entry) {
+  BoundReasons(entry);
+  const size_t size = entry.ByteSizeLong();
+  if (size <= limits::kMaxAuditEntryBytes) return audit_->Append(entry);
+  v1::AuditEntry small;
+  small.set_operation(entry.operation());
+  small.set_time_unix_micros(entry.time_unix_micros());
+  small.set_request_id(entry.request_id());
+  small.set_caller(entry.caller());
+  small.set_caller_role(entry.caller_role());
+  small.set_project(entry.project());
+  small.set_policy_version(entry.policy_version());
+  small.set_decision(v1::AUDIT_DECISION_FAILED);
+  small.set_epsilon_charged(entry.epsilon_charged());
+  small.set_rho_charged(entry.rho_charged());
+  small.set_latency_micros(entry.latency_micros());
+  const std::string why = absl::StrCat(
+      "the audit entry would be ", size, " bytes, over the limit of ",
+      limits::kMaxAuditEntryBytes, " bytes; nothing released");
+  small.add_reasons(why);
+  absl::StatusOr<uint64_t> index = audit_->Append(small);
+  if (!index.ok()) return index;
+  return absl::InternalError(why);
+}
+
+absl::Status GatewayCore::FlushRefusalSummaries(bool all) {
+  if (refusals_ == nullptr) return absl::OkStatus();
+  std::vector<RefusalLimiter::Summary> due =
+      all ? refusals_->TakeAll() : refusals_->TakeDue();
+  absl::Status result;
+  for (const RefusalLimiter::Summary& s : due) {
+    v1::AuditEntry entry;
+    entry.set_operation("refusal_summary");
+    entry.set_time_unix_micros(absl::ToUnixMicros(s.last));
+    entry.set_caller(s.identity);
+    entry.set_decision(v1::AUDIT_DECISION_DENIED);
+    entry.add_reasons(absl::StrCat(
+        s.count, " refused requests from this identity between ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.first, absl::UTCTimeZone()),
+        " and ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.last, absl::UTCTimeZone()),
+        " were answered RESOURCE_EXHAUSTED and are not recorded one by one "
+        "(refusal rate limit: ",
+        refusals_->options().burst, " then ", refusals_->options().per_second,
+        " per second per identity)"));
+    absl::StatusOr<uint64_t> index = AppendBounded(entry);
+    if (!index.ok() && result.ok()) result = index.status();
+  }
+  return result;
+}
+
 absl::Status GatewayCore::Refuse(v1::AuditEntry& entry, absl::Time start,
-                                 absl::Status status) {
+                                 absl::Status status, bool limitable) {
+  if (refusals_ != nullptr) {
+    // A failure here shows again on this refusal's own append.
+    (void)FlushRefusalSummaries();
+    if (limitable && !refusals_->Admit(entry.caller())) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "too many refused requests from ", entry.caller(),
+          "; this refusal is counted in a periodic audit summary instead of "
+          "its own entry: ",
+          absl::StatusCodeToString(status.code()), ": ",
+          limits::BoundText(status.message(), 256)));
+    }
+  }
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   if (entry.reasons().empty()) entry.add_reasons(std::string(status.message()));
-  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  absl::StatusOr<uint64_t> index = AppendBounded(entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "audit log unavailable, nothing released: ", index.status().message()));
@@ -235,12 +342,16 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   // the audit append (SwapReleasedCells).
   v1::AuditEntry entry;
   entry.set_time_unix_micros(absl::ToUnixMicros(start));
-  entry.set_caller(caller);
-  entry.set_project(request.project());
-  entry.set_purpose(request.purpose());
+  entry.set_caller(limits::RecordedIdentity(caller));
   entry.set_decision(v1::AUDIT_DECISION_FAILED);
   PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
   entry.set_request_id(request_id);
+  // Nothing the caller sent is recorded before it is checked against the
+  // limits; a refusal records only a quoted prefix (in its reason).
+  absl::Status within = CheckQueryRequest(request);
+  if (!within.ok()) return Refuse(entry, start, within);
+  entry.set_project(request.project());
+  entry.set_purpose(request.purpose());
 
   // 1. The query: parsed here from text, or validated when sent as an AST.
   v1::Query query;
@@ -254,6 +365,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     query = *std::move(parsed);
   }
   const std::string canonical = query::CanonicalText(query);
+  absl::Status short_enough = limits::CheckSize(
+      "canonical query", canonical.size(), limits::kMaxCanonicalQueryBytes);
+  if (!short_enough.ok()) return Refuse(entry, start, short_enough);
   entry.set_canonical_query(canonical);
 
   // 2. Policy: default deny, with the reasons.
@@ -295,6 +409,26 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   if (clients.empty()) {
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     return Refuse(entry, start, absl::PermissionDeniedError("no site to ask"));
+  }
+  // The entry records every released cell (combined and per site): a
+  // breakdown with more than it may hold is refused before any budget.
+  {
+    std::vector<std::string> names;
+    for (NodeClient* c : clients) names.push_back(c->site());
+    size_t cells = query::EnumerateCells(query, names).size();
+    for (const std::string& name : names) {
+      cells += query::EnumerateCells(query, {name}).size();
+    }
+    if (cells > limits::kMaxReleasedCells) {
+      return Refuse(
+          entry, start,
+          absl::InvalidArgumentError(absl::StrCat(
+              "the breakdown would release ", cells,
+              " cells (combined and per site) from ", names.size(),
+              " sites, over the limit of ", limits::kMaxReleasedCells,
+              " an audit entry records; use fewer dimensions or wider "
+              "bands")));
+    }
   }
 
   // 3. Budget before data: the cost comes from the parameters alone.
@@ -414,8 +548,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
       absl::StatusOr<privacy::Release> release =
           privacy::ReleaseCells(group, params, *noise_);
       if (!release.ok()) {
-        // Budget stays charged: the nodes were reached.
-        return Refuse(entry, start, release.status());
+        // Budget stays charged: the nodes were reached. Always recorded in
+        // full: recovery matches the charge with this entry.
+        return Refuse(entry, start, release.status(), /*limitable=*/false);
       }
       for (size_t g = 0; g < group.size(); ++g, ++next) {
         per_site[input_site[next]] = std::move(release->per_site[g]);
@@ -467,7 +602,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   PASSERELLE_CRASH_POINT("gateway.query.before_audit");
   SwapReleasedCells(response, entry);
-  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  absl::StatusOr<uint64_t> index = AppendBounded(entry);
   SwapReleasedCells(response, entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
@@ -530,7 +665,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::ServeRepeat(
   }
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   SwapReleasedCells(response, entry);
-  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  absl::StatusOr<uint64_t> index = AppendBounded(entry);
   SwapReleasedCells(response, entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
@@ -571,11 +706,13 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
   v1::AuditEntry entry;
   entry.set_operation("budget");
   entry.set_time_unix_micros(absl::ToUnixMicros(start));
-  entry.set_caller(caller);
-  entry.set_project(request.project());
+  entry.set_caller(limits::RecordedIdentity(caller));
   entry.set_decision(v1::AUDIT_DECISION_FAILED);
   PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
   entry.set_request_id(request_id);
+  absl::Status within = limits::CheckId("project", request.project());
+  if (!within.ok()) return Refuse(entry, start, within);
+  entry.set_project(request.project());
   if (request.project().empty()) {
     return Refuse(entry, start,
                   absl::InvalidArgumentError("budget: project is required"));
@@ -625,7 +762,7 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
     response.set_next_reset_unix(absl::ToUnixSeconds(*view->next_reset));
   entry.set_decision(v1::AUDIT_DECISION_ALLOWED);
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
-  absl::StatusOr<uint64_t> index = audit_->Append(entry);
+  absl::StatusOr<uint64_t> index = AppendBounded(entry);
   if (!index.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "audit log unavailable, nothing released: ", index.status().message()));

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/refusal_limiter.h"
 #include "gateway/node_client.h"
 #include "gateway/release_cache.h"
 #include "passerelle/v1/audit.pb.h"
@@ -57,11 +58,17 @@ class GatewayCore {
   using PolicyProvider = std::function<std::shared_ptr<const policy::Policy>()>;
 
   // `cache` may be null: no repeat protection (every query costs).
+  // `refusals` may be null: every refusal is recorded in full. Otherwise
+  // refusals beyond its per-identity rate are answered RESOURCE_EXHAUSTED
+  // and recorded only as one summary entry per identity and period
+  // (FlushRefusalSummaries). Refusals after a budget charge are always
+  // recorded in full (crash recovery matches charges with entries).
   GatewayCore(GatewayOptions options, PolicyProvider policy,
               ledger::BudgetLedger* ledger, AuditSink* audit,
               privacy::NoiseSource* noise, privacy::RandomSource* ids,
               std::vector<NodeClient*> nodes, Clock* clock,
-              ReleaseCache* cache = nullptr);
+              ReleaseCache* cache = nullptr,
+              RefusalLimiter* refusals = nullptr);
 
   // `deadline` is the caller's; node calls never outlive it.
   absl::StatusOr<v1::QueryResponse> Query(const std::string& caller,
@@ -71,6 +78,12 @@ class GatewayCore {
   // The project's budget as the caller may see it (audited like a query).
   absl::StatusOr<v1::BudgetResponse> Budget(const std::string& caller,
                                             const v1::BudgetRequest& request);
+
+  // Appends one "refusal_summary" entry per identity whose summary period
+  // has ended (all pending ones when `all`, at shutdown). Also done on
+  // every refusal; the daemon calls it periodically so that a summary is
+  // written even when the identity stops sending.
+  absl::Status FlushRefusalSummaries(bool all = false);
 
   // Asks every node for its snapshot version (metadata only, no data), so
   // that a repeated query can be recognised before any budget is reserved;
@@ -83,10 +96,18 @@ class GatewayCore {
 
  private:
   absl::StatusOr<std::string> NewRequestId();
-  // Appends `entry` (stamped with latency) and returns `status`, or the
-  // audit failure when the entry could not be written.
+  // Appends `entry` (stamped with latency, the status's message as its
+  // reason when it has none, reasons bounded) and returns `status`, or the
+  // audit failure when the entry could not be written. `limitable`: the
+  // refusal is subject to the per-identity rate (none is once budget has
+  // been charged).
   absl::Status Refuse(v1::AuditEntry& entry, absl::Time start,
-                      absl::Status status);
+                      absl::Status status, bool limitable = true);
+  // audit_->Append after bounding the reasons and checking the entry against
+  // limits::kMaxAuditEntryBytes: an entry over it (never expected: every
+  // field is bounded on the way in) is replaced by a short FAILED entry and
+  // an INTERNAL error is returned, so nothing is released.
+  absl::StatusOr<uint64_t> AppendBounded(v1::AuditEntry& entry);
 
   void NoteSnapshot(const std::string& site, const std::string& snapshot);
   // Asks each node for its snapshot now; true when every one answers with
@@ -107,6 +128,7 @@ class GatewayCore {
   std::map<std::string, NodeClient*> nodes_;
   Clock* const clock_;
   ReleaseCache* const cache_;
+  RefusalLimiter* const refusals_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::string> known_snapshots_ ABSL_GUARDED_BY(mu_);
 };

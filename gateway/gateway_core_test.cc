@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/limits.h"
+#include "common/refusal_limiter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -379,6 +382,178 @@ TEST_F(GatewayCoreTest, BadQueryIsInvalidArgumentAndAudited) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
   ASSERT_EQ(audit_.entries().size(), 1u);
+}
+
+// Every entry the core appended, serialized as the log stores it, within
+// the bound.
+void ExpectEntriesWithinBound(const std::vector<v1::AuditEntry>& entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    v1::AuditRecord record;
+    *record.mutable_gateway() = entries[i];
+    EXPECT_LE(record.ByteSizeLong(), limits::kMaxAuditEntryBytes)
+        << "entry " << i;
+  }
+}
+
+TEST_F(GatewayCoreTest, OversizedFieldsAreRefusedAndRecordedWithinTheBound) {
+  const std::string huge(3 * 1024 * 1024, 'A');
+  struct Case {
+    std::string name;
+    std::function<void(v1::QueryRequest&)> set;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"project", [&](v1::QueryRequest& r) { r.set_project(huge); },
+       "project is 3145728 bytes, over the limit of 128 bytes"},
+      {"purpose", [&](v1::QueryRequest& r) { r.set_purpose(huge); },
+       "purpose is 3145728 bytes, over the limit of 256 bytes"},
+      {"text",
+       [&](v1::QueryRequest& r) {
+         r.set_text("condition icd10:E11* and " + huge);
+       },
+       "query text is 3145753 bytes, over the limit of 16384 bytes"},
+      {"site", [&](v1::QueryRequest& r) { r.add_sites(huge); },
+       "sites[0] is 3145728 bytes, over the limit of 128 bytes"},
+      {"site with a newline",
+       [&](v1::QueryRequest& r) { r.add_sites("fr\nforged line"); },
+       "sites[0] contains a control character: \"fr\\nforged line\""},
+      {"many sites",
+       [&](v1::QueryRequest& r) {
+         for (int i = 0; i < 100000; ++i) r.add_sites("fr");
+       },
+       "sites names 100000 sites, over the limit of 32"},
+      {"ast",
+       [&](v1::QueryRequest& r) {
+         v1::Query q = *query::ParseQuery("condition icd10:E11*");
+         for (int i = 0; i < 50000; ++i) *q.add_group_by() = v1::Dimension();
+         *r.mutable_ast() = q;
+       },
+       "query (AST) is"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::QueryRequest request;
+    request.set_project("exact");
+    request.set_purpose("DUO:0000006");
+    request.set_text("condition icd10:E11*");
+    c.set(request);
+    const size_t before = audit_.entries().size();
+    absl::StatusOr<v1::QueryResponse> r =
+        core_->Query(kAlice, request, clock_.Now() + absl::Seconds(5));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr(c.message));
+    EXPECT_LE(r.status().message().size(), 512u);
+    // The refusal is audited, with nothing of the request but the quoted
+    // prefix in its reason.
+    std::vector<v1::AuditEntry> entries = audit_.entries();
+    ASSERT_EQ(entries.size(), before + 1);
+    const v1::AuditEntry& e = entries.back();
+    EXPECT_EQ(e.decision(), v1::AUDIT_DECISION_FAILED);
+    EXPECT_TRUE(e.project().empty());
+    EXPECT_TRUE(e.purpose().empty());
+    EXPECT_TRUE(e.canonical_query().empty());
+    EXPECT_LE(e.ByteSizeLong(), 1024u);
+  }
+  EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
+  // The budget endpoint too.
+  v1::BudgetRequest budget;
+  budget.set_project(huge);
+  absl::StatusOr<v1::BudgetResponse> b = core_->Budget(kAlice, budget);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectEntriesWithinBound(audit_.entries());
+  EXPECT_LE(audit_.entries().back().ByteSizeLong(), 1024u);
+  // Alice is still answered.
+  EXPECT_TRUE(Ask("exact", "condition icd10:E11*").ok());
+}
+
+TEST_F(GatewayCoreTest, DenialReasonsEchoOnlyBoundedInput) {
+  // Within the limits but unknown to the policy: the reasons echo at most
+  // the 128-byte id, and a caller's long identity is recorded bounded.
+  const std::string project(128, 'p');
+  const std::string caller =
+      "spiffe://passerelle/user/" + std::string(5000, 'm');
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask(project, "condition icd10:E11*", caller);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  std::vector<v1::AuditEntry> entries = audit_.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_LE(entries[0].caller().size(), limits::kMaxIdentityBytes);
+  EXPECT_LE(entries[0].ByteSizeLong(), 4u * limits::kMaxReasonBytes);
+  for (const std::string& reason : entries[0].reasons()) {
+    EXPECT_LE(reason.size(), limits::kMaxReasonBytes + 40) << reason;
+  }
+}
+
+TEST_F(GatewayCoreTest, BreakdownsBeyondWhatAnEntryHoldsAreRefusedFirst) {
+  // 4 sexes x 111 one-year bands, combined and per site: refused before
+  // any budget or node.
+  absl::StatusOr<v1::QueryResponse> r =
+      Ask("noised", "condition icd10:E11* group by sex, age_band(1)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("over the limit of 256"));
+  EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
+  // Nothing reserved: the project has no account yet.
+  EXPECT_TRUE(absl::IsNotFound(ledger_->Show("noised").status()));
+  // The largest breakdowns allowed, with a long cohort definition: their
+  // entries stay within the bound.
+  std::string codes;
+  for (int i = 0; codes.size() < 15000; ++i) {
+    absl::StrAppend(&codes, codes.empty() ? "" : ", ", "icd10:E", 11000000 + i);
+  }
+  for (const std::string by :
+       {"sex, age_band(10)", "site, sex, age_band(10)", "age_band(3)"}) {
+    SCOPED_TRACE(by);
+    const std::string text =
+        absl::StrCat("condition [", codes, "] group by ", by);
+    ASSERT_LE(text.size(), limits::kMaxQueryTextBytes);
+    absl::StatusOr<v1::QueryResponse> ok = Ask("exact", text);
+    ASSERT_TRUE(ok.ok()) << ok.status();
+  }
+  ExpectEntriesWithinBound(audit_.entries());
+}
+
+TEST_F(GatewayCoreTest, RefusalsBeyondTheRateAreSummarizedPerIdentity) {
+  RefusalLimiterOptions options;
+  options.per_second = 1;
+  options.burst = 5;
+  options.summary_period = absl::Minutes(1);
+  RefusalLimiter refusals(options, &clock_);
+  core_ = std::make_unique<GatewayCore>(
+      GatewayOptions{}, [this] { return policy_; }, ledger_.get(), &audit_,
+      &noise_, &ids_, std::vector<NodeClient*>{&fr_, &qc_}, &clock_, &cache_,
+      &refusals);
+  const std::string mallory = "spiffe://passerelle/user/mallory";
+  int exhausted = 0;
+  for (int i = 0; i < 1000; ++i) {
+    // Unknown projects (denied) and, now and then, oversized ones (invalid).
+    absl::StatusOr<v1::QueryResponse> r =
+        Ask(std::string(i % 100 == 1 ? 3 << 20 : 10, 'x'),
+            "condition icd10:E11*", mallory);
+    ASSERT_FALSE(r.ok());
+    if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+      ++exhausted;
+      EXPECT_LE(r.status().message().size(), 512u);
+    }
+  }
+  EXPECT_EQ(exhausted, 995);
+  EXPECT_EQ(audit_.entries().size(), 5u);
+  EXPECT_EQ(refusals.aggregated(), 995u);
+  // Another identity is not held back by mallory's flood.
+  EXPECT_TRUE(Ask("exact", "condition icd10:E11*").ok());
+  EXPECT_EQ(audit_.entries().size(), 6u);
+  // Once the period is over, one summary entry for all of them.
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(core_->FlushRefusalSummaries().ok());
+  std::vector<v1::AuditEntry> entries = audit_.entries();
+  ASSERT_EQ(entries.size(), 7u);
+  EXPECT_EQ(entries.back().operation(), "refusal_summary");
+  EXPECT_EQ(entries.back().caller(), mallory);
+  EXPECT_EQ(entries.back().decision(), v1::AUDIT_DECISION_DENIED);
+  EXPECT_THAT(entries.back().reasons(0), HasSubstr("995 refused requests"));
+  ExpectEntriesWithinBound(entries);
+  core_.reset();
 }
 
 TEST_F(GatewayCoreTest, BudgetIsReservedBeforeFanOutAndNeverOverspent) {

@@ -18,6 +18,8 @@
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
 #include "common/listen_address.h"
+#include "common/limits.h"
+#include "common/refusal_limiter.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -225,9 +227,12 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
           : config.release_cache_dir();
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<ReleaseCache> cache,
                               OpenRocksDbReleaseCache(cache_dir));
+  // Refusals are recorded in full up to a per-identity rate, then counted
+  // into one summary entry per identity and minute.
+  RefusalLimiter refusals(RefusalLimiterOptions(), Clock::Real());
   GatewayCore core(
       options, [&policies] { return policies->Current(); }, ledger.get(), &sink,
-      noise.get(), &random, client_ptrs, Clock::Real(), cache.get());
+      noise.get(), &random, client_ptrs, Clock::Real(), cache.get(), &refusals);
   // Snapshot versions first, so a repeat is recognised from the start.
   core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
   GatewayServiceImpl core_service(&core);
@@ -282,6 +287,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   builder.AddListeningPort(config.listen(), creds, &port);
   ConfigureSyncServerThreads(&builder);
   ApplyLowOverheadServerArgs(&builder);
+  ApplyRequestSizeLimit(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -315,6 +321,11 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   std::thread health_prober([&] { health.RunUntil(&stopping); });
   std::thread reloader([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
+      absl::Status flushed = core.FlushRefusalSummaries();
+      if (!flushed.ok()) {
+        std::cerr << "passerelle gateway: refusal summary not recorded: "
+                  << flushed.message() << "\n";
+      }
       absl::StatusOr<bool> st = policies->MaybeReload();
       if (!st.ok()) {
         std::cerr
@@ -341,6 +352,11 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   health_prober.join();  // No probe may mark it SERVING again.
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  absl::Status flushed = core.FlushRefusalSummaries(/*all=*/true);
+  if (!flushed.ok()) {
+    std::cerr << "passerelle gateway: refusal summary not recorded: "
+              << flushed.message() << "\n";
+  }
   sealer.Stop();  // The whole log under a signature.
   reloader.join();
   info_refresher.join();

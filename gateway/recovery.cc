@@ -65,26 +65,42 @@ v1::AuditEntry InterruptedEntry(const ledger::Charge& charge, absl::Time now) {
 absl::StatusOr<RecoveryReport> ReconcileLedgerWithAudit(
     ledger::BudgetLedger& ledger, audit::AuditLog& log, absl::Time now) {
   RecoveryReport report;
-  std::map<Key, uint64_t> recorded;  // Entries that may record a charge.
+  // Memory is bounded by the ledger's unrefunded charges, not by the log:
+  // the keys of the charges first, then the log read one entry at a time,
+  // each entry only counted against a charge's key. (A log of any size, or
+  // any number of refused requests, costs no memory here.)
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<ledger::Charge> charges,
+                              ledger.ListCharges(""));
+  // Per key: unrefunded charges, then entries found (never more than the
+  // charges, so a key's count stays bounded too).
+  std::map<Key, std::pair<uint64_t, uint64_t>> keys;
+  for (const ledger::Charge& c : charges) {
+    if (c.refunded) continue;
+    ++keys[KeyOf(absl::ToUnixMicros(c.time), c.project, c.researcher)].first;
+  }
+  report.keys_held = keys.size();
   const uint64_t size = log.Size();
   for (uint64_t i = 0; i < size; ++i) {
     PASSERELLE_ASSIGN_OR_RETURN(std::string bytes, log.Get(i));
     absl::StatusOr<v1::AuditRecord> record = audit::DecodeRecord(bytes);
+    bytes.clear();
     if (!record.ok() || !record->has_gateway()) continue;
     ++report.entries_scanned;
+    if (keys.empty()) continue;
     const v1::AuditEntry& e = record->gateway();
     if (!MayRecordCharge(e)) continue;
-    ++recorded[KeyOf(e.time_unix_micros(), e.project(), e.caller())];
+    auto it = keys.find(KeyOf(e.time_unix_micros(), e.project(), e.caller()));
+    if (it != keys.end() && it->second.second < it->second.first) {
+      ++it->second.second;
+    }
   }
-  PASSERELLE_ASSIGN_OR_RETURN(std::vector<ledger::Charge> charges,
-                              ledger.ListCharges(""));
   for (const ledger::Charge& c : charges) {
     if (c.refunded) continue;
     ++report.charges;
-    auto it = recorded.find(
-        KeyOf(absl::ToUnixMicros(c.time), c.project, c.researcher));
-    if (it != recorded.end() && it->second > 0) {
-      --it->second;
+    auto it =
+        keys.find(KeyOf(absl::ToUnixMicros(c.time), c.project, c.researcher));
+    if (it != keys.end() && it->second.second > 0) {
+      --it->second.second;
       ++report.matched;
       continue;
     }
@@ -108,6 +124,10 @@ absl::Status RecoverInterruptedRequests(ledger::BudgetLedger* ledger,
             "recovery (ledger against audit log) failed, not serving: ",
             report.status().message()));
   }
+  std::cerr << "passerelle gateway: recovery: " << report->entries_scanned
+            << " audit entries scanned one at a time against "
+            << report->charges << " unrefunded budget charges ("
+            << report->keys_held << " keys held)\n";
   for (size_t i = 0; i < report->recorded_charge_ids.size(); ++i) {
     std::cerr << "passerelle gateway: recovery: budget charge "
               << report->recorded_charge_ids[i]

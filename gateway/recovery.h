@@ -50,6 +50,10 @@ struct RecoveryReport {
   uint64_t entries_scanned = 0;  // Gateway entries in the log.
   uint64_t charges = 0;          // Unrefunded charges in the ledger.
   uint64_t matched = 0;          // Charges an existing entry records.
+  // Distinct (time, project, caller) keys held while the log is scanned:
+  // at most one per unrefunded charge, whatever the log's size (entries are
+  // read one at a time).
+  uint64_t keys_held = 0;
   // Charges recovery has just recorded, by id, and their entries' indices.
   std::vector<uint64_t> recorded_charge_ids;
   std::vector<uint64_t> recorded_indices;

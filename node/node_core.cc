@@ -4,11 +4,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crash_point.h"
+#include "common/limits.h"
 #include "common/status_macros.h"
 #include "query/canonical.h"
 #include "query/validate.h"
 
 namespace passerelle::node {
+namespace {
+
+// The fields of a caller's request against common/limits.h.
+absl::Status CheckCountRequest(const v1::CountRequest& r) {
+  PASSERELLE_RETURN_IF_ERROR(
+      limits::CheckRequestId("request_id", r.request_id()));
+  PASSERELLE_RETURN_IF_ERROR(limits::CheckId("project", r.project()));
+  return limits::CheckSize("query (AST)", r.query().ByteSizeLong(),
+                           limits::kMaxQueryAstBytes);
+}
+
+}  // namespace
 
 absl::Status AllowListAuthorizer::AuthorizeCaller(
     const std::string& caller) const {
@@ -33,12 +46,39 @@ absl::Status AllowListAuthorizer::Authorize(const std::string& caller,
 
 NodeCore::NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
                    const RequestAuthorizer* authorizer, NodeAuditSink* audit,
-                   Clock* clock)
+                   Clock* clock, RefusalLimiter* refusals)
     : site_(std::move(site)),
       authorizer_(authorizer),
       audit_(audit),
       clock_(clock),
+      refusals_(refusals),
       engine_(std::move(engine)) {}
+
+absl::Status NodeCore::FlushRefusalSummaries(bool all) {
+  if (refusals_ == nullptr || audit_ == nullptr) return absl::OkStatus();
+  std::vector<RefusalLimiter::Summary> due =
+      all ? refusals_->TakeAll() : refusals_->TakeDue();
+  absl::Status result;
+  for (const RefusalLimiter::Summary& s : due) {
+    NodeAuditRecord record;
+    record.time = s.last;
+    record.caller = s.identity;
+    record.snapshot = engine()->meta().version;
+    record.reason = absl::StrCat(
+        "refusal summary: ", s.count,
+        " refused requests from this identity between ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.first, absl::UTCTimeZone()),
+        " and ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.last, absl::UTCTimeZone()),
+        " were answered RESOURCE_EXHAUSTED and are not recorded one by one "
+        "(refusal rate limit: ",
+        refusals_->options().burst, " then ", refusals_->options().per_second,
+        " per second per identity)");
+    absl::StatusOr<uint64_t> index = audit_->Record(record);
+    if (!index.ok() && result.ok()) result = index.status();
+  }
+  return result;
+}
 
 std::shared_ptr<const CohortEngine> NodeCore::engine() const {
   absl::MutexLock lock(&mu_);
@@ -55,14 +95,26 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   const std::shared_ptr<const CohortEngine> eng = engine();
   NodeAuditRecord record;
   record.time = clock_->Now();
-  record.request_id = request.request_id();
-  record.caller = caller;
-  record.project = request.project();
+  record.caller = limits::RecordedIdentity(caller);
   record.snapshot = eng->meta().version;
 
-  absl::Status status = query::ValidateQuery(request.query());
+  // Who asks first, then whether what they sent is within the limits;
+  // only then is any of it recorded. Refusals up to here are rate-limited.
+  absl::Status status = authorizer_->AuthorizeCaller(caller);
+  if (status.ok()) status = CheckCountRequest(request);
+  const bool limitable = !status.ok();
   if (status.ok()) {
-    record.canonical_query = query::CanonicalText(request.query());
+    record.request_id = request.request_id();
+    record.project = request.project();
+    status = query::ValidateQuery(request.query());
+  }
+  if (status.ok()) {
+    std::string canonical = query::CanonicalText(request.query());
+    status = limits::CheckSize("canonical query", canonical.size(),
+                               limits::kMaxCanonicalQueryBytes);
+    if (status.ok()) record.canonical_query = std::move(canonical);
+  }
+  if (status.ok()) {
     status = authorizer_->Authorize(caller, request, record.time);
   }
   absl::StatusOr<std::vector<v1::Cell>> cells =
@@ -74,7 +126,18 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
     record.cells.Reserve(static_cast<int>(cells->size()));
     for (v1::Cell& cell : *cells) record.cells.Add(std::move(cell));
   } else {
-    record.reason = cells.status().ToString();
+    record.reason = limits::BoundText(cells.status().ToString());
+  }
+  if (refusals_ != nullptr && audit_ != nullptr) {
+    // A failure here shows again on this request's own record.
+    (void)FlushRefusalSummaries();
+    if (limitable && !refusals_->Admit(record.caller)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "site ", site_, ": too many refused requests from ", record.caller,
+          "; this refusal is counted in a periodic audit summary instead of "
+          "its own record: ",
+          limits::BoundText(cells.status().ToString(), 256)));
+    }
   }
   uint64_t audit_index = 0;
   if (audit_ != nullptr) {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/refusal_limiter.h"
 #include "google/protobuf/repeated_field.h"
 #include "node/engine.h"
 #include "passerelle/v1/node.pb.h"
@@ -57,13 +58,25 @@ class NodeAuditSink {
 class NodeCore {
  public:
   // `authorizer` and `audit` must outlive the core; `audit` may be null only
-  // in tests of the evaluation path.
+  // in tests of the evaluation path. `refusals` may be null (every refusal
+  // recorded in full); otherwise refusals of callers the site does not
+  // answer, and of requests over the limits, beyond its per-identity rate
+  // are answered RESOURCE_EXHAUSTED and only counted into a periodic
+  // summary record (FlushRefusalSummaries).
   NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
            const RequestAuthorizer* authorizer, NodeAuditSink* audit,
-           Clock* clock);
+           Clock* clock, RefusalLimiter* refusals = nullptr);
 
+  // The caller is authorized first: the request's fields are recorded only
+  // for a caller the site answers (the gateway), and only once they are
+  // within common/limits.h (request id format, project, query size); a
+  // refusal before that records the caller and a bounded reason only.
   absl::StatusOr<v1::CountResponse> Count(const std::string& caller,
                                           const v1::CountRequest& request);
+  // Records one summary per identity whose refusal summary is due (all
+  // pending ones when `all`). Called on every refusal and periodically by
+  // the daemon.
+  absl::Status FlushRefusalSummaries(bool all = false);
   // The snapshot's description, for the site's callers only.
   absl::StatusOr<v1::NodeInfo> Info(const std::string& caller) const;
   // Swaps in a new snapshot's engine; in-flight queries finish on the old one.
@@ -76,6 +89,7 @@ class NodeCore {
   const RequestAuthorizer* const authorizer_;
   NodeAuditSink* const audit_;
   Clock* const clock_;
+  RefusalLimiter* const refusals_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const CohortEngine> engine_ ABSL_GUARDED_BY(mu_);
 };

@@ -17,6 +17,8 @@
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
 #include "common/listen_address.h"
+#include "common/limits.h"
+#include "common/refusal_limiter.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -56,6 +58,20 @@ class LogAuditSink : public NodeAuditSink {
     e->mutable_cells()->Swap(&r.cells);
     std::string bytes = record.SerializeAsString();
     e->mutable_cells()->Swap(&r.cells);
+    if (bytes.size() > limits::kMaxAuditEntryBytes) {
+      // Never expected (every recorded field is bounded on the way in): a
+      // short FAILED record instead, and an error, so nothing is released.
+      const std::string why =
+          absl::StrCat("the audit record would be ", bytes.size(),
+                       " bytes, over the limit of ",
+                       limits::kMaxAuditEntryBytes, " bytes; nothing released");
+      e->clear_canonical_query();
+      e->set_decision(v1::AUDIT_DECISION_FAILED);
+      e->set_reason(why);
+      absl::StatusOr<uint64_t> index = log_->Append(record.SerializeAsString());
+      if (!index.ok()) return index;
+      return absl::InternalError(why);
+    }
     return log_->Append(std::move(bytes));
   }
 
@@ -224,8 +240,12 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
                                  config.allowed_callers().end()},
         config.min_cell_size());
   }
+  // Refusals of callers the site does not answer (and of over-limit
+  // requests) are recorded in full up to a per-identity rate, then counted
+  // into one summary record per identity and minute.
+  RefusalLimiter refusals(RefusalLimiterOptions(), Clock::Real());
   NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
-                Clock::Real());
+                Clock::Real(), &refusals);
   NodeServiceImpl core_service(&core);
 
   // Health: store (still the directory opened, a snapshot loaded), site
@@ -282,6 +302,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   builder.AddListeningPort(config.listen(), creds, &port);
   ConfigureSyncServerThreads(&builder);
   ApplyLowOverheadServerArgs(&builder);
+  ApplyRequestSizeLimit(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -300,8 +321,14 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   absl::Notification stopping;
   std::thread health_prober([&] { health.RunUntil(&stopping); });
   std::thread reloader([&] {
-    while (policies != nullptr &&
-           !stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
+    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
+      absl::Status flushed = core.FlushRefusalSummaries();
+      if (!flushed.ok()) {
+        std::cerr << "passerelle node " << config.site()
+                  << ": refusal summary not recorded: " << flushed.message()
+                  << "\n";
+      }
+      if (policies == nullptr) continue;
       absl::StatusOr<bool> st = policies->MaybeReload();
       if (!st.ok()) {
         std::cerr
@@ -319,6 +346,12 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
             << ", draining\n";
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  absl::Status flushed = core.FlushRefusalSummaries(/*all=*/true);
+  if (!flushed.ok()) {
+    std::cerr << "passerelle node " << config.site()
+              << ": refusal summary not recorded: " << flushed.message()
+              << "\n";
+  }
   sealer.Stop();  // The whole log under a signature.
   std::cerr << "passerelle node " << config.site() << ": stopped\n";
   return absl::OkStatus();
