@@ -13,9 +13,12 @@
 #include "absl/time/clock.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "audit/records.h"
 #include "audit/sealer.h"
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
+#include "common/metrics_service.h"
+#include "common/refusal_counters.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -50,12 +53,15 @@ class LogAuditSink : public NodeAuditSink {
     e->set_decision(r.answered ? v1::AUDIT_DECISION_ALLOWED
                                : v1::AUDIT_DECISION_DENIED);
     e->set_reason(r.reason);
-    // The cells are borrowed for the serialization (heap to heap: a pointer
-    // swap each way), not copied.
-    e->mutable_cells()->Swap(&r.cells);
-    std::string bytes = record.SerializeAsString();
-    e->mutable_cells()->Swap(&r.cells);
-    return log_->Append(std::move(bytes));
+    if (!r.answered) return log_->Append(record.SerializeAsString());
+    // The true counts stay at the site: the hashed entry (what the
+    // AuditService serves) holds a salted commitment to them, and their
+    // opening is stored beside it in the same batch. The cells are borrowed
+    // for the serialization (a pointer swap each way), not copied.
+    PASSERELLE_ASSIGN_OR_RETURN(std::string salt, audit::NewCellsSalt());
+    PASSERELLE_ASSIGN_OR_RETURN(std::string opening,
+                                audit::CommitNodeCells(r.cells, salt, e));
+    return log_->Append(record.SerializeAsString(), std::move(opening));
   }
 
  private:
@@ -102,10 +108,11 @@ class PolicyAuthorizer : public RequestAuthorizer {
 class GuardedNodeService : public v1::NodeService::Service {
  public:
   GuardedNodeService(std::string site, NodeServiceImpl* inner,
-                     const HealthProbe* health)
+                     const HealthProbe* health, RefusalCounters* refusals)
       : site_(std::move(site)),
         inner_(inner),
         health_(health),
+        refusals_(refusals),
         trace_deadlines_(
             std::getenv("PASSERELLE_TRACE_DEADLINES") != nullptr &&
             std::string(std::getenv("PASSERELLE_TRACE_DEADLINES")) == "1") {}
@@ -134,13 +141,18 @@ class GuardedNodeService : public v1::NodeService::Service {
   }
 
  private:
+  // Callers hear which checks fail, never their details (paths): those are
+  // in the node's log. Counted.
   grpc::Status NotServing() const {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "site " + site_ + " not serving: " + health_->why());
+    refusals_->Add(refusal::kNotServing);
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "site " + site_ + " not serving: " + health_->CallerReason());
   }
   const std::string site_;
   NodeServiceImpl* const inner_;
   const HealthProbe* const health_;
+  RefusalCounters* const refusals_;
   const bool trace_deadlines_;
 };
 
@@ -223,7 +235,9 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   }
   NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
                 Clock::Real());
-  NodeServiceImpl core_service(&core);
+  // Refusals outside the audited path, served by the MetricsService.
+  RefusalCounters refusals;
+  NodeServiceImpl core_service(&core, &refusals);
 
   // Health: store (still the directory opened, a snapshot loaded), site
   // policy and audit log, published per service (grpc.health.v1).
@@ -261,14 +275,19 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
           return absl::OkStatus();
         });
   }
-  GuardedNodeService service(config.site(), &core_service, &health);
+  GuardedNodeService service(config.site(), &core_service, &health, &refusals);
+  MetricsServiceImpl metrics_service(&health, &refusals);
   // The site's auditors (site policy `auditors`) read the node's own log.
   audit::SiteAuditAuthorizer audit_authorizer(
       config.site(), policies == nullptr ? audit::PolicyGetter() : [&policies] {
         return policies->Current();
       });
-  audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
-  audit::AuditServiceImpl audit_service(&audit_core);
+  // Every read of the site log is recorded in it before it is answered;
+  // node entries hold count commitments, never counts.
+  audit::LogReadRecorder read_recorder(log.get(), Clock::Real());
+  audit::AuditServiceCore audit_core(log.get(), &sealer, &read_recorder,
+                                     &audit_authorizer);
+  audit::AuditServiceImpl audit_service(&audit_core, &refusals);
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
@@ -281,6 +300,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   ApplyLowOverheadServerArgs(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
+  builder.RegisterService(&metrics_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -311,6 +331,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   const int sig = WaitForTerminationSignal();
   stopping.Notify();
   health_prober.join();  // No probe may mark it SERVING again.
+  health.SetDraining();  // Requests still arriving are refused and counted.
   reloader.join();
   std::cerr << "passerelle node " << config.site() << ": signal " << sig
             << ", draining\n";
