@@ -14,12 +14,15 @@ namespace v1 = ::passerelle::v1;
 
 // Identity from the peer, then the core's answer.
 template <typename Request, typename Response, typename Method>
-grpc::Status Serve(const AuditServiceCore* core, Method method,
-                   grpc::ServerContext* context, const Request* request,
-                   Response* response) {
+grpc::Status Serve(const AuditServiceCore* core, RefusalCounters* refusals,
+                   Method method, grpc::ServerContext* context,
+                   const Request* request, Response* response) {
   absl::StatusOr<std::string> caller =
       tls::PeerIdentity(*context->auth_context());
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) {
+    CountRefusal(refusals, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
   absl::StatusOr<Response> result = (core->*method)(*caller, *request);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *std::move(result);
@@ -31,8 +34,8 @@ grpc::Status Serve(const AuditServiceCore* core, Method method,
 grpc::Status AuditServiceImpl::GetEntries(
     grpc::ServerContext* context, const v1::AuditEntriesRequest* request,
     v1::AuditEntriesResponse* response) {
-  return Serve(core_, &AuditServiceCore::GetEntries, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::GetEntries, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::SearchEntries(
@@ -44,44 +47,44 @@ grpc::Status AuditServiceImpl::SearchEntries(
       limits::CheckId("caller", request->caller(), limits::kMaxIdentityBytes);
   if (within.ok()) within = limits::CheckId("project", request->project());
   if (!within.ok()) return ToGrpcStatus(within);
-  return Serve(core_, &AuditServiceCore::SearchEntries, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::SearchEntries, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::GetCheckpoint(
     grpc::ServerContext* context, const v1::AuditCheckpointRequest* request,
     v1::AuditCheckpointResponse* response) {
-  return Serve(core_, &AuditServiceCore::GetCheckpoint, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::GetCheckpoint, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::ListCheckpoints(
     grpc::ServerContext* context, const v1::AuditCheckpointsRequest* request,
     v1::AuditCheckpointsResponse* response) {
-  return Serve(core_, &AuditServiceCore::ListCheckpoints, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::ListCheckpoints, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::GetPublicKey(
     grpc::ServerContext* context, const v1::AuditPublicKeyRequest* request,
     v1::AuditPublicKeyResponse* response) {
-  return Serve(core_, &AuditServiceCore::GetPublicKey, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::GetPublicKey, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::GetInclusionProof(
     grpc::ServerContext* context, const v1::AuditInclusionProofRequest* request,
     v1::AuditInclusionProofResponse* response) {
-  return Serve(core_, &AuditServiceCore::GetInclusionProof, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::GetInclusionProof, context,
+               request, response);
 }
 
 grpc::Status AuditServiceImpl::GetConsistencyProof(
     grpc::ServerContext* context,
     const v1::AuditConsistencyProofRequest* request,
     v1::AuditConsistencyProofResponse* response) {
-  return Serve(core_, &AuditServiceCore::GetConsistencyProof, context, request,
-               response);
+  return Serve(core_, refusals_, &AuditServiceCore::GetConsistencyProof,
+               context, request, response);
 }
 
 }  // namespace passerelle::audit

@@ -5,6 +5,7 @@
 #define PASSERELLE_AUDIT_AUDIT_SERVICE_H_
 
 #include "audit/service_core.h"
+#include "common/refusal_counters.h"
 #include "passerelle/v1/audit_service.grpc.pb.h"
 
 namespace passerelle::audit {
@@ -13,7 +14,10 @@ namespace passerelle::audit {
 class AuditServiceImpl final : public passerelle::v1::AuditService::Service {
  public:
   // `core` is not owned and must outlive the service.
-  explicit AuditServiceImpl(const AuditServiceCore* core) : core_(core) {}
+  // `refusals` (may be null) counts peers refused for having no identity.
+  explicit AuditServiceImpl(const AuditServiceCore* core,
+                            RefusalCounters* refusals = nullptr)
+      : core_(core), refusals_(refusals) {}
 
   grpc::Status GetEntries(
       grpc::ServerContext* context,
@@ -46,6 +50,7 @@ class AuditServiceImpl final : public passerelle::v1::AuditService::Service {
 
  private:
   const AuditServiceCore* const core_;
+  RefusalCounters* const refusals_;
 };
 
 }  // namespace passerelle::audit

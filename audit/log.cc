@@ -37,6 +37,10 @@ std::string Node(int level, uint64_t index) {
                       EncodeU64(index));
 }
 
+std::string Sidecar(uint64_t index) {
+  return absl::StrCat(kSidecarPrefix, EncodeU64(index));
+}
+
 std::string CheckpointKey(uint64_t size) {
   return absl::StrCat(kCheckpointPrefix, EncodeU64(size));
 }
@@ -363,6 +367,9 @@ absl::Status AuditLog::WriteBatch(const std::vector<PendingAppend*>& batch,
     std::string h = HashLeaf(p->entry);
     puts.emplace_back(log_keys::Entry(index), std::move(p->entry));
     puts.emplace_back(log_keys::Node(0, index), h);
+    if (!p->sidecar.empty()) {
+      puts.emplace_back(log_keys::Sidecar(index), std::move(p->sidecar));
+    }
     overlay.Add(0, index, h);
     int level = 0;
     uint64_t node_index = index;
@@ -397,11 +404,16 @@ absl::Status AuditLog::WriteBatch(const std::vector<PendingAppend*>& batch,
 }
 
 absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes) {
+  return Append(std::move(entry_bytes), std::string());
+}
+
+absl::StatusOr<uint64_t> AuditLog::Append(std::string entry_bytes,
+                                          std::string sidecar) {
   if (options_.signing_key == nullptr) {
     return absl::FailedPreconditionError(
         "audit log is open read-only (no signing key)");
   }
-  PendingAppend self{this, std::move(entry_bytes)};
+  PendingAppend self{this, std::move(entry_bytes), std::move(sidecar)};
   mu_.Lock();
   queue_.push_back(&self);
   // Wait until a leader has written our entry, or until nobody is writing
@@ -542,6 +554,15 @@ absl::StatusOr<std::string> AuditLog::Get(uint64_t index) const {
         absl::StrCat("entry ", index, " is missing from the store"));
   }
   return *std::move(entry);
+}
+
+absl::StatusOr<std::optional<std::string>> AuditLog::Sidecar(
+    uint64_t index) const {
+  if (index >= Size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no entry ", index, " (log size ", Size(), ")"));
+  }
+  return store_->Get(log_keys::Sidecar(index));
 }
 
 absl::StatusOr<std::string> AuditLog::LeafHash(uint64_t index) const {

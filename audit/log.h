@@ -13,6 +13,9 @@
 //   "meta/public_key"                        -> PEM public key of the signer
 //   "meta/checkpoint_interval"               -> be64(interval)
 //   "meta/checkpoint_lag"                    -> be64(lag); absent: 0
+//   "sidecar/"    + be64(index)              -> the entry's sidecar: bytes
+//                   kept with the entry, written in its batch, outside the
+//                   Merkle tree (a node entry's NodeCellsOpening)
 // Group commit: concurrent Appends are written together. One synced batch
 // holds every entry queued while the previous batch was being written (at
 // most lag + 1 of them, or kMaxBatchEntries with lag 0), their leaf hashes,
@@ -47,6 +50,7 @@ namespace log_keys {
 inline constexpr char kEntryPrefix[] = "entry/";
 inline constexpr char kNodePrefix[] = "node/";
 inline constexpr char kCheckpointPrefix[] = "checkpoint/";
+inline constexpr char kSidecarPrefix[] = "sidecar/";
 inline constexpr char kSize[] = "meta/size";
 inline constexpr char kOrigin[] = "meta/origin";
 inline constexpr char kPublicKey[] = "meta/public_key";
@@ -56,6 +60,7 @@ inline constexpr char kCheckpointLag[] = "meta/checkpoint_lag";
 std::string Entry(uint64_t index);
 std::string Node(int level, uint64_t index);
 std::string CheckpointKey(uint64_t size);
+std::string Sidecar(uint64_t index);
 std::string EncodeU64(uint64_t v);
 // Decodes an 8-byte big-endian integer.
 std::optional<uint64_t> DecodeU64(absl::string_view bytes);
@@ -137,6 +142,12 @@ class AuditLog {
   // nothing.
   absl::StatusOr<uint64_t> Append(std::string entry_bytes)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, with `sidecar` stored beside the entry in the same synced
+  // batch (all or nothing) but outside the Merkle tree: the tree, proofs and
+  // checkpoints never depend on it, so it can stay private to the log's
+  // owner (a node keeps the opening of its entry's count commitment there).
+  absl::StatusOr<uint64_t> Append(std::string entry_bytes, std::string sidecar)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Signs a checkpoint of the current tree if it is newer than the latest
   // one (after checking consistency with it) and returns the latest note.
@@ -159,6 +170,8 @@ class AuditLog {
   absl::StatusOr<std::string> RootAt(uint64_t size) const;
   absl::StatusOr<std::string> Get(uint64_t index) const;
   absl::StatusOr<std::string> LeafHash(uint64_t index) const;
+  // The sidecar stored with entry `index`, if it was appended with one.
+  absl::StatusOr<std::optional<std::string>> Sidecar(uint64_t index) const;
   absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
                                                           uint64_t size) const;
   absl::StatusOr<std::vector<std::string>> ConsistencyProof(
@@ -204,10 +217,11 @@ class AuditLog {
   class OverlayNodes;
   // One Append waiting in the queue; lives on the caller's stack.
   struct PendingAppend {
-    PendingAppend(const AuditLog* l, std::string e)
-        : log(l), entry(std::move(e)) {}
+    PendingAppend(const AuditLog* l, std::string e, std::string s)
+        : log(l), entry(std::move(e)), sidecar(std::move(s)) {}
     const AuditLog* log;
     std::string entry;
+    std::string sidecar;  // Empty: none.
     bool done = false;
     absl::StatusOr<uint64_t> result = absl::UnknownError("not written");
   };

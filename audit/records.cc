@@ -2,6 +2,7 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "audit/merkle.h"
 #include "common/status_macros.h"
 
 namespace passerelle::audit {
@@ -244,6 +246,69 @@ std::string EncodeRecord(const passerelle::v1::NodeAuditEntry& entry) {
   return record.SerializeAsString();
 }
 
+std::string EncodeRecord(const passerelle::v1::AuditReadEntry& entry) {
+  AuditRecord record;
+  *record.mutable_read() = entry;
+  return record.SerializeAsString();
+}
+
+std::string NodeCellsCommitment(absl::string_view opening_bytes) {
+  static constexpr char kDomain[] = "passerelle.v1.NodeCellsOpening";
+  return Sha256(
+      absl::StrCat(absl::string_view(kDomain, sizeof(kDomain)), opening_bytes));
+}
+
+absl::StatusOr<std::string> NewCellsSalt() {
+  std::string salt(kCellsSaltSize, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()),
+                 static_cast<int>(salt.size())) != 1) {
+    return absl::UnavailableError("the CSPRNG gave no salt");
+  }
+  return salt;
+}
+
+absl::StatusOr<std::string> CommitNodeCells(
+    google::protobuf::RepeatedPtrField<passerelle::v1::Cell>& cells,
+    absl::string_view salt, passerelle::v1::NodeAuditEntry* entry) {
+  if (salt.size() != kCellsSaltSize) {
+    return absl::InvalidArgumentError(absl::StrCat("count commitment salt has ",
+                                                   salt.size(), " bytes, not ",
+                                                   kCellsSaltSize));
+  }
+  passerelle::v1::NodeCellsOpening opening;
+  opening.set_salt(std::string(salt));
+  // Borrowed for the serialization (heap to heap: a pointer swap each way).
+  opening.mutable_cells()->Swap(&cells);
+  std::string bytes = opening.SerializeAsString();
+  opening.mutable_cells()->Swap(&cells);
+  entry->clear_cells();
+  entry->set_cells_commitment(NodeCellsCommitment(bytes));
+  return bytes;
+}
+
+absl::StatusOr<passerelle::v1::NodeCellsOpening> OpenNodeCells(
+    const passerelle::v1::NodeAuditEntry& entry,
+    absl::string_view opening_bytes) {
+  if (entry.cells_commitment().empty()) {
+    return absl::DataLossError("the node entry has no count commitment");
+  }
+  if (NodeCellsCommitment(opening_bytes) != entry.cells_commitment()) {
+    return absl::DataLossError(
+        "the stored counts do not open the entry's commitment (the counts "
+        "or the entry were changed)");
+  }
+  passerelle::v1::NodeCellsOpening opening;
+  if (!opening.ParseFromArray(opening_bytes.data(),
+                              static_cast<int>(opening_bytes.size()))) {
+    return absl::DataLossError("the stored counts are not a NodeCellsOpening");
+  }
+  return opening;
+}
+
+bool RemotelyServable(const AuditRecord& record) {
+  return !(record.has_node() && record.node().cells_size() > 0);
+}
+
 absl::StatusOr<AuditRecord> DecodeRecord(absl::string_view bytes) {
   AuditRecord record;
   if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
@@ -338,6 +403,14 @@ RecordView ViewOf(const AuditRecord& record) {
     v.reasons = absl::StrJoin(e.reasons(), "; ");
     v.operation = e.operation().empty() ? "query" : e.operation();
     if (e.has_repeat_of_index()) v.repeat_of_index = e.repeat_of_index();
+  } else if (record.has_read()) {
+    const auto& e = record.read();
+    v.kind = "read";
+    v.time = absl::FromUnixMicros(e.time_unix_micros());
+    v.caller = e.caller();
+    v.caller_role = "auditor";
+    v.decision = e.decision();
+    v.operation = e.rpc();
   } else {
     const auto& e = record.node();
     v.kind = "node";
@@ -409,7 +482,7 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
                      "rest", "RESTful Operation");
   // A query is an executed search; a budget lookup is a read of the
   // project's ledger.
-  const bool budget = v.operation == "budget";
+  const bool budget = v.operation == "budget" || record.has_read();
   f["subtype"] =
       List({Coding("http://hl7.org/fhir/restful-interaction",
                    budget ? "read" : "search", budget ? "read" : "search")});
@@ -486,6 +559,11 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
       PASSERELLE_ASSIGN_OR_RETURN(std::string cells, ToJson(cells_only, false));
       details.push_back(Detail("released_cells", cells));
     }
+  } else if (record.has_read()) {
+    const auto& e = record.read();
+    details.push_back(Detail("start", absl::StrCat(e.start())));
+    details.push_back(Detail("end", absl::StrCat(e.end())));
+    details.push_back(Detail("tree_size", absl::StrCat(e.tree_size())));
   } else {
     const auto& e = record.node();
     details.push_back(Detail("site", e.site()));
@@ -505,7 +583,9 @@ absl::StatusOr<std::string> ToFhirAuditEvent(const AuditRecord& record,
         {"role", Coding("http://terminology.hl7.org/CodeSystem/object-role",
                         "3", "Report")},
         {"description",
-         Str(absl::StrCat("privacy budget of project ", v.project))},
+         Str(record.has_read()
+                 ? absl::StrCat("audit log read: ", v.operation)
+                 : absl::StrCat("privacy budget of project ", v.project))},
         {"detail", List(std::move(details))},
     }));
   } else {

@@ -20,9 +20,37 @@ namespace passerelle::audit {
 // The bytes to Append for a gateway or node entry.
 std::string EncodeRecord(const passerelle::v1::AuditEntry& entry);
 std::string EncodeRecord(const passerelle::v1::NodeAuditEntry& entry);
+std::string EncodeRecord(const passerelle::v1::AuditReadEntry& entry);
 // kInvalidArgument unless `bytes` is an AuditRecord with one kind set.
 absl::StatusOr<passerelle::v1::AuditRecord> DecodeRecord(
     absl::string_view bytes);
+
+// The commitment of a node entry to its true counts:
+// SHA-256("passerelle.v1.NodeCellsOpening\0" || opening_bytes), where
+// opening_bytes is a serialized NodeCellsOpening (32 random bytes of salt
+// and the cells), stored at the site beside the entry (AuditLog sidecar).
+inline constexpr size_t kCellsSaltSize = 32;
+std::string NodeCellsCommitment(absl::string_view opening_bytes);
+// kCellsSaltSize bytes from OpenSSL's CSPRNG; kUnavailable when it fails.
+absl::StatusOr<std::string> NewCellsSalt();
+// Moves `cells` out of the entry to be logged: `salt` (kCellsSaltSize bytes
+// from a CSPRNG) and the cells are serialized into the opening (returned:
+// the sidecar), `entry` gets its commitment and no cells. `cells` is
+// borrowed (swapped back before returning). kInvalidArgument for a salt of
+// the wrong size.
+absl::StatusOr<std::string> CommitNodeCells(
+    google::protobuf::RepeatedPtrField<passerelle::v1::Cell>& cells,
+    absl::string_view salt, passerelle::v1::NodeAuditEntry* entry);
+// Opens a node entry's commitment with the opening stored beside it: the
+// opening when it hashes to entry.cells_commitment, kDataLoss naming the
+// mismatch otherwise (or when the entry has no commitment).
+absl::StatusOr<passerelle::v1::NodeCellsOpening> OpenNodeCells(
+    const passerelle::v1::NodeAuditEntry& entry,
+    absl::string_view opening_bytes);
+// Whether an entry may be served to a remote auditor at all: false for a
+// node entry that holds true counts in the hashed bytes (written before
+// commitments existed): those are served as withheld (leaf hash only).
+bool RemotelyServable(const passerelle::v1::AuditRecord& record);
 
 // Copies what the gateway released in `response` into `entry`: request id,
 // canonical query, policy version, privacy cost, per-site status with the
@@ -43,7 +71,7 @@ std::string OutcomeName(passerelle::v1::AuditDecision decision);
 
 // Fields common to both kinds, for searching and export.
 struct RecordView {
-  std::string kind;  // "gateway" | "node"
+  std::string kind;  // "gateway" | "node" | "read"
   absl::Time time;
   std::string request_id;
   std::string caller;
@@ -55,7 +83,8 @@ struct RecordView {
       passerelle::v1::AUDIT_DECISION_UNSPECIFIED;
   std::string reasons;  // Joined with "; ".
   // Gateway entries: "query" (also for older entries that left it empty) or
-  // "budget"; node entries: "count".
+  // "budget"; node entries: "count"; read entries: the AuditService RPC
+  // ("GetEntries"...).
   std::string operation;
   // Set when a gateway answer repeated an earlier release: the index of the
   // entry that first released it.

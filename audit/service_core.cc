@@ -17,11 +17,31 @@ namespace {
 namespace v1 = ::passerelle::v1;
 
 // Whether an entry's content may go to a caller with `scope`: a project
-// auditor sees the AuditRecords of their projects only.
+// auditor sees the AuditRecords of their projects only, and nobody is
+// served an entry that holds true counts.
 bool Visible(const AuditScope& scope, absl::string_view entry) {
-  if (scope.everything) return true;
   absl::StatusOr<v1::AuditRecord> record = DecodeRecord(entry);
+  if (record.ok() && !RemotelyServable(*record)) return false;
+  if (scope.everything) return true;
   return record.ok() && scope.Covers(ViewOf(*record).project);
+}
+
+// At most `max` bytes of `s`, cut at a UTF-8 character boundary.
+std::string TruncateUtf8(absl::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
+
+v1::AuditReadEntry Read(absl::string_view rpc, uint64_t start = 0,
+                        uint64_t end = 0, uint64_t tree_size = 0) {
+  v1::AuditReadEntry read;
+  read.set_rpc(std::string(rpc));
+  read.set_start(start);
+  read.set_end(end);
+  read.set_tree_size(tree_size);
+  return read;
 }
 
 uint32_t PageLimit(uint32_t asked, uint32_t limit) {
@@ -83,6 +103,31 @@ absl::StatusOr<AuditScope> SiteAuditAuthorizer::ScopeOf(
                    "\" is not one of the site policy's auditors"));
 }
 
+absl::Status LogReadRecorder::Record(v1::AuditReadEntry read) {
+  read.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  return log_->Append(EncodeRecord(read)).status();
+}
+
+absl::StatusOr<AuditScope> AuditServiceCore::Authorize(
+    absl::string_view caller, v1::AuditReadEntry read) const {
+  absl::StatusOr<AuditScope> scope = authorizer_->ScopeOf(caller);
+  // A peer without identity is refused before it reads anything and is not
+  // recorded (the servers count those refusals).
+  if (recorder_ != nullptr && !caller.empty()) {
+    read.set_caller(TruncateUtf8(caller, kMaxReadCallerBytes));
+    read.set_decision(scope.ok() ? v1::AUDIT_DECISION_ALLOWED
+                                 : v1::AUDIT_DECISION_DENIED);
+    absl::Status recorded = recorder_->Record(std::move(read));
+    if (!recorded.ok()) {
+      // Audit before release: an unrecorded read answers nothing.
+      return absl::UnavailableError(
+          "audit log unavailable: the read could not be recorded, nothing "
+          "served");
+    }
+  }
+  return scope;
+}
+
 absl::Status AuditServiceCore::Range(uint64_t start, uint64_t end,
                                      uint64_t* size,
                                      uint64_t* clamped_end) const {
@@ -101,7 +146,9 @@ absl::Status AuditServiceCore::Range(uint64_t start, uint64_t end,
 
 absl::StatusOr<v1::AuditEntriesResponse> AuditServiceCore::GetEntries(
     absl::string_view caller, const v1::AuditEntriesRequest& request) const {
-  PASSERELLE_ASSIGN_OR_RETURN(AuditScope scope, authorizer_->ScopeOf(caller));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      AuditScope scope,
+      Authorize(caller, Read("GetEntries", request.start(), request.end())));
   uint64_t size = 0, end = 0;
   PASSERELLE_RETURN_IF_ERROR(
       Range(request.start(), request.end(), &size, &end));
@@ -133,7 +180,12 @@ absl::StatusOr<v1::AuditEntriesResponse> AuditServiceCore::GetEntries(
 
 absl::StatusOr<v1::AuditEntriesResponse> AuditServiceCore::SearchEntries(
     absl::string_view caller, const v1::AuditSearchRequest& request) const {
-  PASSERELLE_ASSIGN_OR_RETURN(AuditScope scope, authorizer_->ScopeOf(caller));
+  v1::AuditReadEntry read =
+      Read("SearchEntries", request.start(), request.end());
+  read.set_filtered_caller(request.has_caller());
+  read.set_filtered_project(request.has_project());
+  PASSERELLE_ASSIGN_OR_RETURN(AuditScope scope,
+                              Authorize(caller, std::move(read)));
   if (request.has_project() && !scope.Covers(request.project())) {
     return absl::PermissionDeniedError(absl::StrCat(
         "audit log: you audit project(s) ", absl::StrJoin(scope.projects, ", "),
@@ -164,8 +216,8 @@ absl::StatusOr<v1::AuditEntriesResponse> AuditServiceCore::SearchEntries(
          scanned < limits_.max_scanned) {
     PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log_->Get(i));
     absl::StatusOr<v1::AuditRecord> record = DecodeRecord(entry);
-    if (record.ok() && scope.Covers(ViewOf(*record).project) &&
-        Matches(*record, filter)) {
+    if (record.ok() && RemotelyServable(*record) &&
+        scope.Covers(ViewOf(*record).project) && Matches(*record, filter)) {
       if (response.entries_size() > 0 &&
           bytes + entry.size() > limits_.max_bytes) {
         break;
@@ -184,7 +236,9 @@ absl::StatusOr<v1::AuditEntriesResponse> AuditServiceCore::SearchEntries(
 
 absl::StatusOr<v1::AuditCheckpointResponse> AuditServiceCore::GetCheckpoint(
     absl::string_view caller, const v1::AuditCheckpointRequest& request) const {
-  PASSERELLE_RETURN_IF_ERROR(authorizer_->ScopeOf(caller).status());
+  PASSERELLE_RETURN_IF_ERROR(
+      Authorize(caller, Read("GetCheckpoint", 0, 0, request.tree_size()))
+          .status());
   if (request.tree_size() == 0 && sealer_ != nullptr) {
     // A failed seal is reported by the sealer; the latest one still serves.
     (void)sealer_->Tick();
@@ -208,7 +262,10 @@ absl::StatusOr<v1::AuditCheckpointResponse> AuditServiceCore::GetCheckpoint(
 absl::StatusOr<v1::AuditCheckpointsResponse> AuditServiceCore::ListCheckpoints(
     absl::string_view caller,
     const v1::AuditCheckpointsRequest& request) const {
-  PASSERELLE_RETURN_IF_ERROR(authorizer_->ScopeOf(caller).status());
+  PASSERELLE_RETURN_IF_ERROR(
+      Authorize(caller,
+                Read("ListCheckpoints", request.min_size(), request.max_size()))
+          .status());
   const uint32_t max = PageLimit(request.max_notes(), limits_.max_notes);
   PASSERELLE_ASSIGN_OR_RETURN(
       auto notes, log_->CheckpointsBetween(request.min_size(),
@@ -225,7 +282,7 @@ absl::StatusOr<v1::AuditCheckpointsResponse> AuditServiceCore::ListCheckpoints(
 
 absl::StatusOr<v1::AuditPublicKeyResponse> AuditServiceCore::GetPublicKey(
     absl::string_view caller, const v1::AuditPublicKeyRequest&) const {
-  PASSERELLE_RETURN_IF_ERROR(authorizer_->ScopeOf(caller).status());
+  PASSERELLE_RETURN_IF_ERROR(Authorize(caller, Read("GetPublicKey")).status());
   PASSERELLE_ASSIGN_OR_RETURN(VerifyingKey key, log_->StoredPublicKey());
   PASSERELLE_ASSIGN_OR_RETURN(std::string pem, key.ToPem());
   v1::AuditPublicKeyResponse response;
@@ -241,7 +298,10 @@ AuditServiceCore::GetInclusionProof(
     const v1::AuditInclusionProofRequest& request) const {
   // Hashes only: any auditor may prove any index (withheld entries' leaf
   // hashes are part of GetEntries already).
-  PASSERELLE_RETURN_IF_ERROR(authorizer_->ScopeOf(caller).status());
+  PASSERELLE_RETURN_IF_ERROR(
+      Authorize(caller, Read("GetInclusionProof", request.index(), 0,
+                             request.tree_size()))
+          .status());
   const uint64_t size =
       request.tree_size() == 0 ? log_->Size() : request.tree_size();
   PASSERELLE_ASSIGN_OR_RETURN(std::vector<std::string> proof,
@@ -262,7 +322,10 @@ absl::StatusOr<v1::AuditConsistencyProofResponse>
 AuditServiceCore::GetConsistencyProof(
     absl::string_view caller,
     const v1::AuditConsistencyProofRequest& request) const {
-  PASSERELLE_RETURN_IF_ERROR(authorizer_->ScopeOf(caller).status());
+  PASSERELLE_RETURN_IF_ERROR(
+      Authorize(caller,
+                Read("GetConsistencyProof", request.size1(), request.size2()))
+          .status());
   const uint64_t size2 = request.size2() == 0 ? log_->Size() : request.size2();
   PASSERELLE_ASSIGN_OR_RETURN(std::vector<std::string> proof,
                               log_->ConsistencyProof(request.size1(), size2));

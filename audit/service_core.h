@@ -20,6 +20,7 @@
 #include "audit/log.h"
 #include "audit/remote.h"
 #include "audit/sealer.h"
+#include "common/clock.h"
 #include "passerelle/v1/audit_service.pb.h"
 #include "policy/policy.h"
 
@@ -77,6 +78,34 @@ class SiteAuditAuthorizer : public AuditAuthorizer {
   const PolicyGetter policy_;
 };
 
+// Records each AuditService read in the log that is read, before anything
+// is answered (refused reads too): who, which RPC, which range. Only
+// bounded fields are recorded (AuditReadEntry), and a read records exactly
+// one entry whatever it returns, so reading the log grows it by one bounded
+// entry per call, never recursively. Thread-safe.
+class AuditReadRecorder {
+ public:
+  virtual ~AuditReadRecorder() = default;
+  // Durably records `read` (its time is set here); an error means the read
+  // must not be answered.
+  virtual absl::Status Record(passerelle::v1::AuditReadEntry read) = 0;
+};
+
+// Appends each read to `log` (the log being read), stamped with `clock`.
+// Neither is owned. Thread-safe (the log is).
+class LogReadRecorder : public AuditReadRecorder {
+ public:
+  LogReadRecorder(AuditLog* log, Clock* clock) : log_(log), clock_(clock) {}
+  absl::Status Record(passerelle::v1::AuditReadEntry read) override;
+
+ private:
+  AuditLog* const log_;
+  Clock* const clock_;
+};
+
+// Most bytes of a reader's identity kept in its read entry.
+inline constexpr size_t kMaxReadCallerBytes = 256;
+
 // Page limits of the answers.
 struct AuditServiceLimits {
   uint32_t max_entries = 1000;   // Per GetEntries / SearchEntries answer.
@@ -86,9 +115,13 @@ struct AuditServiceLimits {
 };
 
 // The answers of every AuditService RPC for an authenticated `caller`.
-// Every call first asks the authorizer and returns its refusal
-// (PERMISSION_DENIED) to non-auditors. Reads are not logged. Thread-safe
-// (the log and the authorizer are).
+// Every call first asks the authorizer and, with a recorder, records the
+// read (allowed or refused) before answering; then it returns the
+// authorizer's refusal (PERMISSION_DENIED) to non-auditors. Entries that
+// carry true counts in their hashed bytes (node entries written before
+// count commitments) are never served: they come back withheld. Without a
+// recorder reads are not logged (in-process tools and tests). Thread-safe
+// (the log, the recorder and the authorizer are).
 class AuditServiceCore {
  public:
   // `log` and `authorizer` are not owned and must outlive the core.
@@ -102,6 +135,17 @@ class AuditServiceCore {
                    const AuditAuthorizer* authorizer,
                    AuditServiceLimits limits = {})
       : log_(log), sealer_(sealer), authorizer_(authorizer), limits_(limits) {}
+  // A served log: as above, and every read is recorded by `recorder` (not
+  // owned; normally a LogReadRecorder over the same log).
+  AuditServiceCore(const AuditLog* log, CheckpointSealer* sealer,
+                   AuditReadRecorder* recorder,
+                   const AuditAuthorizer* authorizer,
+                   AuditServiceLimits limits = {})
+      : log_(log),
+        sealer_(sealer),
+        recorder_(recorder),
+        authorizer_(authorizer),
+        limits_(limits) {}
 
   absl::StatusOr<passerelle::v1::AuditEntriesResponse> GetEntries(
       absl::string_view caller,
@@ -127,12 +171,17 @@ class AuditServiceCore {
       const passerelle::v1::AuditConsistencyProofRequest& request) const;
 
  private:
+  // The caller's scope, after recording the read (`read` names the RPC
+  // and its range); UNAVAILABLE when the read cannot be recorded.
+  absl::StatusOr<AuditScope> Authorize(
+      absl::string_view caller, passerelle::v1::AuditReadEntry read) const;
   // [start, end) clamped to the log's size; kOutOfRange past it.
   absl::Status Range(uint64_t start, uint64_t end, uint64_t* size,
                      uint64_t* clamped_end) const;
 
   const AuditLog* const log_;
   CheckpointSealer* const sealer_ = nullptr;
+  AuditReadRecorder* const recorder_ = nullptr;
   const AuditAuthorizer* const authorizer_;
   const AuditServiceLimits limits_;
 };

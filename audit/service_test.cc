@@ -18,6 +18,7 @@
 #include "audit/remote.h"
 #include "audit/service_core.h"
 #include "audit/tool.h"
+#include "common/clock.h"
 #include "gtest/gtest.h"
 
 namespace passerelle::audit {
@@ -689,6 +690,202 @@ TEST_F(AuditServiceTest, DishonestProofsAndHitsAreRefused) {
     EXPECT_EQ(Remote(reader, {"export", "--public-key", Key()}), 1);
     EXPECT_TRUE(out_.str().empty());  // Nothing written.
   }
+}
+
+// Every AuditService RPC is recorded in the log it reads, before it answers:
+// who, which RPC, which range; refusals too; a peer without identity is
+// refused unrecorded (the servers count it).
+TEST_F(AuditServiceTest, EveryReadIsRecordedInTheLogItReads) {
+  FakeClock clock(kT0 + absl::Hours(1));
+  LogReadRecorder recorder(log_.get(), &clock);
+  AuditServiceCore core(log_.get(), /*sealer=*/nullptr, &recorder,
+                        authorizer_.get());
+  const uint64_t before = log_->Size();
+  EXPECT_EQ(EveryRpc(core, kDora),
+            std::vector<absl::StatusCode>(7, absl::StatusCode::kOk));
+  EXPECT_EQ(
+      EveryRpc(core, kAlice),
+      std::vector<absl::StatusCode>(7, absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(EveryRpc(core, ""), std::vector<absl::StatusCode>(
+                                    7, absl::StatusCode::kUnauthenticated));
+  ASSERT_EQ(log_->Size(), before + 14);
+  const std::vector<std::string> rpcs = {
+      "GetEntries",         "SearchEntries", "GetCheckpoint",
+      "ListCheckpoints",    "GetPublicKey",  "GetInclusionProof",
+      "GetConsistencyProof"};
+  for (uint64_t i = 0; i < 14; ++i) {
+    auto record = DecodeRecord(*log_->Get(before + i));
+    ASSERT_TRUE(record.ok() && record->has_read()) << i;
+    const v1::AuditReadEntry& read = record->read();
+    EXPECT_EQ(read.caller(), i < 7 ? kDora : kAlice) << i;
+    EXPECT_EQ(read.rpc(), rpcs[i % 7]) << i;
+    EXPECT_EQ(read.decision(),
+              i < 7 ? v1::AUDIT_DECISION_ALLOWED : v1::AUDIT_DECISION_DENIED)
+        << i;
+    EXPECT_EQ(read.time_unix_micros(),
+              absl::ToUnixMicros(kT0 + absl::Hours(1)));
+  }
+  // The range asked is recorded (bounded integers only).
+  v1::AuditEntriesRequest page;
+  page.set_start(2);
+  page.set_end(9);
+  ASSERT_TRUE(core.GetEntries(kDora, page).ok());
+  auto last = DecodeRecord(*log_->Get(log_->Size() - 1));
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->read().start(), 2u);
+  EXPECT_EQ(last->read().end(), 9u);
+  // The answer already covers its own read entry.
+  auto checkpoint = core.GetCheckpoint(kDora, {});
+  ASSERT_TRUE(checkpoint.ok());
+  EXPECT_EQ(checkpoint->log_size(), log_->Size());
+  // A very long identity is cut to the bound.
+  const std::string long_id(10000, 'x');
+  (void)core.GetPublicKey(long_id, {});
+  auto cut = DecodeRecord(*log_->Get(log_->Size() - 1));
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->read().caller().size(), kMaxReadCallerBytes);
+  // Read entries are outside every project: a project auditor sees them
+  // withheld; `search` lists them as kind "read".
+  auto bobs = core.GetEntries(kBob, page);
+  ASSERT_TRUE(bobs.ok());
+  auto tail = core.GetEntries(kBob, [&] {
+    v1::AuditEntriesRequest r;
+    r.set_start(before);
+    r.set_end(before + 1);
+    return r;
+  }());
+  ASSERT_TRUE(tail.ok());
+  ASSERT_EQ(tail->entries_size(), 1);
+  EXPECT_TRUE(tail->entries(0).withheld());
+  EXPECT_TRUE(absl::StrContains(Local({"search", "--caller", kDora}),
+                                "\tread\tGetEntries\tallowed\t"));
+}
+
+// A read that cannot be recorded is not answered.
+TEST_F(AuditServiceTest, AnUnrecordedReadIsNotAnswered) {
+  class FailingRecorder : public AuditReadRecorder {
+   public:
+    absl::Status Record(v1::AuditReadEntry) override {
+      return absl::UnavailableError("disk full");
+    }
+  } recorder;
+  AuditServiceCore core(log_.get(), nullptr, &recorder, authorizer_.get());
+  EXPECT_EQ(EveryRpc(core, kDora),
+            std::vector<absl::StatusCode>(7, absl::StatusCode::kUnavailable));
+}
+
+// A node's log: entries hold a salted commitment to the counts, whose
+// opening stays beside the entry (sidecar, never served). An entry that
+// holds counts in its hashed bytes (written before commitments) is served
+// withheld. Remote verification works on what is served; the site opens
+// the commitments locally.
+TEST_F(AuditServiceTest, NodeCountsNeverLeaveThroughTheService) {
+  AuditLogOptions options;
+  options.origin = "passerelle/site/fr";
+  options.signing_key = key_;
+  auto opened = AuditLog::OpenDirectory(dir_ + "/node", options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<AuditLog> node = *std::move(opened);
+  auto cell = [](int64_t count) {
+    v1::Cell c;
+    c.set_count(count);
+    return c;
+  };
+  // 0: legacy, counts in the hashed bytes.
+  v1::NodeAuditEntry legacy;
+  legacy.set_request_id("old");
+  legacy.set_decision(v1::AUDIT_DECISION_ALLOWED);
+  *legacy.add_cells() = cell(3);
+  ASSERT_TRUE(node->Append(EncodeRecord(legacy)).ok());
+  // 1..4: counts 1, 2, 3, 4 under commitments.
+  for (int64_t n = 1; n <= 4; ++n) {
+    v1::AuditRecord record;
+    v1::NodeAuditEntry* e = record.mutable_node();
+    e->set_request_id(absl::StrCat("r", n));
+    e->set_decision(v1::AUDIT_DECISION_ALLOWED);
+    google::protobuf::RepeatedPtrField<v1::Cell> cells;
+    *cells.Add() = cell(n);
+    auto salt = NewCellsSalt();
+    ASSERT_TRUE(salt.ok());
+    auto opening = CommitNodeCells(cells, *salt, e);
+    ASSERT_TRUE(opening.ok()) << opening.status();
+    EXPECT_EQ(cells.size(), 1);  // Given back.
+    EXPECT_EQ(e->cells_size(), 0);
+    ASSERT_TRUE(
+        node->Append(record.SerializeAsString(), *std::move(opening)).ok());
+  }
+  auto site_policy = policy_;
+  SiteAuditAuthorizer authorizer("fr", [site_policy] { return site_policy; });
+  FakeClock clock(kT0);
+  LogReadRecorder recorder(node.get(), &clock);
+  AuditServiceCore core(node.get(), nullptr, &recorder, &authorizer);
+  CoreAuditReader erin(&core, kErin);
+
+  std::vector<FetchedEntry> got;
+  ASSERT_TRUE(FetchEntries(erin, 0, 5, &got).ok());
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_TRUE(got[0].withheld);  // The legacy entry: leaf hash only.
+  EXPECT_TRUE(got[0].bytes.empty());
+  for (size_t i = 1; i < 5; ++i) {
+    ASSERT_FALSE(got[i].withheld) << i;
+    auto record = DecodeRecord(got[i].bytes);
+    ASSERT_TRUE(record.ok());
+    EXPECT_EQ(record->node().cells_size(), 0) << i;
+    EXPECT_EQ(record->node().cells_commitment().size(), 32u) << i;
+    // Nothing served is the opening or contains it.
+    auto sidecar = node->Sidecar(i);
+    ASSERT_TRUE(sidecar.ok() && sidecar->has_value());
+    EXPECT_FALSE(absl::StrContains(got[i].bytes, **sidecar)) << i;
+  }
+  auto search = core.SearchEntries(kErin, {});
+  ASSERT_TRUE(search.ok());
+  for (const v1::AuditLogEntry& e : search->entries()) {
+    EXPECT_NE(e.index(), 0u);
+    auto record = DecodeRecord(e.entry());
+    ASSERT_TRUE(record.ok());
+    if (record->has_node()) {
+      EXPECT_EQ(record->node().cells_size(), 0);
+    }
+  }
+  // Remote verification passes on what is served.
+  RemoteVerifySummary summary;
+  EXPECT_TRUE(VerifyRemote(erin, Public(), {}, "", &summary).ok())
+      << summary.problem;
+  EXPECT_EQ(summary.withheld, 1u);
+  // Each of those reads was recorded, naming erin.
+  int reads = 0;
+  for (uint64_t i = 5; i < node->Size(); ++i) {
+    auto record = DecodeRecord(*node->Get(i));
+    ASSERT_TRUE(record.ok() && record->has_read());
+    EXPECT_EQ(record->read().caller(), kErin);
+    ++reads;
+  }
+  EXPECT_GE(reads, 4);
+  // Locally the site opens every commitment and sees the counts.
+  for (int64_t n = 1; n <= 4; ++n) {
+    auto record = DecodeRecord(*node->Get(n));
+    auto opening = OpenNodeCells(record->node(), **node->Sidecar(n));
+    ASSERT_TRUE(opening.ok()) << opening.status();
+    ASSERT_EQ(opening->cells_size(), 1);
+    EXPECT_EQ(opening->cells(0).count(), n);
+    EXPECT_EQ(opening->salt().size(), kCellsSaltSize);
+  }
+  auto shown = ShowEntry(*node, 2);
+  ASSERT_TRUE(shown.ok());
+  EXPECT_TRUE(absl::StrContains(*shown, "\"cells_opening\"")) << *shown;
+  EXPECT_TRUE(absl::StrContains(*shown, "\"count\": \"2\"")) << *shown;
+  uint64_t count = 0;
+  EXPECT_TRUE(OpenCommitments(*node, &count).ok());
+  EXPECT_EQ(count, 4u);
+  // Changed counts no longer open the commitment.
+  v1::NodeCellsOpening forged =
+      *OpenNodeCells(DecodeRecord(*node->Get(3))->node(), **node->Sidecar(3));
+  forged.mutable_cells(0)->set_count(30);
+  EXPECT_EQ(OpenNodeCells(DecodeRecord(*node->Get(3))->node(),
+                          forged.SerializeAsString())
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -159,6 +159,10 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
                           const std::vector<std::string>& trusted_checkpoints) {
   VerifySummary s;
   absl::Status st = log.Verify(key, &s, trusted_checkpoints);
+  // The site's own check: every node entry's stored counts still open its
+  // commitment.
+  uint64_t opened = 0;
+  if (st.ok()) st = OpenCommitments(log, &opened);
   std::string r;
   absl::StrAppend(&r, "origin: ", log.origin(), "\n");
   absl::StrAppend(&r, "key: ", NoteVerifierKey(log.origin(), key.raw()), "\n");
@@ -171,6 +175,9 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
     absl::StrAppend(&r, "latest valid checkpoint: size ",
                     s.latest_checkpoint->size, " root ",
                     absl::Base64Escape(s.latest_checkpoint->root_hash), "\n");
+  }
+  if (opened > 0) {
+    absl::StrAppend(&r, "count commitments opened: ", opened, "\n");
   }
   if (st.ok()) {
     absl::StrAppend(&r, "OK\n");
@@ -196,10 +203,73 @@ absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
   return StableJson(v, /*pretty=*/true);
 }
 
+absl::StatusOr<std::string> LocalJsonlRow(const AuditLog& log, uint64_t index,
+                                          absl::string_view entry,
+                                          absl::string_view leaf) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row, JsonlRow(index, entry, leaf));
+  PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> sidecar,
+                              log.Sidecar(index));
+  if (!sidecar.has_value()) return row;
+  absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
+  if (!record.ok() || !record->has_node()) return row;
+  absl::StatusOr<passerelle::v1::NodeCellsOpening> opening =
+      OpenNodeCells(record->node(), *sidecar);
+  std::string extra;
+  if (opening.ok()) {
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    std::string json;
+    if (!google::protobuf::util::MessageToJsonString(*opening, &json, options)
+             .ok()) {
+      return absl::InternalError("JSON encoding of the opened counts failed");
+    }
+    extra = absl::StrCat(",\"cells_opening\":", json);
+  } else {
+    google::protobuf::Value problem;
+    problem.set_string_value(std::string(opening.status().message()));
+    extra = absl::StrCat(",\"cells_opening_error\":",
+                         StableJson(problem, /*pretty=*/false));
+  }
+  row.insert(row.size() - 1, extra);  // Before the closing brace.
+  return row;
+}
+
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
   PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(index));
   PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
-  return EntryJson(index, entry, leaf);
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                              LocalJsonlRow(log, index, entry, leaf));
+  // Re-print the row indented.
+  google::protobuf::Value v;
+  if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
+    return row + "\n";
+  }
+  return StableJson(v, /*pretty=*/true);
+}
+
+absl::Status OpenCommitments(const AuditLog& log, uint64_t* opened) {
+  *opened = 0;
+  const uint64_t n = log.Size();
+  for (uint64_t i = 0; i < n; ++i) {
+    PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(i));
+    absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(entry);
+    if (!record.ok() || !record->has_node() ||
+        record->node().cells_commitment().empty()) {
+      continue;
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(std::optional<std::string> sidecar,
+                                log.Sidecar(i));
+    if (!sidecar.has_value()) {
+      return absl::DataLossError(absl::StrCat(
+          "entry ", i, ": the counts its commitment binds are missing"));
+    }
+    absl::Status st = OpenNodeCells(record->node(), *sidecar).status();
+    if (!st.ok()) {
+      return absl::DataLossError(absl::StrCat("entry ", i, ": ", st.message()));
+    }
+    ++*opened;
+  }
+  return absl::OkStatus();
 }
 
 std::string SearchLine(uint64_t index, const passerelle::v1::AuditRecord& r) {
@@ -239,7 +309,8 @@ absl::Status ExportLog(const AuditLog& log, ExportFormat format,
     PASSERELLE_ASSIGN_OR_RETURN(std::string entry, log.Get(i));
     PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(i));
     if (format == ExportFormat::kJsonl) {
-      PASSERELLE_ASSIGN_OR_RETURN(std::string row, JsonlRow(i, entry, leaf));
+      PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                                  LocalJsonlRow(log, i, entry, leaf));
       out << row << "\n";
       continue;
     }

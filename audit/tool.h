@@ -26,7 +26,15 @@ absl::Status VerifyReport(
     const AuditLog& log, const VerifyingKey& key, std::string* report,
     const std::vector<std::string>& trusted_checkpoints = {});
 
-// The entry at `index` as pretty JSON with its index and leaf hash.
+// Opens every node entry's count commitment with the counts stored beside
+// it (the site's own check, also run by VerifyReport): `*opened` of them;
+// kDataLoss naming the first entry whose counts are missing or do not open
+// it.
+absl::Status OpenCommitments(const AuditLog& log, uint64_t* opened);
+
+// The entry at `index` as pretty JSON with its index and leaf hash; a node
+// entry also with its opened counts ("cells_opening": salt and cells), read
+// from the store beside it (local reads only: never served).
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index);
 // The same for given bytes and leaf hash (what `show` prints).
 absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,

@@ -53,11 +53,13 @@ class HealthProbe {
       ran_ = true;
     }
     std::string failures;
+    std::vector<std::string> failing;
     for (const auto& [name, check] : checks) {
       absl::Status st = check();
       if (!st.ok()) {
         absl::StrAppend(&failures, failures.empty() ? "" : "; ", name, ": ",
                         st.message());
+        failing.push_back(name);
       }
     }
     const bool serving = failures.empty();
@@ -68,9 +70,23 @@ class HealthProbe {
       reported_ = true;
       serving_ = serving;
       why_ = failures;
+      failing_ = std::move(failing);
     }
     if (changed && on_change_) on_change_(serving, failures);
     return serving ? absl::OkStatus() : absl::UnavailableError(failures);
+  }
+
+  // The daemon is shutting down: NOT_SERVING ("draining") from now on. Stop
+  // the probing thread first, or a probe may mark it SERVING again.
+  void SetDraining() {
+    {
+      absl::MutexLock lock(&mu_);
+      reported_ = true;
+      serving_ = false;
+      why_ = "draining";
+      failing_ = {"draining"};
+    }
+    if (on_change_) on_change_(false, "draining");
   }
 
   // Probes when `interval` has passed since the last probe (or none ran);
@@ -89,9 +105,26 @@ class HealthProbe {
     absl::MutexLock lock(&mu_);
     return serving_;
   }
+  // The failures in detail (may name paths): for the daemon's own log only.
   std::string why() const {
     absl::MutexLock lock(&mu_);
     return why_;
+  }
+  // The names of the failing checks, nothing more: what callers are told.
+  std::vector<std::string> failing_checks() const {
+    absl::MutexLock lock(&mu_);
+    return failing_;
+  }
+  // "unhealthy: store; audit log (details in the server's log)", or "" when
+  // serving: the reason to put in answers to callers.
+  std::string CallerReason() const {
+    absl::MutexLock lock(&mu_);
+    if (serving_) return "";
+    std::string names;
+    for (const std::string& n : failing_) {
+      absl::StrAppend(&names, names.empty() ? "" : "; ", n);
+    }
+    return absl::StrCat("unhealthy: ", names, " (details in the server's log)");
   }
 
   // Probes every interval (real time) until `stop` is notified.
@@ -110,6 +143,7 @@ class HealthProbe {
   bool reported_ ABSL_GUARDED_BY(mu_) = false;
   bool serving_ ABSL_GUARDED_BY(mu_) = true;
   std::string why_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> failing_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks that a directory a daemon opened (a RocksDB store) is still the one

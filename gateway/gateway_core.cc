@@ -254,7 +254,11 @@ GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
 
 absl::StatusOr<std::string> GatewayCore::NewRequestId() {
   uint8_t bytes[16];
-  PASSERELLE_RETURN_IF_ERROR(ids_->Fill(absl::MakeSpan(bytes)));
+  absl::Status filled = ids_->Fill(absl::MakeSpan(bytes));
+  if (!filled.ok()) {
+    CountRefusal(options_.refusals, refusal::kRandomFailure);
+    return filled;
+  }
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
@@ -389,9 +393,12 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   if (!decision.allow()) {
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     for (const std::string& r : decision.reasons()) entry.add_reasons(r);
+    // The caller hears the denial without rule locations, and the same
+    // words for a project that does not exist and one they are not in.
     return Refuse(
         entry, start,
-        absl::PermissionDeniedError(absl::StrJoin(decision.reasons(), "; ")));
+        absl::PermissionDeniedError(
+            policy::CallerStatus(decision, request.project()).message()));
   }
   if (!ob.purpose().empty()) entry.set_purpose(ob.purpose());
   std::vector<NodeClient*> clients;
@@ -548,6 +555,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
       absl::StatusOr<privacy::Release> release =
           privacy::ReleaseCells(group, params, *noise_);
       if (!release.ok()) {
+        CountRefusal(options_.refusals, refusal::kNoiseFailure);
         // Budget stays charged: the nodes were reached. Always recorded in
         // full: recovery matches the charge with this entry.
         return Refuse(entry, start, release.status(), /*limitable=*/false);
@@ -741,10 +749,12 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
     if (reasons.empty())
       reasons.push_back("not a member of project " + request.project());
     for (const std::string& r : reasons) entry.add_reasons(r);
+    // The same words whether the project exists or not (the reasons above,
+    // in the audit entry, say which).
     return Refuse(entry, start,
-                  absl::PermissionDeniedError(
-                      absl::StrCat("budget of project ", request.project(),
-                                   ": ", absl::StrJoin(reasons, "; "))));
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "budget of project \"", request.project(),
+                      "\": not a member of it, or no such project")));
   }
   entry.set_caller_role(policy::RoleName(role));
   absl::StatusOr<ledger::BudgetView> view = ledger_->Show(

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/refusal_limiter.h"
+#include "common/refusal_counters.h"
 #include "gateway/node_client.h"
 #include "gateway/release_cache.h"
 #include "passerelle/v1/audit.pb.h"
@@ -42,6 +43,10 @@ struct GatewayOptions {
   absl::Duration default_timeout = absl::Seconds(10);
   std::map<std::string, absl::Duration> site_timeouts;
   FanOutOptions fan_out;
+  // Counts the requests refused because the noise generator or the
+  // request-id random source failed (common/refusal_counters.h). Not owned;
+  // may be null.
+  RefusalCounters* refusals = nullptr;
 };
 
 // Where the gateway appends its audit entries. Thread-safe.

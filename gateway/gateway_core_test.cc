@@ -12,6 +12,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
@@ -66,6 +68,15 @@ constexpr char kPolicy[] = R"pb(
     sites: [ "fr", "qc" ]
     disclosure { mechanism: LAPLACE epsilon_per_query: 0.5 }
     budget { epsilon_cap: 6 researcher_epsilon_cap: 6 }
+  }
+  project {
+    id: "onco"
+    purposes: "DUO:0000006"
+    member { identity: "spiffe://passerelle/user/carol" role: RESEARCHER }
+    valid_from: "2020-01-01"
+    valid_until: "2099-12-31"
+    sites: [ "fr" ]
+    disclosure { mechanism: EXACT }
   }
   site {
     id: "fr"
@@ -737,6 +748,96 @@ TEST_F(GatewayCoreTest, AuditFailureReleasesNothing) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(r.status().message(), HasSubstr("nothing released"));
+}
+
+// A random source that always fails (the noise generator's, or the
+// request ids').
+class FailingRandom : public privacy::RandomSource {
+ public:
+  absl::Status Fill(absl::Span<uint8_t>) override {
+    return absl::UnavailableError("generator failed");
+  }
+};
+
+TEST_F(GatewayCoreTest, GeneratorFailuresAreCountedAndAudited) {
+  FailingRandom failing;
+  privacy::DirectNoiseSource broken_noise(&failing);
+  RefusalCounters counters;
+  GatewayOptions options;
+  options.refusals = &counters;
+  GatewayCore core(
+      options, [this] { return policy_; }, ledger_.get(), &audit_,
+      &broken_noise, &ids_, std::vector<NodeClient*>{&fr_, &qc_}, &clock_,
+      &cache_);
+  v1::QueryRequest request;
+  request.set_project("noised");
+  request.set_purpose("DUO:0000006");
+  request.set_text("condition icd10:E11*");
+  absl::StatusOr<v1::QueryResponse> r =
+      core.Query(kAlice, request, clock_.Now() + absl::Seconds(5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(counters.Get(refusal::kNoiseFailure), 1u);
+  ASSERT_EQ(audit_.entries().size(), 1u);
+  EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_FAILED);
+
+  // No request id: refused before anything, counted.
+  GatewayCore no_ids(
+      options, [this] { return policy_; }, ledger_.get(), &audit_, &noise_,
+      &failing, std::vector<NodeClient*>{&fr_, &qc_}, &clock_, &cache_);
+  EXPECT_FALSE(
+      no_ids.Query(kAlice, request, clock_.Now() + absl::Seconds(5)).ok());
+  EXPECT_EQ(counters.Get(refusal::kRandomFailure), 1u);
+  EXPECT_EQ(counters.Snapshot().size(), 2u);
+}
+
+// Whoever is not a member of a project hears the same denial whether the
+// project exists or not; the audit entry keeps the precise reasons. No
+// denial names where a rule is written.
+TEST_F(GatewayCoreTest, NonMembersCannotTellWhichProjectsExist) {
+  const std::string carol = "spiffe://passerelle/user/carol";  // In onco.
+  const std::string mallory = "spiffe://passerelle/user/mallory";
+  for (const std::string& caller : {carol, mallory}) {
+    absl::StatusOr<v1::QueryResponse> existing =
+        Ask("exact", "condition icd10:E11*", caller);
+    absl::StatusOr<v1::QueryResponse> missing =
+        Ask("exacto", "condition icd10:E11*", caller);
+    ASSERT_FALSE(existing.ok());
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(existing.status().code(), missing.status().code());
+    EXPECT_EQ(absl::StrReplaceAll(existing.status().message(),
+                                  {{"\"exact\"", "\"P\""}}),
+              absl::StrReplaceAll(missing.status().message(),
+                                  {{"\"exacto\"", "\"P\""}}))
+        << caller;
+    EXPECT_THAT(existing.status().message(), HasSubstr("or no such project"));
+  }
+  // The log says which.
+  const std::vector<v1::AuditEntry> entries = audit_.entries();
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_THAT(absl::StrJoin(entries[0].reasons(), "; "),
+              HasSubstr("is not a member of project exact (test.textproto:"));
+  EXPECT_THAT(absl::StrJoin(entries[1].reasons(), "; "),
+              HasSubstr("unknown project \"exacto\""));
+  // The budget endpoint too.
+  v1::BudgetRequest budget;
+  budget.set_project("noised");
+  absl::StatusOr<v1::BudgetResponse> b1 = core_->Budget(carol, budget);
+  budget.set_project("noisy");
+  absl::StatusOr<v1::BudgetResponse> b2 = core_->Budget(carol, budget);
+  ASSERT_FALSE(b1.ok());
+  ASSERT_FALSE(b2.ok());
+  EXPECT_EQ(
+      absl::StrReplaceAll(b1.status().message(), {{"\"noised\"", "\"P\""}}),
+      absl::StrReplaceAll(b2.status().message(), {{"\"noisy\"", "\"P\""}}));
+  // A member's denial: the reason, without the rule's file and line.
+  absl::StatusOr<v1::QueryResponse> alice =
+      Ask("exact", "procedure ccam:ABCD123");
+  ASSERT_FALSE(alice.ok());
+  EXPECT_THAT(alice.status().message(), HasSubstr("deny: "));
+  EXPECT_THAT(std::string(alice.status().message()),
+              ::testing::Not(HasSubstr("test.textproto")));
+  EXPECT_THAT(absl::StrJoin(audit_.entries().back().reasons(), "; "),
+              HasSubstr("test.textproto:"));
 }
 
 }  // namespace

@@ -20,6 +20,8 @@
 #include "common/listen_address.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
+#include "common/metrics_service.h"
+#include "common/refusal_counters.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -59,12 +61,15 @@ class LogAuditSink : public AuditSink {
 };
 
 // The gateway service behind the health probe: while the ledger, policy or
-// audit log is unusable nothing is answered (UNAVAILABLE, the reason named),
-// as an answer could not be charged or audited durably.
+// audit log is unusable nothing is answered (UNAVAILABLE, the failing checks
+// named; their details, which may name paths, only in the gateway's log),
+// as an answer could not be charged or audited durably. Each such refusal
+// is counted.
 class GuardedGatewayService : public v1::GatewayService::Service {
  public:
-  GuardedGatewayService(GatewayServiceImpl* inner, const HealthProbe* health)
-      : inner_(inner), health_(health) {}
+  GuardedGatewayService(GatewayServiceImpl* inner, const HealthProbe* health,
+                        RefusalCounters* refusals)
+      : inner_(inner), health_(health), refusals_(refusals) {}
   grpc::Status Query(grpc::ServerContext* context,
                      const v1::QueryRequest* request,
                      v1::QueryResponse* response) override {
@@ -80,11 +85,13 @@ class GuardedGatewayService : public v1::GatewayService::Service {
 
  private:
   grpc::Status NotServing() const {
+    refusals_->Add(refusal::kNotServing);
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "gateway not serving: " + health_->why());
+                        "gateway not serving: " + health_->CallerReason());
   }
   GatewayServiceImpl* const inner_;
   const HealthProbe* const health_;
+  RefusalCounters* const refusals_;
 };
 
 }  // namespace
@@ -184,7 +191,10 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   const tls::TlsFiles tls_files = tls::TlsFilesFrom(config.tls());
   PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
                               tls::TrustDomain(tls_files));
+  // Refusals outside the audited path, served by the MetricsService.
+  RefusalCounters refusal_counters;
   GatewayOptions options;
+  options.refusals = &refusal_counters;
   if (config.default_timeout_ms() > 0) {
     options.default_timeout = absl::Milliseconds(config.default_timeout_ms());
   }
@@ -229,13 +239,14 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
                               OpenRocksDbReleaseCache(cache_dir));
   // Refusals are recorded in full up to a per-identity rate, then counted
   // into one summary entry per identity and minute.
-  RefusalLimiter refusals(RefusalLimiterOptions(), Clock::Real());
+  RefusalLimiter refusal_limiter(RefusalLimiterOptions(), Clock::Real());
   GatewayCore core(
       options, [&policies] { return policies->Current(); }, ledger.get(), &sink,
-      noise.get(), &random, client_ptrs, Clock::Real(), cache.get(), &refusals);
+      noise.get(), &random, client_ptrs, Clock::Real(), cache.get(),
+      &refusal_limiter);
   // Snapshot versions first, so a repeat is recognised from the start.
   core.RefreshNodeInfo(absl::Now() + absl::Seconds(2));
-  GatewayServiceImpl core_service(&core);
+  GatewayServiceImpl core_service(&core, &refusal_counters);
 
   // Health: the ledger, the audit log and the policy must be usable; the
   // verdict is published per service (grpc.health.v1) and the gateway
@@ -272,12 +283,16 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     }
     return absl::OkStatus();
   });
-  GuardedGatewayService service(&core_service, &health);
+  GuardedGatewayService service(&core_service, &health, &refusal_counters);
+  MetricsServiceImpl metrics_service(&health, &refusal_counters);
   // Auditors (federation-wide, or of a project) read the log over mTLS.
   audit::FederationAuditAuthorizer audit_authorizer(
       [&policies] { return policies->Current(); });
-  audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
-  audit::AuditServiceImpl audit_service(&audit_core);
+  // Every read of the log is recorded in it before it is answered.
+  audit::LogReadRecorder read_recorder(log.get(), Clock::Real());
+  audit::AuditServiceCore audit_core(log.get(), &sealer, &read_recorder,
+                                     &audit_authorizer);
+  audit::AuditServiceImpl audit_service(&audit_core, &refusal_counters);
 
   PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
                               tls::MakeServerCredentials(tls_files));
@@ -290,6 +305,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   ApplyRequestSizeLimit(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
+  builder.RegisterService(&metrics_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -350,6 +366,7 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
             << absl::FormatDuration(grace) << ")\n";
   stopping.Notify();
   health_prober.join();  // No probe may mark it SERVING again.
+  health.SetDraining();  // Requests still arriving are refused and counted.
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   absl::Status flushed = core.FlushRefusalSummaries(/*all=*/true);

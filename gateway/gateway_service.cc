@@ -13,7 +13,10 @@ grpc::Status GatewayServiceImpl::Query(grpc::ServerContext* context,
                                        v1::QueryResponse* response) {
   absl::StatusOr<std::string> caller =
       tls::PeerIdentity(*context->auth_context());
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) {
+    CountRefusal(refusals_, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
   const absl::Time now = absl::Now();
   absl::Time deadline = absl::FromChrono(context->deadline());
   // A client without a deadline still gets a bounded answer.
@@ -36,7 +39,10 @@ grpc::Status GatewayServiceImpl::Budget(grpc::ServerContext* context,
                                         v1::BudgetResponse* response) {
   absl::StatusOr<std::string> caller =
       tls::PeerIdentity(*context->auth_context());
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) {
+    CountRefusal(refusals_, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
   absl::StatusOr<v1::BudgetResponse> result = core_->Budget(*caller, *request);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);

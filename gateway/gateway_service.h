@@ -3,6 +3,7 @@
 #ifndef PASSERELLE_GATEWAY_GATEWAY_SERVICE_H_
 #define PASSERELLE_GATEWAY_GATEWAY_SERVICE_H_
 
+#include "common/refusal_counters.h"
 #include "gateway/gateway_core.h"
 #include "passerelle/v1/gateway.grpc.pb.h"
 
@@ -10,7 +11,10 @@ namespace passerelle::gateway {
 
 class GatewayServiceImpl final : public v1::GatewayService::Service {
  public:
-  explicit GatewayServiceImpl(GatewayCore* core) : core_(core) {}
+  // `refusals` (may be null) counts peers refused for having no identity.
+  explicit GatewayServiceImpl(GatewayCore* core,
+                              RefusalCounters* refusals = nullptr)
+      : core_(core), refusals_(refusals) {}
   grpc::Status Query(grpc::ServerContext* context,
                      const v1::QueryRequest* request,
                      v1::QueryResponse* response) override;
@@ -20,6 +24,7 @@ class GatewayServiceImpl final : public v1::GatewayService::Service {
 
  private:
   GatewayCore* const core_;
+  RefusalCounters* const refusals_;
 };
 
 }  // namespace passerelle::gateway

@@ -13,12 +13,15 @@
 #include "absl/time/clock.h"
 #include "audit/audit_service.h"
 #include "audit/log.h"
+#include "audit/records.h"
 #include "audit/sealer.h"
 #include "common/grpc_server.h"
 #include "common/health_probe.h"
 #include "common/listen_address.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
+#include "common/metrics_service.h"
+#include "common/refusal_counters.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/textproto.h"
@@ -53,26 +56,40 @@ class LogAuditSink : public NodeAuditSink {
     e->set_decision(r.answered ? v1::AUDIT_DECISION_ALLOWED
                                : v1::AUDIT_DECISION_DENIED);
     e->set_reason(r.reason);
-    // The cells are borrowed for the serialization (heap to heap: a pointer
-    // swap each way), not copied.
-    e->mutable_cells()->Swap(&r.cells);
+    // The true counts stay at the site: the hashed entry (what the
+    // AuditService serves) holds a salted commitment to them, and their
+    // opening is stored beside it in the same batch.
+    std::string opening;
+    if (r.answered) {
+      PASSERELLE_ASSIGN_OR_RETURN(std::string salt, audit::NewCellsSalt());
+      PASSERELLE_ASSIGN_OR_RETURN(opening,
+                                  audit::CommitNodeCells(r.cells, salt, e));
+    }
     std::string bytes = record.SerializeAsString();
-    e->mutable_cells()->Swap(&r.cells);
-    if (bytes.size() > limits::kMaxAuditEntryBytes) {
+    if (bytes.size() > limits::kMaxAuditEntryBytes ||
+        opening.size() > limits::kMaxAuditEntryBytes) {
       // Never expected (every recorded field is bounded on the way in): a
       // short FAILED record instead, and an error, so nothing is released.
-      const std::string why =
-          absl::StrCat("the audit record would be ", bytes.size(),
-                       " bytes, over the limit of ",
-                       limits::kMaxAuditEntryBytes, " bytes; nothing released");
-      e->clear_canonical_query();
+      const std::string why = absl::StrCat(
+          "the audit record would be ", std::max(bytes.size(), opening.size()),
+          " bytes, over the limit of ", limits::kMaxAuditEntryBytes,
+          " bytes; nothing released");
+      record.Clear();
+      e = record.mutable_node();
+      e->set_time_unix_micros(absl::ToUnixMicros(r.time));
+      e->set_request_id(r.request_id);
+      e->set_caller(r.caller);
+      e->set_project(r.project);
+      e->set_snapshot(r.snapshot);
+      e->set_site(site_);
       e->set_decision(v1::AUDIT_DECISION_FAILED);
       e->set_reason(why);
       absl::StatusOr<uint64_t> index = log_->Append(record.SerializeAsString());
       if (!index.ok()) return index;
       return absl::InternalError(why);
     }
-    return log_->Append(std::move(bytes));
+    if (!r.answered) return log_->Append(std::move(bytes));
+    return log_->Append(std::move(bytes), std::move(opening));
   }
 
  private:
@@ -119,10 +136,11 @@ class PolicyAuthorizer : public RequestAuthorizer {
 class GuardedNodeService : public v1::NodeService::Service {
  public:
   GuardedNodeService(std::string site, NodeServiceImpl* inner,
-                     const HealthProbe* health)
+                     const HealthProbe* health, RefusalCounters* refusals)
       : site_(std::move(site)),
         inner_(inner),
         health_(health),
+        refusals_(refusals),
         trace_deadlines_(
             std::getenv("PASSERELLE_TRACE_DEADLINES") != nullptr &&
             std::string(std::getenv("PASSERELLE_TRACE_DEADLINES")) == "1") {}
@@ -151,13 +169,18 @@ class GuardedNodeService : public v1::NodeService::Service {
   }
 
  private:
+  // Callers hear which checks fail, never their details (paths): those are
+  // in the node's log. Counted.
   grpc::Status NotServing() const {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "site " + site_ + " not serving: " + health_->why());
+    refusals_->Add(refusal::kNotServing);
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "site " + site_ + " not serving: " + health_->CallerReason());
   }
   const std::string site_;
   NodeServiceImpl* const inner_;
   const HealthProbe* const health_;
+  RefusalCounters* const refusals_;
   const bool trace_deadlines_;
 };
 
@@ -243,10 +266,12 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   // Refusals of callers the site does not answer (and of over-limit
   // requests) are recorded in full up to a per-identity rate, then counted
   // into one summary record per identity and minute.
-  RefusalLimiter refusals(RefusalLimiterOptions(), Clock::Real());
+  RefusalLimiter refusal_limiter(RefusalLimiterOptions(), Clock::Real());
   NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
-                Clock::Real(), &refusals);
-  NodeServiceImpl core_service(&core);
+                Clock::Real(), &refusal_limiter);
+  // Refusals outside the audited path, served by the MetricsService.
+  RefusalCounters refusal_counters;
+  NodeServiceImpl core_service(&core, &refusal_counters);
 
   // Health: store (still the directory opened, a snapshot loaded), site
   // policy and audit log, published per service (grpc.health.v1).
@@ -284,14 +309,20 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
           return absl::OkStatus();
         });
   }
-  GuardedNodeService service(config.site(), &core_service, &health);
+  GuardedNodeService service(config.site(), &core_service, &health,
+                             &refusal_counters);
+  MetricsServiceImpl metrics_service(&health, &refusal_counters);
   // The site's auditors (site policy `auditors`) read the node's own log.
   audit::SiteAuditAuthorizer audit_authorizer(
       config.site(), policies == nullptr ? audit::PolicyGetter() : [&policies] {
         return policies->Current();
       });
-  audit::AuditServiceCore audit_core(log.get(), &sealer, &audit_authorizer);
-  audit::AuditServiceImpl audit_service(&audit_core);
+  // Every read of the site log is recorded in it before it is answered;
+  // node entries hold count commitments, never counts.
+  audit::LogReadRecorder read_recorder(log.get(), Clock::Real());
+  audit::AuditServiceCore audit_core(log.get(), &sealer, &read_recorder,
+                                     &audit_authorizer);
+  audit::AuditServiceImpl audit_service(&audit_core, &refusal_counters);
 
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
@@ -305,6 +336,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   ApplyRequestSizeLimit(&builder);
   builder.RegisterService(&service);
   builder.RegisterService(&audit_service);
+  builder.RegisterService(&metrics_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -341,6 +373,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   const int sig = WaitForTerminationSignal();
   stopping.Notify();
   health_prober.join();  // No probe may mark it SERVING again.
+  health.SetDraining();  // Requests still arriving are refused and counted.
   reloader.join();
   std::cerr << "passerelle node " << config.site() << ": signal " << sig
             << ", draining\n";

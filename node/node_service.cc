@@ -10,7 +10,10 @@ grpc::Status NodeServiceImpl::Count(grpc::ServerContext* context,
                                     v1::CountResponse* response) {
   absl::StatusOr<std::string> caller =
       tls::PeerIdentity(*context->auth_context());
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) {
+    CountRefusal(refusals_, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
   absl::StatusOr<v1::CountResponse> result = core_->Count(*caller, *request);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -22,7 +25,10 @@ grpc::Status NodeServiceImpl::GetInfo(grpc::ServerContext* context,
                                       v1::NodeInfo* response) {
   absl::StatusOr<std::string> caller =
       tls::PeerIdentity(*context->auth_context());
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) {
+    CountRefusal(refusals_, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
   absl::StatusOr<v1::NodeInfo> info = core_->Info(*caller);
   if (!info.ok()) return ToGrpcStatus(info.status());
   *response = *std::move(info);

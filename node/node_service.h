@@ -3,6 +3,7 @@
 #ifndef PASSERELLE_NODE_NODE_SERVICE_H_
 #define PASSERELLE_NODE_NODE_SERVICE_H_
 
+#include "common/refusal_counters.h"
 #include "node/node_core.h"
 #include "passerelle/v1/node.grpc.pb.h"
 
@@ -10,7 +11,9 @@ namespace passerelle::node {
 
 class NodeServiceImpl final : public v1::NodeService::Service {
  public:
-  explicit NodeServiceImpl(NodeCore* core) : core_(core) {}
+  // `refusals` (may be null) counts peers refused for having no identity.
+  explicit NodeServiceImpl(NodeCore* core, RefusalCounters* refusals = nullptr)
+      : core_(core), refusals_(refusals) {}
 
   grpc::Status Count(grpc::ServerContext* context,
                      const v1::CountRequest* request,
@@ -21,6 +24,7 @@ class NodeServiceImpl final : public v1::NodeService::Service {
 
  private:
   NodeCore* const core_;
+  RefusalCounters* const refusals_;
 };
 
 }  // namespace passerelle::node

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -282,6 +283,7 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
   }
   if (pit == projects_.end()) {
     deny.push_back(absl::StrCat("deny: unknown project \"", req.project, "\""));
+    d.set_outside_project(true);
     Finish(d, deny, permit);
     return d;
   }
@@ -298,6 +300,7 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
                                   "\" is not a member of project ",
                                   project.id(), " (", pwhere, ")"));
     }
+    d.set_outside_project(true);
     Finish(d, deny, permit);
     return d;
   }
@@ -749,6 +752,57 @@ v1::Decision Policy::DecideRole(absl::string_view identity,
   }
   Finish(d, deny, permit);
   return d;
+}
+
+std::string WithoutLocations(absl::string_view reason) {
+  // A location is " (name:line)" or " (name:line:column)": no space or
+  // parenthesis inside, a colon followed by digits.
+  std::string out;
+  size_t i = 0;
+  while (i < reason.size()) {
+    if (reason.compare(i, 2, " (") == 0) {
+      const size_t close = reason.find(')', i + 2);
+      if (close != absl::string_view::npos) {
+        const absl::string_view inside = reason.substr(i + 2, close - i - 2);
+        const size_t colon = inside.find(':');
+        bool location =
+            !inside.empty() && colon != absl::string_view::npos && colon > 0 &&
+            colon + 1 < inside.size() &&
+            inside.find_first_of(" ()\"") == absl::string_view::npos;
+        if (location) {
+          for (char c : inside.substr(colon + 1)) {
+            if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) &&
+                c != ':') {
+              location = false;
+            }
+          }
+        }
+        if (location) {
+          i = close + 1;
+          continue;
+        }
+      }
+    }
+    out.push_back(reason[i]);
+    ++i;
+  }
+  return out;
+}
+
+absl::Status CallerStatus(const v1::Decision& decision,
+                          absl::string_view project) {
+  if (decision.allow()) return absl::OkStatus();
+  absl::StatusCode code = static_cast<absl::StatusCode>(decision.code());
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kPermissionDenied;
+  if (decision.outside_project()) {
+    return absl::Status(code, absl::StrCat("not a member of project \"",
+                                           project, "\", or no such project"));
+  }
+  std::vector<std::string> deny;
+  for (const std::string& r : decision.reasons()) {
+    if (absl::StartsWith(r, "deny: ")) deny.push_back(WithoutLocations(r));
+  }
+  return absl::Status(code, absl::StrJoin(deny, "; "));
 }
 
 absl::Status DecisionStatus(const v1::Decision& decision) {

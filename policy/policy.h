@@ -130,6 +130,16 @@ class Policy {
 // its deny reasons, for answering the caller.
 absl::Status DecisionStatus(const passerelle::v1::Decision& decision);
 
+// The denial as the caller may read it: the deny reasons without where
+// their rules are written (" (file:line)"), and, when the caller has no role
+// in the project (Decision.outside_project), one reason that does not tell
+// whether the project exists. OK when `decision` allows. The full reasons
+// belong in the audit log and `policy explain`.
+absl::Status CallerStatus(const passerelle::v1::Decision& decision,
+                          absl::string_view project);
+// `reason` without its " (name:line[:column])" locations.
+std::string WithoutLocations(absl::string_view reason);
+
 // Expands directories into the *.textproto files directly inside them
 // (sorted); files are kept as given. NOT_FOUND for a missing path.
 absl::StatusOr<std::vector<std::string>> ExpandPolicyPaths(

@@ -627,6 +627,43 @@ TEST(DecisionStatusTest, CodesFollowTheCause) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST(CallerStatusTest, NonMembersCannotTellWhetherAProjectExists) {
+  auto p = Load();
+  v1::Query q = Diabetes();
+  // Dora is known (a federation member) but not in the project; mallory is
+  // unknown: each hears the same for a real project and a made-up one.
+  for (const char* who : {kDora, "spiffe://passerelle/user/mallory"}) {
+    v1::Decision real = p->Decide(Req(&q, who));
+    v1::Decision fake = p->Decide(Req(&q, who, "no-such-project"));
+    EXPECT_TRUE(real.outside_project()) << who;
+    EXPECT_TRUE(fake.outside_project()) << who;
+    absl::Status a = CallerStatus(real, "P");
+    absl::Status b = CallerStatus(fake, "P");
+    EXPECT_EQ(a, b) << who;
+    EXPECT_EQ(a.code(), absl::StatusCode::kPermissionDenied);
+    // The decision itself still says which, for the log and `explain`.
+    EXPECT_NE(Reasons(real), Reasons(fake));
+  }
+  // A member's denial keeps its reasons, without rule locations.
+  v1::Decision bob = p->Decide(Req(&q, kBob));
+  EXPECT_FALSE(bob.outside_project());
+  EXPECT_THAT(Reasons(bob), HasSubstr(".textproto:"));
+  absl::Status s = CallerStatus(bob, "diabetes-fr-qc");
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("only researchers may run queries"));
+  EXPECT_THAT(std::string(s.message()), Not(HasSubstr(".textproto")));
+  EXPECT_TRUE(CallerStatus(p->Decide(Req(&q)), "diabetes-fr-qc").ok());
+}
+
+TEST(CallerStatusTest, WithoutLocationsDropsOnlyLocations) {
+  EXPECT_EQ(WithoutLocations("deny: x is auditor of project p "
+                             "(federation.textproto:12); only researchers"),
+            "deny: x is auditor of project p; only researchers");
+  EXPECT_EQ(WithoutLocations("deny: a (f.textproto:3:7) b (c:d) (e:12) "
+                             "(not a location: 1) \"(q:1)\""),
+            "deny: a b (c:d) (not a location: 1) \"(q:1)\"");
+}
+
 TEST(DecideTest, ConcurrentDecisionsAgree) {
   auto p = Load();
   v1::Query q = Diabetes("group_by { kind: SEX }");

@@ -204,7 +204,8 @@ TEST_F(AuditRemoteTest, FederationAuditorVerifiesTheGatewayRemotely) {
   CommandResult r =
       Audit("dora", "gateway", {"verify", "--public-key", Key("gateway")});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_TRUE(absl::StrContains(r.out, "entries: 5 (5 fetched and hashed"))
+  // The five requests, then dora's reads (each recorded before answering).
+  EXPECT_TRUE(absl::StrContains(r.out, "entries: 6 (6 fetched and hashed"))
       << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "\nOK\n")) << r.out;
   // The same through a client config file.
@@ -220,14 +221,15 @@ TEST_F(AuditRemoteTest, FederationAuditorVerifiesTheGatewayRemotely) {
                   "--public-key", Key("gateway")});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->exit_code, 0) << c->out << c->err;
-  // What the server sends equals what the store holds, byte for byte.
+  // What the server sends equals what the store holds, byte for byte (the
+  // store has more by then: the reads of the export itself).
   CommandResult remote =
       Audit("dora", "gateway", {"export", "--public-key", Key("gateway")});
   ASSERT_EQ(remote.exit_code, 0) << remote.err;
   CommandResult local = Local("gateway", {"export"});
   ASSERT_EQ(local.exit_code, 0) << local.err;
-  EXPECT_EQ(remote.out, local.out);
-  EXPECT_EQ(std::count(remote.out.begin(), remote.out.end(), '\n'), 5);
+  EXPECT_TRUE(absl::StartsWith(local.out, remote.out)) << remote.out;
+  EXPECT_GT(std::count(remote.out.begin(), remote.out.end(), '\n'), 5);
   // The repeat of alice's first query is rendered as such.
   CommandResult search = Audit("dora", "gateway", {"search"});
   EXPECT_EQ(search.exit_code, 0) << search.err;
@@ -267,7 +269,8 @@ TEST_F(AuditRemoteTest, ProjectAuditorSeesOnlyTheirProject) {
   CommandResult r =
       Audit("bob", "gateway", {"verify", "--public-key", Key("gateway")});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_TRUE(absl::StrContains(r.out, "2 withheld")) << r.out;
+  // carol's two entries, and every read entry (outside any project).
+  EXPECT_TRUE(absl::StrContains(r.out, " withheld")) << r.out;
   CommandResult search =
       Audit("bob", "gateway", {"search", "--public-key", Key("gateway")});
   EXPECT_EQ(search.exit_code, 0) << search.err;
@@ -291,7 +294,23 @@ TEST_F(AuditRemoteTest, SiteAuditorVerifiesTheNodeAndCrossChecks) {
   CommandResult remote =
       Audit("erin", "fr", {"export", "--public-key", Key("fr")});
   ASSERT_EQ(remote.exit_code, 0) << remote.err;
-  EXPECT_EQ(remote.out, Local("fr", {"export"}).out);
+  // Each served row is the stored entry; locally each answered entry also
+  // shows its opened counts, which are never served.
+  const std::vector<std::string> local_rows =
+      absl::StrSplit(Local("fr", {"export"}).out, '\n', absl::SkipEmpty());
+  const std::vector<std::string> remote_rows =
+      absl::StrSplit(remote.out, '\n', absl::SkipEmpty());
+  ASSERT_LE(remote_rows.size(), local_rows.size());
+  for (size_t i = 0; i < remote_rows.size(); ++i) {
+    const std::string& row = remote_rows[i];
+    EXPECT_FALSE(absl::StrContains(row, "cells_opening")) << row;
+    const size_t cut = row.find(",\"record\"");
+    ASSERT_NE(cut, std::string::npos) << row;
+    EXPECT_TRUE(absl::StartsWith(local_rows[i], row.substr(0, cut)))
+        << local_rows[i];
+  }
+  EXPECT_TRUE(absl::StrContains(local_rows[0], "\"cells_opening\""))
+      << local_rows[0];
   // With the stores at hand the gateway's references check out too.
   CommandResult cross = Local(
       "gateway",
@@ -303,10 +322,9 @@ TEST_F(AuditRemoteTest, RemoteProofsMatchTheLocalOnes) {
   for (const std::vector<std::string>& cmd :
        std::vector<std::vector<std::string>>{
            {"proof", "--index", "0", "--size", "4"},
-           {"proof", "--index", "4"},
+           {"proof", "--index", "4", "--size", "5"},
            {"consistency", "--from", "1", "--to", "5"},
-           {"consistency", "--from", "3", "--to", "4"},
-           {"checkpoint"}}) {
+           {"consistency", "--from", "3", "--to", "4"}}) {
     std::vector<std::string> args = cmd;
     args.push_back("--public-key");
     args.push_back(Key("gateway"));
@@ -315,6 +333,109 @@ TEST_F(AuditRemoteTest, RemoteProofsMatchTheLocalOnes) {
     EXPECT_TRUE(absl::StrContains(remote.err, "verified")) << remote.err;
     EXPECT_EQ(remote.out, Local("gateway", cmd).out) << cmd[0];
   }
+}
+
+// Issue 18 item 7: a remote auditor of a node (here erin, the site's
+// auditor) reads every node entry through the AuditService: nothing served
+// carries an exact count, small ones included, yet remote verification
+// passes; the site reads and opens its counts locally; and every read,
+// refused ones too, is itself an entry of the log naming the reader.
+TEST_F(AuditRemoteTest, NodeCountsStayAtTheSiteAndEveryReadIsAudited) {
+  // A cohort whose exact count at fr is small (1 to 4): project "exact"
+  // releases it as is (minimum cell size 1), so the answer tells us.
+  std::string request_id;
+  int64_t small = 0;
+  for (int age = 20; age <= 90 && small == 0; age += 2) {
+    v1::QueryResponse response;
+    grpc::Status st =
+        fed_->Query("exact",
+                    absl::StrCat("condition icd10:E11* and age between ", age,
+                                 " and ", age + 1),
+                    &response);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    for (const v1::SiteResult& site : response.sites()) {
+      if (site.site() != "fr" || site.cells_size() != 1) continue;
+      const int64_t n = site.cells(0).count();
+      if (n >= 1 && n <= 4) {
+        small = n;
+        request_id = response.request_id();
+      }
+    }
+  }
+  ASSERT_GT(small, 0) << "no cohort with a count of 1 to 4 at fr";
+
+  // Everything erin is served: no count, no cells, only commitments.
+  CommandResult remote =
+      Audit("erin", "fr", {"export", "--public-key", Key("fr")});
+  ASSERT_EQ(remote.exit_code, 0) << remote.err;
+  EXPECT_FALSE(absl::StrContains(remote.out, "\"count\"")) << remote.out;
+  EXPECT_FALSE(absl::StrContains(remote.out, "\"cells\"")) << remote.out;
+  EXPECT_FALSE(absl::StrContains(remote.out, "cells_opening")) << remote.out;
+  EXPECT_TRUE(absl::StrContains(remote.out, request_id)) << remote.out;
+  EXPECT_TRUE(absl::StrContains(remote.out, "\"cells_commitment\""));
+  for (const std::vector<std::string>& cmd :
+       std::vector<std::vector<std::string>>{{"search"}, {"show", "0"}}) {
+    CommandResult r = Audit("erin", "fr", cmd);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(absl::StrContains(r.out, "\"count\"")) << r.out;
+  }
+  // ... and the log verifies remotely from what was served.
+  CommandResult verify =
+      Audit("erin", "fr", {"verify", "--public-key", Key("fr")});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  EXPECT_TRUE(absl::StrContains(verify.out, "\nOK\n")) << verify.out;
+
+  // The site, locally: the entry's counts, opened from the commitment.
+  CommandResult search = Local("fr", {"search"});
+  ASSERT_EQ(search.exit_code, 0) << search.err;
+  std::string index;
+  for (absl::string_view line : absl::StrSplit(search.out, '\n')) {
+    if (absl::StrContains(line, request_id)) {
+      index = std::string(line.substr(0, line.find('\t')));
+    }
+  }
+  ASSERT_FALSE(index.empty()) << search.out;
+  CommandResult show = Local("fr", {"show", index});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_TRUE(absl::StrContains(show.out, "\"cells_opening\"")) << show.out;
+  EXPECT_TRUE(
+      absl::StrContains(show.out, absl::StrCat("\"count\": \"", small, "\"")))
+      << show.out;
+  CommandResult local_verify =
+      Local("fr", {"verify", "--public-key", Key("fr")});
+  EXPECT_EQ(local_verify.exit_code, 0) << local_verify.out;
+  EXPECT_TRUE(absl::StrContains(local_verify.out, "count commitments opened: "))
+      << local_verify.out;
+
+  // Every read left an entry naming its reader: one per RPC, refusals too.
+  auto reads = [&](const std::string& log, const std::string& line_part) {
+    CommandResult r = Local(log, {"search"});
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
+      n += absl::StrContains(line, line_part);
+    }
+    return n;
+  };
+  const std::string erin_reads =
+      "\tread\tGetCheckpoint\tallowed\t"
+      "spiffe://passerelle/user/erin\t";
+  const std::string dora_refused =
+      "\tread\tGetCheckpoint\tdenied\t"
+      "spiffe://passerelle/user/dora\t";
+  const int erin_before = reads("fr", erin_reads);
+  const int dora_before = reads("fr", dora_refused);
+  EXPECT_GT(erin_before, 0);
+  ASSERT_EQ(Audit("erin", "fr", {"checkpoint"}).exit_code, 0);
+  EXPECT_EQ(Audit("dora", "fr", {"checkpoint"}).exit_code, 1);
+  EXPECT_EQ(reads("fr", erin_reads), erin_before + 1);
+  EXPECT_EQ(reads("fr", dora_refused), dora_before + 1);
+  // At the gateway too.
+  const std::string dora_gateway =
+      "\tread\tGetCheckpoint\tallowed\t"
+      "spiffe://passerelle/user/dora\t";
+  const int gateway_before = reads("gateway", dora_gateway);
+  ASSERT_EQ(Audit("dora", "gateway", {"checkpoint"}).exit_code, 0);
+  EXPECT_EQ(reads("gateway", dora_gateway), gateway_before + 1);
 }
 
 }  // namespace

@@ -2,12 +2,19 @@
 // NOT_SERVING (overall and per service) while its store, audit log or
 // ledger directory is gone or replaced, refuses requests meanwhile, and
 // comes back when it is restored; a rejected policy reload keeps the last
-// good policy serving.
+// good policy serving. Every refusal outside the audited path (NOT_SERVING,
+// no identity) is counted on the MetricsService, and what callers are told
+// names no path.
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "passerelle/v1/audit_service.grpc.pb.h"
+#include "passerelle/v1/metrics.grpc.pb.h"
+#include "passerelle/v1/node.grpc.pb.h"
 #include "tests/fault_harness.h"
 #include "tests/federation.h"
 
@@ -179,6 +186,139 @@ TEST_F(HealthTest, GatewayAuditLogGoneIsNotServing) {
   EXPECT_TRUE(WaitUntil(
       [&] { return AllAre(gateway_, kGatewayServices, kNotServing); }, kWait));
   EXPECT_TRUE(WaitForLog(*gateway_.process, "NOT_SERVING: audit log", kWait));
+}
+
+std::shared_ptr<grpc::Channel> ChannelTo(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& creds) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, creds, args);
+}
+
+v1::MetricsResponse MetricsAt(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& creds) {
+  auto stub = v1::MetricsService::NewStub(ChannelTo(address, creds));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  v1::MetricsResponse response;
+  grpc::Status st = stub->GetMetrics(&context, {}, &response);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return response;
+}
+
+uint64_t Refusals(const v1::MetricsResponse& m, const std::string& reason) {
+  auto it = m.refusals().find(reason);
+  return it == m.refusals().end() ? 0 : it->second;
+}
+
+// Issue 18 item 10: requests refused while NOT_SERVING and requests from a
+// peer without identity are counted per reason and exposed by the
+// MetricsService; the reasons callers hear name the failing check, never
+// the path behind it.
+TEST_F(HealthTest, RefusalsAreCountedAndReasonsNameNoPath) {
+  const std::string root = fed_->Path("");
+  const Daemon& fr = nodes_["fr"];
+  const std::shared_ptr<grpc::ChannelCredentials> alice =
+      UserCredentials(*fed_);
+  v1::MetricsResponse m = MetricsAt(Address(fr), alice);
+  EXPECT_TRUE(m.serving());
+  EXPECT_EQ(Refusals(m, "not_serving"), 0u);
+
+  // Node fr NOT_SERVING: the gateway's query is refused there, counted.
+  const std::string audit = fed_->Path("fr/audit");
+  std::filesystem::rename(audit, audit + ".moved");
+  std::filesystem::create_directories(audit);
+  ASSERT_TRUE(
+      WaitUntil([&] { return AllAre(fr, kNodeServices, kNotServing); }, kWait));
+  v1::QueryResponse r;
+  grpc::Status st =
+      QueryAt(Address(gateway_), alice, "exact", kTotal, absl::Seconds(20), &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const v1::SiteResult* site = FindSite(r, "fr");
+  ASSERT_NE(site, nullptr);
+  EXPECT_TRUE(absl::StrContains(site->reason(),
+                                "not serving: unhealthy: "
+                                "audit log"))
+      << site->reason();
+  EXPECT_FALSE(absl::StrContains(site->reason(), root)) << site->reason();
+  EXPECT_FALSE(absl::StrContains(site->reason(), "/")) << site->reason();
+  m = MetricsAt(Address(fr), alice);
+  EXPECT_FALSE(m.serving());
+  ASSERT_EQ(m.failing_checks_size(), 1);
+  EXPECT_EQ(m.failing_checks(0), "audit log");
+  EXPECT_GE(Refusals(m, "not_serving"), 1u);
+  // The details stay in the node's own log.
+  EXPECT_TRUE(WaitForLog(*fr.process, audit, kWait));
+  std::filesystem::remove_all(audit);
+  std::filesystem::rename(audit + ".moved", audit);
+  ASSERT_TRUE(
+      WaitUntil([&] { return AllAre(fr, kNodeServices, kServing); }, kWait));
+
+  // The gateway NOT_SERVING: refused, counted, no path in the answer.
+  const std::string ledger = fed_->Path("gateway/ledger");
+  std::filesystem::rename(ledger, ledger + ".moved");
+  ASSERT_TRUE(WaitUntil(
+      [&] { return AllAre(gateway_, kGatewayServices, kNotServing); }, kWait));
+  st =
+      QueryAt(Address(gateway_), alice, "exact", kTotal, absl::Seconds(20), &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "ledger"))
+      << st.error_message();
+  EXPECT_FALSE(absl::StrContains(st.error_message(), root))
+      << st.error_message();
+  m = MetricsAt(Address(gateway_), alice);
+  EXPECT_FALSE(m.serving());
+  EXPECT_EQ(Refusals(m, "not_serving"), 1u);
+  std::filesystem::rename(ledger + ".moved", ledger);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return AllAre(gateway_, kGatewayServices, kServing); }, kWait));
+
+  // A certificate of the federation CA without any SPIFFE ID: no identity.
+  const std::string pki = fed_->Path("pki");
+  WriteFile(pki + "/nosan.ext",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{
+           {"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-nodes", "-keyout", pki + "/nosan.key",
+            "-out", pki + "/nosan.csr", "-subj", "/CN=nobody"},
+           {"/usr/bin/openssl", "x509", "-req", "-in", pki + "/nosan.csr",
+            "-CA", pki + "/ca.pem", "-CAkey", pki + "/ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", pki + "/nosan.ext",
+            "-out", pki + "/nosan.pem"}}) {
+    absl::StatusOr<CommandResult> run = RunCommand(argv);
+    ASSERT_TRUE(run.ok()) << run.status();
+    ASSERT_EQ(run->exit_code, 0) << run->err;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> nobody =
+      RawCredentials(pki + "/ca.pem", pki + "/nosan.pem", pki + "/nosan.key");
+  ASSERT_TRUE(nobody.ok()) << nobody.status();
+  st = QueryAt(Address(gateway_), *nobody, "exact", kTotal, absl::Seconds(20),
+               &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << st.error_message();
+  {
+    auto stub = v1::NodeService::NewStub(ChannelTo(Address(fr), *nobody));
+    grpc::ClientContext context;
+    v1::CountResponse response;
+    EXPECT_EQ(stub->Count(&context, {}, &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    auto stub = v1::AuditService::NewStub(ChannelTo(Address(fr), *nobody));
+    grpc::ClientContext context;
+    v1::AuditCheckpointResponse response;
+    EXPECT_EQ(stub->GetCheckpoint(&context, {}, &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  EXPECT_EQ(Refusals(MetricsAt(Address(gateway_), alice), "no_identity"), 1u);
+  m = MetricsAt(Address(fr), alice);
+  EXPECT_EQ(Refusals(m, "no_identity"), 2u);
+  EXPECT_TRUE(m.serving());
+  EXPECT_EQ(m.failing_checks_size(), 0);
 }
 
 TEST_F(HealthTest, RejectedPolicyReloadKeepsTheLastGoodOneServing) {
