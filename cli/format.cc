@@ -52,8 +52,10 @@ std::string PrecisionName(const v1::Precision& p) {
   }
 }
 
-// "123", "< 10", with rounding noted.
+// "123", "< 10", or "suppressed" for a cell withheld only to protect
+// another (exact mode's complementary suppression: it may be >= k).
 std::string ShownCount(const v1::ReleasedCell& c) {
+  if (!c.has_count() && c.precision().complementary()) return "suppressed";
   if (!c.has_count()) return absl::StrCat("< ", c.precision().threshold());
   return absl::StrCat(c.count());
 }
@@ -68,6 +70,7 @@ std::string PrecisionText(const v1::Precision& p) {
       }
       return absl::StrCat("noised (laplace, eps=", Double(p.epsilon()), ")");
     case v1::Precision::SUPPRESSED:
+      if (p.complementary()) return "suppressed (protects a cell < k)";
       return absl::StrCat("suppressed (< ", p.threshold(), ")");
     default:
       return "?";
@@ -87,6 +90,7 @@ std::string ReleasedCellJson(const v1::ReleasedCell& c) {
       absl::StrAppend(&s, ", \"epsilon\": ", Double(p.epsilon()));
     }
   }
+  if (p.complementary()) absl::StrAppend(&s, ", \"complementary\": true");
   if (p.threshold() > 0) absl::StrAppend(&s, ", \"threshold\": ", p.threshold());
   if (p.rounding() > 1) absl::StrAppend(&s, ", \"rounding\": ", p.rounding());
   if (c.has_count()) {

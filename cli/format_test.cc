@@ -77,6 +77,20 @@ TEST(FormatTest, QueryJsonShowsSuppressedAsNullAndPartial) {
   EXPECT_THAT(table, Not(HasSubstr("complete (all sites answered)")));
 }
 
+TEST(FormatTest, ComplementarySuppressionIsShownAsSuppressedNotBelowK) {
+  v1::QueryResponse r;
+  r.set_complete(true);
+  v1::ReleasedCell* c = r.add_combined();
+  c->mutable_precision()->set_kind(v1::Precision::SUPPRESSED);
+  c->mutable_precision()->set_threshold(10);
+  c->mutable_precision()->set_complementary(true);
+  const std::string table = FormatQueryResponse(r, OutputFormat::kTable);
+  EXPECT_THAT(table, HasSubstr("suppressed"));
+  EXPECT_THAT(table, Not(HasSubstr("< 10")));
+  const std::string json = FormatQueryResponse(r, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr("\"complementary\": true"));
+}
+
 TEST(FormatTest, JsonQuoteEscapes) {
   EXPECT_EQ(JsonQuote("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\u0001\"");
 }

@@ -1,6 +1,7 @@
 #include "gateway/gateway_core.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -437,6 +438,29 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
               "bands")));
     }
   }
+  // Exact mode decides a cohort's suppression pattern over all of the
+  // project's sites at once: a subset's exact counts could be subtracted
+  // from the combined count of an earlier release.
+  if (ob.exact_mode() && !request.sites().empty()) {
+    const v1::Project* project = policy->FindProject(ob.project());
+    const std::set<std::string> asked(request.sites().begin(),
+                                      request.sites().end());
+    std::set<std::string> all;
+    if (project != nullptr)
+      all = {project->sites().begin(), project->sites().end()};
+    if (asked != all) {
+      const std::string reason = absl::StrCat(
+          "deny: project ", ob.project(),
+          " uses exact mode, which releases a cohort only over all of the "
+          "project's sites (",
+          absl::StrJoin(all, ", "), "); this request names ",
+          absl::StrJoin(asked, ", "),
+          " (ask without naming sites, or name them all)");
+      entry.set_decision(v1::AUDIT_DECISION_DENIED);
+      entry.add_reasons(reason);
+      return Refuse(entry, start, absl::PermissionDeniedError(reason));
+    }
+  }
 
   // 3. Budget before data: the cost comes from the parameters alone.
   privacy::DisclosureParams params;
@@ -540,7 +564,51 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   std::vector<std::vector<v1::ReleasedCell>> per_site(outcomes.size());
   std::vector<v1::ReleasedCell> combined;
   std::vector<std::string> notes;
-  if (!inputs.empty()) {
+  if (params.exact_mode && !complete) {
+    // The present sites' exact counts could be subtracted from an earlier
+    // complete release (or a later one): nothing exact is released.
+    notes.push_back(
+        "EXACT MODE: a site is missing, and exact mode releases nothing from "
+        "a partial answer (the other sites' exact counts could be subtracted "
+        "from a complete release); ask again when every site answers.");
+  } else if (params.exact_mode) {
+    // One table for every form of the cohort: the cells without the `site`
+    // dimension, every site of the project; `group by site` is a projection
+    // of it (each site's row), so it releases what the plain query does.
+    std::vector<std::vector<v1::CellKey>> keys(inputs.size());
+    for (size_t g = 0; g < inputs.size(); ++g) {
+      for (v1::Cell& c : inputs[g].exact) {
+        keys[g].push_back(c.key());
+        if (!by_site) continue;
+        v1::CellKey stripped;
+        for (const v1::DimensionValue& v : c.key().values()) {
+          if (v.dimension() != "site") *stripped.add_values() = v;
+        }
+        *c.mutable_key() = std::move(stripped);
+      }
+    }
+    absl::StatusOr<privacy::Release> release =
+        privacy::ReleaseCells(inputs, params, *noise_);
+    if (!release.ok()) return Refuse(entry, start, release.status());
+    std::map<std::string, v1::ReleasedCell> by_key;
+    for (size_t g = 0; g < inputs.size(); ++g) {
+      std::vector<v1::ReleasedCell>& cells = release->per_site[g];
+      for (size_t j = 0; j < cells.size(); ++j) {
+        *cells[j].mutable_key() = keys[g][j];
+        if (by_site) by_key[KeyString(keys[g][j])] = cells[j];
+      }
+      per_site[input_site[g]] = std::move(cells);
+    }
+    if (by_site) {
+      for (const v1::CellKey& key : query::EnumerateCells(query, all_sites)) {
+        auto it = by_key.find(KeyString(key));
+        if (it != by_key.end()) combined.push_back(std::move(it->second));
+      }
+    } else {
+      combined = std::move(release->combined);
+    }
+    notes = std::move(release->notes);
+  } else if (!inputs.empty()) {
     // With a `site` dimension each site fills only its own cells: release
     // each site alone and lay the results side by side.
     std::vector<std::vector<privacy::SiteInput>> groups;
@@ -597,7 +665,9 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     if (o.state != SiteState::kOk) {
       notes.push_back(absl::StrCat(
           "PARTIAL: site ", o.site, " is missing (", SiteStateName(o.state),
-          ": ", o.reason, "); combined counts cover the other sites only"));
+          ": ", o.reason, ")",
+          params.exact_mode ? "; nothing is released (exact mode)"
+                            : "; combined counts cover the other sites only"));
     }
   }
   response.set_complete(complete);

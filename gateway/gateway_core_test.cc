@@ -339,10 +339,111 @@ TEST_F(GatewayCoreTest, MissingSiteMakesThePartialResultNameIt) {
   for (const std::string& n : r->notes())
     named |= absl::StrContains(n, "PARTIAL: site qc");
   EXPECT_TRUE(named);
-  ASSERT_EQ(r->combined_size(), 1);
-  EXPECT_EQ(r->combined(0).count(), 100);  // fr alone, never a silent total
+  // Exact mode releases nothing partial: fr's exact count could be
+  // subtracted from a complete release.
+  EXPECT_EQ(r->combined_size(), 0);
+  EXPECT_EQ(r->sites(0).cells_size(), 0);
+  bool nothing = false;
+  for (const std::string& n : r->notes())
+    nothing |= absl::StrContains(n, "releases nothing from a partial answer");
+  EXPECT_TRUE(nothing);
   ASSERT_EQ(audit_.entries().size(), 1u);
   EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_PARTIAL);
+  EXPECT_EQ(audit_.entries()[0].released_cells_size(), 0);
+}
+
+TEST_F(GatewayCoreTest, NoisedPartialResultIsTheOtherSitesOnly) {
+  qc_.fail_with(absl::DeadlineExceededError("stalled"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->complete());
+  EXPECT_EQ(r->combined_size(), 1);
+  EXPECT_EQ(r->sites(0).cells_size(), 1);
+  bool named = false;
+  for (const std::string& n : r->notes())
+    named |= absl::StrContains(n, "combined counts cover the other sites");
+  EXPECT_TRUE(named);
+}
+
+// Exact mode decides a cohort's pattern over all of the project's sites:
+// naming a subset is refused before any node is asked, and audited.
+TEST_F(GatewayCoreTest, ExactModeRefusesASubsetOfSites) {
+  v1::QueryRequest request;
+  request.set_project("exact");
+  request.set_text("condition icd10:E11*");
+  request.add_sites("qc");
+  absl::StatusOr<v1::QueryResponse> r =
+      core_->Query(kAlice, request, clock_.Now() + absl::Seconds(5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(r.status().message(), HasSubstr("all of the project's sites"));
+  EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
+  ASSERT_EQ(audit_.entries().size(), 1u);
+  EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_DENIED);
+  EXPECT_THAT(audit_.entries()[0].reasons(0),
+              HasSubstr("all of the project's sites"));
+  // Every site, in any order, is the whole project.
+  request.clear_sites();
+  request.add_sites("qc");
+  request.add_sites("fr");
+  r = core_->Query(kAlice, request, clock_.Now() + absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->complete());
+  // Noised mode may still ask one site.
+  request.set_project("noised");
+  request.clear_sites();
+  request.add_sites("qc");
+  EXPECT_TRUE(
+      core_->Query(kAlice, request, clock_.Now() + absl::Seconds(5)).ok());
+}
+
+// `group by site` is a projection of the same table as the plain query, so
+// every form releases the same cell of each site the same way.
+TEST_F(GatewayCoreTest, ExactModeReleasesTheSameTableInEveryForm) {
+  fr_.set_counts(0, 7);  // female 0 (< 1), male 7, other 14, unknown 21.
+  qc_.set_counts(50, 1);
+  std::map<std::string, std::string> first;  // site|sex -> shown
+  auto shown = [](const v1::ReleasedCell& c) {
+    return c.has_count()                   ? absl::StrCat(c.count())
+           : c.precision().complementary() ? "suppressed"
+                                           : "<k";
+  };
+  for (const char* text : {"condition icd10:E11* group by sex",
+                           "condition icd10:E11* group by sex, site",
+                           "condition icd10:E11* group by site, sex"}) {
+    absl::StatusOr<v1::QueryResponse> r = Ask("exact", text);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->complete());
+    std::map<std::string, std::string> seen;
+    for (const v1::SiteResult& s : r->sites()) {
+      ASSERT_EQ(s.cells_size(), 4) << text;
+      for (const v1::ReleasedCell& c : s.cells()) {
+        std::string sex;
+        for (const auto& v : c.key().values()) {
+          if (v.dimension() == "sex") sex = v.value();
+        }
+        seen[s.site() + "|" + sex] = shown(c);
+      }
+    }
+    // By site, the combined cells are the sites' own cells.
+    for (const v1::ReleasedCell& c : r->combined()) {
+      std::string site, sex;
+      for (const auto& v : c.key().values()) {
+        if (v.dimension() == "sex") sex = v.value();
+        if (v.dimension() == "site") site = v.value();
+      }
+      if (!site.empty()) {
+        EXPECT_EQ(seen[site + "|" + sex], shown(c)) << text;
+      }
+    }
+    EXPECT_EQ(seen["fr|female"], "<k") << text;
+    EXPECT_EQ(seen["qc|female"], "suppressed") << text;
+    if (first.empty()) {
+      first = seen;
+    } else {
+      EXPECT_EQ(seen, first) << text;
+    }
+  }
 }
 
 TEST_F(GatewayCoreTest, RefusingAndFailingSitesAreReportedApart) {

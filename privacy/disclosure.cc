@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "privacy/units.h"
 
 namespace passerelle::privacy {
@@ -24,18 +25,6 @@ constexpr double kIntervalLevel = 0.95;
 std::string KeyText(const CellKey& key) {
   std::string out;
   for (const auto& v : key.values()) {
-    absl::StrAppend(&out, v.dimension().size(), ":", v.dimension(),
-                    v.value().size(), ":", v.value(), ";");
-  }
-  return out;
-}
-
-// The key text without dimension `d` (a margin's line).
-std::string KeyTextWithout(const CellKey& key, int d) {
-  std::string out;
-  for (int i = 0; i < key.values_size(); ++i) {
-    if (i == d) continue;
-    const auto& v = key.values(i);
     absl::StrAppend(&out, v.dimension().size(), ":", v.dimension(),
                     v.value().size(), ":", v.value(), ";");
   }
@@ -189,109 +178,250 @@ absl::StatusOr<Release> ReleaseNoised(const std::vector<SiteInput>& sites,
   return release;
 }
 
+// The breakdown of exact mode as a grid: its axes (one per dimension, by
+// dimension name, so that `group by a, b` and `group by b, a` are the same
+// grid), each axis's values in the order of their first appearance, and
+// where each of the caller's cells sits.
+struct Grid {
+  std::vector<size_t> sizes;        // Per axis.
+  std::vector<size_t> strides;      // Per axis, mixed radix.
+  std::vector<size_t> cell_at;      // Grid position -> the caller's cell.
+  std::vector<size_t> position_of;  // The caller's cell -> grid position.
+};
+
+absl::StatusOr<Grid> GridOf(const std::vector<Cell>& cells) {
+  Grid grid;
+  const size_t n = cells.size();
+  if (n == 0) return grid;
+  const CellKey& first = cells[0].key();
+  const int dims = first.values_size();
+  std::vector<int> axes(static_cast<size_t>(dims));
+  for (int d = 0; d < dims; ++d) axes[static_cast<size_t>(d)] = d;
+  std::sort(axes.begin(), axes.end(), [&](int a, int b) {
+    return first.values(a).dimension() < first.values(b).dimension();
+  });
+  for (size_t a = 1; a < axes.size(); ++a) {
+    if (first.values(axes[a]).dimension() ==
+        first.values(axes[a - 1]).dimension()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exact mode: dimension \"",
+                       first.values(axes[a]).dimension(), "\" given twice"));
+    }
+  }
+  std::vector<std::map<std::string, size_t>> values(axes.size());
+  std::vector<std::vector<size_t>> coords(n, std::vector<size_t>(axes.size()));
+  for (size_t i = 0; i < n; ++i) {
+    const CellKey& key = cells[i].key();
+    if (key.values_size() != dims) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exact mode: cell ", i, " has ", key.values_size(),
+                       " dimensions, cell 0 has ", dims));
+    }
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const auto& v = key.values(axes[a]);
+      if (v.dimension() != first.values(axes[a]).dimension()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "exact mode: cell ", i, " has dimension \"", v.dimension(),
+            "\" where cell 0 has \"", first.values(axes[a]).dimension(), "\""));
+      }
+      coords[i][a] =
+          values[a].emplace(v.value(), values[a].size()).first->second;
+    }
+  }
+  size_t product = 1;
+  grid.sizes.resize(axes.size());
+  grid.strides.resize(axes.size());
+  for (size_t a = axes.size(); a-- > 0;) {
+    grid.strides[a] = product;
+    grid.sizes[a] = values[a].size();
+    product *= grid.sizes[a];  // <= n^dims; checked against n below.
+    if (product > n) break;
+  }
+  if (product != n) {
+    return absl::InvalidArgumentError(
+        "exact mode: the cells are not every combination of their "
+        "dimensions' values (complementary suppression needs the whole "
+        "breakdown)");
+  }
+  grid.cell_at.assign(n, n);
+  grid.position_of.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    size_t pos = 0;
+    for (size_t a = 0; a < axes.size(); ++a)
+      pos += coords[i][a] * grid.strides[a];
+    // Keys are distinct (Validate), so positions are too.
+    grid.cell_at[pos] = i;
+    grid.position_of[i] = pos;
+  }
+  return grid;
+}
+
+// Complementary suppression by boxes. Entries are (row, grid position);
+// rows are the sites then the combined row. What a reader may know, at
+// worst: every released entry, each cell's combined = sum of the sites'
+// (whatever form the cohort is asked in), and every sum along any axis of
+// any row (a margin another query could release). Flip the sign of the
+// combined row and every one of these says "the sum along one axis of a
+// (1 + dims)-dimensional table is known", so the table can change without
+// changing anything known by any multiple of a box: two values on every
+// axis, +1/-1 on alternate corners (+1/+1 on a site and the combined row).
+// Every suppressed entry is made a corner of a box whose corners are all
+// suppressed, so each one can move while everything known stays: none is
+// determined by linear combination of what is released. Boxes are chosen
+// from positions alone: the fewest new suppressions, ties broken by a fixed
+// order (other sites first, in order after the entry's own, the combined row
+// last; on each axis the next values cyclically). Never by values.
+// Returns the entries suppressed (row-major: row * cells + position).
+std::vector<bool> SuppressionPattern(size_t rows, const Grid& grid,
+                                     const std::vector<bool>& primary) {
+  const size_t n = grid.cell_at.size();
+  const size_t sites = rows - 1;
+  std::vector<bool> suppressed = primary;
+  std::vector<bool> covered(rows * n, false);
+  // Axes with one value carry no relation of their own: boxes stay on them.
+  std::vector<size_t> axes;
+  for (size_t a = 0; a < grid.sizes.size(); ++a) {
+    if (grid.sizes[a] > 1) axes.push_back(a);
+  }
+  const size_t corners = size_t{1} << (axes.size() + 1);
+  std::vector<size_t> corner_entries(corners);
+  std::vector<size_t> best(corners);
+  for (size_t e = 0; e < rows * n; ++e) {
+    if (!suppressed[e] || covered[e]) continue;
+    const size_t row = e / n;
+    const size_t pos = e % n;
+    std::vector<size_t> coord(grid.sizes.size());
+    for (size_t a = 0; a < grid.sizes.size(); ++a) {
+      coord[a] = (pos / grid.strides[a]) % grid.sizes[a];
+    }
+    std::vector<size_t> partner_rows;
+    if (row < sites) {
+      for (size_t j = 1; j < sites; ++j) {
+        partner_rows.push_back((row + j) % sites);
+      }
+      partner_rows.push_back(sites);
+    } else {
+      for (size_t j = 0; j < sites; ++j) partner_rows.push_back(j);
+    }
+    // Odometer over (partner row, partner value on each axis).
+    std::vector<size_t> choice(axes.size() + 1, 0);
+    size_t best_cost = corners + 1;
+    for (bool more = true; more;) {
+      const size_t other_row = partner_rows[choice[0]];
+      size_t cost = 0;
+      for (size_t c = 0; c < corners; ++c) {
+        size_t r = (c & 1) ? other_row : row;
+        size_t p = pos;
+        for (size_t x = 0; x < axes.size(); ++x) {
+          if ((c >> (x + 1)) & 1) {
+            const size_t a = axes[x];
+            const size_t v = (coord[a] + 1 + choice[x + 1]) % grid.sizes[a];
+            p = p - coord[a] * grid.strides[a] + v * grid.strides[a];
+          }
+        }
+        corner_entries[c] = r * n + p;
+        cost += suppressed[r * n + p] ? 0 : 1;
+      }
+      if (cost < best_cost) {
+        best_cost = cost;
+        best = corner_entries;
+        if (cost == 0) break;
+      }
+      more = false;
+      for (size_t x = choice.size(); x-- > 0;) {
+        const size_t limit =
+            x == 0 ? partner_rows.size() : grid.sizes[axes[x - 1]] - 1;
+        if (++choice[x] < limit) {
+          more = true;
+          break;
+        }
+        choice[x] = 0;
+      }
+    }
+    for (size_t c : best) {
+      suppressed[c] = true;
+      covered[c] = true;
+    }
+  }
+  return suppressed;
+}
+
 // Exact mode: primary suppression on exact values, then complementary
-// suppression over every linear relation a reader could know.
+// suppression decided over the whole table (SuppressionPattern). The table
+// and its pattern depend on neither the order of the sites nor the order
+// of the dimensions, so every form of the same cohort over the same sites
+// and data gets the same pattern.
 absl::StatusOr<Release> ReleaseExact(const std::vector<SiteInput>& sites,
                                      const DisclosureParams& params) {
   const size_t k = sites.size();
   const size_t n = sites[0].exact.size();
-  const size_t rows = k + 1;  // Sites, then the combined row.
-  std::vector<std::vector<int64_t>> value(rows, std::vector<int64_t>(n, 0));
+  const size_t rows = k + 1;  // Sites by name, then the combined row.
+  std::vector<size_t> order(k);
+  for (size_t r = 0; r < k; ++r) order[r] = r;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return sites[a].site < sites[b].site; });
+  PASSERELLE_ASSIGN_OR_RETURN(Grid grid, GridOf(sites[0].exact));
+  // By row and grid position.
+  std::vector<int64_t> value(rows * n, 0);
   std::vector<int64_t> threshold(rows, 0);
   for (size_t r = 0; r < k; ++r) {
-    threshold[r] = Threshold(sites[r], params);
+    const SiteInput& s = sites[order[r]];
+    threshold[r] = Threshold(s, params);
     threshold[k] = std::max(threshold[k], threshold[r]);
     for (size_t i = 0; i < n; ++i) {
-      value[r][i] = sites[r].exact[i].count();
-      value[k][i] += value[r][i];
+      const size_t p = grid.position_of[i];
+      value[r * n + p] = s.exact[i].count();
+      value[k * n + p] += s.exact[i].count();
     }
   }
-  std::vector<std::vector<bool>> suppressed(rows, std::vector<bool>(n, false));
-  int primary = 0;
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t i = 0; i < n; ++i) {
-      if (value[r][i] < threshold[r]) {
-        suppressed[r][i] = true;
-        ++primary;
-      }
+  std::vector<bool> primary(rows * n, false);
+  int primaries = 0;
+  for (size_t e = 0; e < rows * n; ++e) {
+    if (value[e] < threshold[e / n]) {
+      primary[e] = true;
+      ++primaries;
     }
   }
-  // Relations: a cell across the sites and the combined row; within each
-  // row, every line along one dimension (its sum is a margin another query
-  // can ask for) and the whole row (its sum is the total).
-  using Member = std::pair<size_t, size_t>;
-  std::vector<std::vector<Member>> relations;
-  for (size_t i = 0; i < n; ++i) {
-    std::vector<Member>& rel = relations.emplace_back();
-    for (size_t r = 0; r < rows; ++r) rel.emplace_back(r, i);
-  }
-  const int dims = n == 0 ? 0 : sites[0].exact[0].key().values_size();
-  for (size_t r = 0; r < rows; ++r) {
-    if (n > 1) {
-      std::vector<Member>& all = relations.emplace_back();
-      for (size_t i = 0; i < n; ++i) all.emplace_back(r, i);
-    }
-    for (int d = 0; d < dims && dims > 1; ++d) {
-      std::map<std::string, std::vector<Member>> lines;
-      for (size_t i = 0; i < n; ++i) {
-        lines[KeyTextWithout(sites[0].exact[i].key(), d)].emplace_back(r, i);
-      }
-      for (auto& [line, members] : lines)
-        relations.push_back(std::move(members));
-    }
-  }
+  const std::vector<bool> suppressed = SuppressionPattern(rows, grid, primary);
   int secondary = 0;
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const std::vector<Member>& rel : relations) {
-      if (rel.size() < 2) continue;
-      int count = 0;
-      for (const Member& m : rel)
-        count += suppressed[m.first][m.second] ? 1 : 0;
-      if (count != 1) continue;
-      // Suppress the smallest other cell of the relation.
-      const Member* best = nullptr;
-      for (const Member& m : rel) {
-        if (suppressed[m.first][m.second]) continue;
-        if (best == nullptr ||
-            value[m.first][m.second] < value[best->first][best->second]) {
-          best = &m;
-        }
-      }
-      suppressed[best->first][best->second] = true;
-      ++secondary;
-      changed = true;
-    }
+  for (size_t e = 0; e < rows * n; ++e) {
+    secondary += suppressed[e] && !primary[e] ? 1 : 0;
   }
   const int64_t step = Step(params);
   Release release;
   auto make = [&](size_t r, size_t i) {
+    const size_t e = r * n + grid.position_of[i];
     ReleasedCell c;
     *c.mutable_key() = sites[0].exact[i].key();
     Precision* p = c.mutable_precision();
     p->set_threshold(threshold[r]);
     p->set_rounding(step > 1 ? step : 0);
-    if (suppressed[r][i]) {
+    if (suppressed[e]) {
       p->set_kind(Precision::SUPPRESSED);
+      p->set_complementary(!primary[e]);
     } else {
       p->set_kind(Precision::EXACT);
-      c.set_count(Shown(value[r][i], step));
+      c.set_count(Shown(value[e], step));
     }
     return c;
   };
+  release.per_site.resize(k);
   for (size_t r = 0; r < k; ++r) {
-    std::vector<ReleasedCell>& out = release.per_site.emplace_back();
+    std::vector<ReleasedCell>& out = release.per_site[order[r]];
     for (size_t i = 0; i < n; ++i) out.push_back(make(r, i));
   }
   for (size_t i = 0; i < n; ++i) release.combined.push_back(make(k, i));
   release.notes.push_back(
       "EXACT MODE: no noise was added; this result carries no differential "
       "privacy guarantee. Cells below the minimum cell size are shown as "
-      "\"< k\", and further cells are suppressed (complementary suppression) "
-      "so that no suppressed cell can be derived from a total or a margin.");
+      "\"< k\"; further cells are shown as \"suppressed\" (complementary "
+      "suppression) so that no suppressed cell can be derived from the "
+      "released cells, totals or margins of this cohort and breakdown, in "
+      "any form it is asked (by site or not). The pattern is decided over "
+      "all of the project's sites at once.");
   if (secondary > 0) {
     release.notes.push_back(absl::StrCat(
-        secondary, " cell(s) were suppressed only to protect ", primary,
+        secondary, " cell(s) were suppressed only to protect ", primaries,
         " cell(s) below the minimum (complementary suppression)."));
   }
   if (k > 1) {

@@ -59,10 +59,19 @@ struct Release {
 //  - every noised cell has a 95% interval for the true count computed from
 //    the exact noise distribution (for combined cells, of the sum of the
 //    sites' noises), widened by half the rounding step and clipped at 0.
-// Exact mode: no noise, thresholds on the exact values, then complementary
-// suppression until no line of the table (across sites for a cell, along
-// each dimension within a site or the combined table) has exactly one
-// suppressed cell, so none can be derived from a total or a margin.
+// Exact mode: no noise; a cell whose exact value is below its row's
+// threshold is SUPPRESSED ("< k"). The table is every site's cells plus the
+// combined row; complementary suppression (SUPPRESSED with `complementary`
+// set, shown as "suppressed") makes every suppressed cell a corner of a
+// "box" of suppressed cells (two sites, or a site and the combined row,
+// times two values on every dimension), so that none can be derived by any
+// linear combination of the released cells, each cell's sum over the sites,
+// or any margin of any row (e.g. a site's total). The boxes are chosen from
+// positions alone (the fewest new suppressions, ties by a fixed order),
+// never from values, and the pattern does not depend on the order of the
+// sites or of the dimensions: the caller must give every site of the
+// project (a cohort's pattern must hold for every release of it), and the
+// cells must be every combination of their dimensions' values.
 // Errors: INVALID_ARGUMENT for inconsistent inputs or parameters; any error
 // of the noise source (e.g. the generator) is returned and nothing is
 // released.

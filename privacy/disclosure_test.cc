@@ -3,9 +3,11 @@
 #include <cmath>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "privacy/seeded_random_for_testing.h"
@@ -230,42 +232,124 @@ TEST(ReleaseCellsTest, IntervalsCoverTheTrueCountAtLeast95Percent) {
   EXPECT_GE(static_cast<double>(combined_hits) / kRuns, 0.95 - slack);
 }
 
-// Independent checker: in every relation (a cell across sites + combined;
-// each row's total; each line along one dimension), the number of
-// suppressed cells is 0 or at least 2.
-void ExpectNoDerivableCell(const Release& r) {
+// Independent checker, by linear algebra. The unknowns are the suppressed
+// entries of the table (every site's cells and the combined row); a reader
+// knows every released entry, that each cell's combined count is the sum of
+// the sites' counts, and (at worst) every margin of every row: the sum over
+// any non-empty subset of the dimensions, for each value of the others (the
+// whole row's total included). A suppressed entry is determined iff its unit
+// vector lies in the span of those relations restricted to the unknowns:
+// checked by reducing them to row echelon form modulo a prime (a rational
+// combination that isolates an unknown survives modulo any prime that
+// divides none of its denominators; two primes are tried). Returns the
+// determined entries as "row/cell" (row = site index, or "combined").
+constexpr uint64_t kPrimes[] = {(uint64_t{1} << 61) - 1, 1000000007};
+
+uint64_t MulMod(uint64_t a, uint64_t b, uint64_t p) {
+  return static_cast<uint64_t>(static_cast<unsigned __int128>(a) * b % p);
+}
+
+uint64_t PowMod(uint64_t a, uint64_t e, uint64_t p) {
+  uint64_t r = 1;
+  for (; e > 0; e >>= 1, a = MulMod(a, a, p)) {
+    if (e & 1) r = MulMod(r, a, p);
+  }
+  return r;
+}
+
+std::vector<std::string> DeterminedEntries(const Release& r) {
   std::vector<const std::vector<ReleasedCell>*> rows;
   for (const auto& s : r.per_site) rows.push_back(&s);
   rows.push_back(&r.combined);
   const size_t n = r.combined.size();
+  auto name = [&](size_t e) {
+    const size_t row = e / n;
+    return absl::StrCat(
+        row + 1 == rows.size() ? "combined" : absl::StrCat("site", row), "/",
+        e % n);
+  };
+  // Relations over entries (row * n + cell), coefficients +1/-1.
+  std::vector<std::map<size_t, int>> relations;
   for (size_t i = 0; i < n; ++i) {
-    int suppressed = 0;
-    for (const auto* row : rows) suppressed += !(*row)[i].has_count();
-    EXPECT_NE(suppressed, 1) << "cell " << i << " across sites";
+    auto& rel = relations.emplace_back();
+    for (size_t row = 0; row + 1 < rows.size(); ++row) rel[row * n + i] = 1;
+    rel[(rows.size() - 1) * n + i] = -1;
   }
-  for (size_t ri = 0; ri < rows.size(); ++ri) {
-    const auto& row = *rows[ri];
-    int all = 0;
-    for (const ReleasedCell& c : row) all += !c.has_count();
-    if (n > 1) {
-      EXPECT_NE(all, 1) << "row " << ri << " total";
-    }
-    const int dims = row[0].key().values_size();
-    for (int d = 0; d < dims && dims > 1; ++d) {
-      std::map<std::string, int> lines;
-      for (const ReleasedCell& c : row) {
+  const int dims = n == 0 ? 0 : r.combined[0].key().values_size();
+  for (size_t row = 0; row < rows.size(); ++row) {
+    for (int subset = 1; subset < (1 << dims); ++subset) {
+      std::map<std::string, std::map<size_t, int>> margins;
+      for (size_t i = 0; i < n; ++i) {
         std::string rest;
-        for (int j = 0; j < dims; ++j) {
-          if (j != d) rest += c.key().values(j).value() + "|";
+        for (int d = 0; d < dims; ++d) {
+          if (!((subset >> d) & 1)) {
+            rest += (*rows[row])[i].key().values(d).value() + "|";
+          }
         }
-        lines[rest] += !c.has_count();
+        margins[rest][row * n + i] = 1;
       }
-      for (const auto& [line, count] : lines) {
-        EXPECT_NE(count, 1)
-            << "row " << ri << " dimension " << d << " line " << line;
+      for (auto& [rest, rel] : margins) relations.push_back(std::move(rel));
+    }
+  }
+  std::vector<size_t> unknowns;
+  std::map<size_t, size_t> column;
+  for (size_t row = 0; row < rows.size(); ++row) {
+    for (size_t i = 0; i < n; ++i) {
+      if (!(*rows[row])[i].has_count()) {
+        column[row * n + i] = unknowns.size();
+        unknowns.push_back(row * n + i);
       }
     }
   }
+  std::set<std::string> determined;
+  for (uint64_t p : kPrimes) {
+    std::vector<std::vector<uint64_t>> m;
+    for (const auto& rel : relations) {
+      std::vector<uint64_t> line(unknowns.size(), 0);
+      bool any = false;
+      for (const auto& [e, coef] : rel) {
+        auto it = column.find(e);
+        if (it == column.end()) continue;  // Released: known.
+        line[it->second] = coef > 0 ? 1 : p - 1;
+        any = true;
+      }
+      if (any) m.push_back(std::move(line));
+    }
+    // Reduced row echelon form.
+    size_t rank = 0;
+    for (size_t c = 0; c < unknowns.size() && rank < m.size(); ++c) {
+      size_t pivot = rank;
+      while (pivot < m.size() && m[pivot][c] == 0) ++pivot;
+      if (pivot == m.size()) continue;
+      std::swap(m[rank], m[pivot]);
+      const uint64_t inv = PowMod(m[rank][c], p - 2, p);
+      for (uint64_t& v : m[rank]) v = MulMod(v, inv, p);
+      for (size_t i = 0; i < m.size(); ++i) {
+        if (i == rank || m[i][c] == 0) continue;
+        const uint64_t f = m[i][c];
+        for (size_t j = 0; j < unknowns.size(); ++j) {
+          m[i][j] = (m[i][j] + p - MulMod(f, m[rank][j], p)) % p;
+        }
+      }
+      ++rank;
+    }
+    for (size_t i = 0; i < rank; ++i) {
+      int nonzero = 0;
+      size_t at = 0;
+      for (size_t j = 0; j < unknowns.size(); ++j) {
+        if (m[i][j] != 0) {
+          ++nonzero;
+          at = j;
+        }
+      }
+      if (nonzero == 1) determined.insert(name(unknowns[at]));
+    }
+  }
+  return {determined.begin(), determined.end()};
+}
+
+void ExpectNoDerivableCell(const Release& r) {
+  EXPECT_THAT(DeterminedEntries(r), ::testing::IsEmpty());
 }
 
 DisclosureParams Exact(int64_t fed_min) {
@@ -284,9 +368,11 @@ TEST(ReleaseCellsExactTest, ComplementarySuppressionInOneDimension) {
   EXPECT_EQ(cells[0].count(), 120);
   EXPECT_EQ(cells[0].precision().kind(), Precision::EXACT);
   EXPECT_FALSE(cells[2].has_count());  // Primary: 3 < 10.
-  EXPECT_FALSE(
-      cells[3].has_count());  // Complementary: the smallest other cell.
+  EXPECT_FALSE(cells[2].precision().complementary());
+  // Complementary: the next position on the axis (not the smallest value).
+  EXPECT_FALSE(cells[3].has_count());
   EXPECT_EQ(cells[3].precision().kind(), Precision::SUPPRESSED);
+  EXPECT_TRUE(cells[3].precision().complementary());
   EXPECT_TRUE(noise.specs.empty());
   EXPECT_THAT(r->notes, ::testing::Contains(
                             HasSubstr("no differential privacy guarantee")));
@@ -349,6 +435,223 @@ TEST(ReleaseCellsExactTest, RandomTablesNeverLeaveADerivableCell) {
       }
     }
   }
+}
+
+// Every shape: one to three sites, no breakdown, one dimension, two.
+TEST(ReleaseCellsExactTest, RandomShapesNeverLeaveADerivableCell) {
+  testing::SeededRandomSource random(17);
+  std::vector<std::vector<CellKey>> shapes = {{Key({})}, SexKeys(), {}};
+  for (const char* sex : {"female", "male"}) {
+    for (const char* age : {"0-39", "40-79", "80+"}) {
+      shapes[2].push_back(Key({{"sex", sex}, {"age_band", age}}));
+    }
+  }
+  ScriptedNoise noise({});
+  for (const auto& keys : shapes) {
+    for (size_t site_count = 1; site_count <= 3; ++site_count) {
+      for (int trial = 0; trial < 60; ++trial) {
+        std::vector<SiteInput> sites;
+        for (size_t s = 0; s < site_count; ++s) {
+          std::vector<int64_t> counts;
+          for (size_t i = 0; i < keys.size(); ++i) {
+            counts.push_back(
+                static_cast<int64_t>(UniformBelow(random, 25).value()));
+          }
+          sites.push_back(Site(absl::StrCat("s", s), 10, keys, counts));
+        }
+        absl::StatusOr<Release> r = ReleaseCells(sites, Exact(0), noise);
+        ASSERT_TRUE(r.ok()) << r.status();
+        ExpectNoDerivableCell(*r);
+      }
+    }
+  }
+}
+
+// The example: FR = 3 (site minimum 10), QC = 40. The pattern
+// protects FR against the combined count in every form the cohort can be
+// asked (the gateway releases `group by site` as the sites' rows of this
+// same table): FR and QC are withheld, the combined 43 is released.
+TEST(ReleaseCellsExactTest, ASiteIsProtectedAgainstTheCombinedCount) {
+  ScriptedNoise noise({});
+  const std::vector<CellKey> total = {Key({})};
+  absl::StatusOr<Release> r =
+      ReleaseCells({Site("fr", 10, total, {3}), Site("qc", 5, total, {40})},
+                   Exact(0), noise);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->per_site[0][0].has_count());
+  EXPECT_FALSE(r->per_site[0][0].precision().complementary());
+  EXPECT_EQ(r->per_site[0][0].precision().threshold(), 10);
+  EXPECT_FALSE(r->per_site[1][0].has_count());
+  EXPECT_TRUE(r->per_site[1][0].precision().complementary());
+  ASSERT_TRUE(r->combined[0].has_count());
+  EXPECT_EQ(r->combined[0].count(), 43);
+  ExpectNoDerivableCell(*r);
+}
+
+// A site's cell in a breakdown is protected against the site's other cells
+// (its total is a margin) and against the combined row at once.
+TEST(ReleaseCellsExactTest, ASitesCellIsProtectedInsideABreakdown) {
+  ScriptedNoise noise({});
+  absl::StatusOr<Release> r =
+      ReleaseCells({Site("fr", 10, SexKeys(), {3, 30, 12, 15}),
+                    Site("qc", 5, SexKeys(), {40, 50, 60, 70})},
+                   Exact(0), noise);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->per_site[0][0].has_count());
+  ExpectNoDerivableCell(*r);
+  int suppressed = 0;
+  for (const auto& row : {r->per_site[0], r->per_site[1], r->combined}) {
+    for (const ReleasedCell& c : row) suppressed += !c.has_count();
+  }
+  EXPECT_EQ(suppressed, 4);  // One box: two rows x two sexes.
+}
+
+// The suppressed positions depend on which cells are below the minimum,
+// never on the values of the others.
+TEST(ReleaseCellsExactTest, ProtectingCellsDoNotDependOnReleasedValues) {
+  std::vector<CellKey> keys;
+  for (const char* sex : {"female", "male", "other"}) {
+    for (const char* age : {"0-19", "20-39", "40-59", "60+"}) {
+      keys.push_back(Key({{"sex", sex}, {"age_band", age}}));
+    }
+  }
+  // Cells below 10 at these positions (the values of all vary from trial to
+  // trial).
+  const std::set<size_t> small_fr = {1, 6};
+  const std::set<size_t> small_qc = {6, 11};
+  testing::SeededRandomSource random(5);
+  ScriptedNoise noise({});
+  std::vector<std::string> first;
+  for (int trial = 0; trial < 20; ++trial) {
+    auto counts = [&](const std::set<size_t>& small) {
+      std::vector<int64_t> out;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        const int64_t v =
+            static_cast<int64_t>(UniformBelow(random, 1000).value());
+        // Below 5 at both sites: the combined cell is below 10 too.
+        out.push_back(small.count(i) ? v % 5 : 20 + v);
+      }
+      return out;
+    };
+    absl::StatusOr<Release> r =
+        ReleaseCells({Site("fr", 10, keys, counts(small_fr)),
+                      Site("qc", 10, keys, counts(small_qc))},
+                     Exact(0), noise);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ExpectNoDerivableCell(*r);
+    std::vector<std::string> pattern;
+    for (const auto& row : {r->per_site[0], r->per_site[1], r->combined}) {
+      std::string line;
+      for (const ReleasedCell& c : row) {
+        line += c.has_count() ? "." : c.precision().complementary() ? "c" : "p";
+      }
+      pattern.push_back(line);
+    }
+    if (trial == 0) {
+      first = pattern;
+      EXPECT_NE(first[0].find('c'), std::string::npos);
+    } else {
+      EXPECT_EQ(pattern, first) << "trial " << trial;
+    }
+  }
+}
+
+// The same table given with the sites, or the dimensions, in another order
+// gets the same pattern cell for cell: `group by sex, age_band` and
+// `group by age_band, sex` (and any order of sites) release the same.
+TEST(ReleaseCellsExactTest, PatternDoesNotDependOnTheOrderOfSitesOrDims) {
+  const std::vector<const char*> sexes = {"female", "male", "other"};
+  const std::vector<const char*> ages = {"0-19", "20-39", "40-59"};
+  const std::vector<int64_t> fr = {3, 40, 50, 60, 7, 80, 90, 100, 110};
+  const std::vector<int64_t> qc = {30, 40, 2, 60, 70, 80, 90, 5, 110};
+  std::vector<CellKey> sex_age, age_sex;
+  std::vector<int64_t> fr_t, qc_t;
+  for (size_t s = 0; s < sexes.size(); ++s) {
+    for (size_t a = 0; a < ages.size(); ++a) {
+      sex_age.push_back(Key({{"sex", sexes[s]}, {"age_band", ages[a]}}));
+    }
+  }
+  for (size_t a = 0; a < ages.size(); ++a) {
+    for (size_t s = 0; s < sexes.size(); ++s) {
+      age_sex.push_back(Key({{"age_band", ages[a]}, {"sex", sexes[s]}}));
+      fr_t.push_back(fr[s * ages.size() + a]);
+      qc_t.push_back(qc[s * ages.size() + a]);
+    }
+  }
+  ScriptedNoise noise({});
+  absl::StatusOr<Release> a =
+      ReleaseCells({Site("fr", 10, sex_age, fr), Site("qc", 10, sex_age, qc)},
+                   Exact(0), noise);
+  absl::StatusOr<Release> b = ReleaseCells(
+      {Site("qc", 10, age_sex, qc_t), Site("fr", 10, age_sex, fr_t)}, Exact(0),
+      noise);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ExpectNoDerivableCell(*a);
+  auto shown = [](const ReleasedCell& c) {
+    return c.has_count()                   ? absl::StrCat(c.count())
+           : c.precision().complementary() ? "c"
+                                           : "p";
+  };
+  for (size_t s = 0; s < sexes.size(); ++s) {
+    for (size_t g = 0; g < ages.size(); ++g) {
+      const size_t i = s * ages.size() + g;
+      const size_t j = g * sexes.size() + s;
+      EXPECT_EQ(shown(a->per_site[0][i]), shown(b->per_site[1][j])) << i;
+      EXPECT_EQ(shown(a->per_site[1][i]), shown(b->per_site[0][j])) << i;
+      EXPECT_EQ(shown(a->combined[i]), shown(b->combined[j])) << i;
+    }
+  }
+}
+
+TEST(ReleaseCellsExactTest, CellsThatAreNotAWholeBreakdownAreRefused) {
+  ScriptedNoise noise({});
+  const std::vector<CellKey> keys = {Key({{"sex", "female"}, {"age", "1"}}),
+                                     Key({{"sex", "male"}, {"age", "2"}})};
+  absl::StatusOr<Release> r =
+      ReleaseCells({Site("fr", 10, keys, {3, 40})}, Exact(0), noise);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("every combination"));
+}
+
+// The checker is not vacuous: it finds a cell that a margin gives away,
+// and one that only a combination of lines gives away (every line there has
+// zero or two or more suppressed cells).
+TEST(ReleaseCellsExactTest, CheckerFindsDerivableCells) {
+  Release one;
+  one.per_site.emplace_back();
+  for (const CellKey& k : SexKeys()) {
+    ReleasedCell c;
+    *c.mutable_key() = k;
+    c.set_count(20);
+    one.per_site[0].push_back(c);
+    one.combined.push_back(c);
+  }
+  one.per_site[0][1].clear_count();
+  one.combined[1].clear_count();
+  EXPECT_THAT(DeterminedEntries(one),
+              ::testing::ElementsAre("combined/1", "site0/1"));
+
+  // One site, a 4 x 4 grid, the combined row suppressed where the site is:
+  // two 2 x 2 blocks joined by the cell (1, 2). Every line has 0 or at
+  // least 2 suppressed cells, yet (1, 2) follows from the line sums (it is
+  // the only link between the blocks).
+  Release grid;
+  grid.per_site.emplace_back();
+  for (int a = 0; a < 4; ++a) {
+    for (int b = 0; b < 4; ++b) {
+      ReleasedCell c;
+      *c.mutable_key() = Key({{"x", absl::StrCat(a)}, {"y", absl::StrCat(b)}});
+      c.set_count(20);
+      grid.per_site[0].push_back(c);
+      grid.combined.push_back(c);
+    }
+  }
+  for (int i : {0, 1, 4, 5, 6, 10, 11, 14, 15}) {
+    grid.per_site[0][i].clear_count();
+    grid.combined[i].clear_count();
+  }
+  EXPECT_THAT(DeterminedEntries(grid),
+              ::testing::ElementsAre("combined/6", "site0/6"));
 }
 
 }  // namespace

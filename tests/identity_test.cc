@@ -406,8 +406,8 @@ TEST_F(IdentityTest, NodeRefusesDomainItsSitePolicyForbidsThoughGatewayAllows) {
 }
 
 // The gateway's policy lets qc be queried with cells of 1; qc's own policy
-// requires 10. qc refuses; the answer is partial, names qc, and the
-// combined count is fr's alone.
+// requires 10. qc refuses; the answer is partial, names qc, and releases
+// nothing (exact mode).
 TEST_F(IdentityTest, NodeRefusesMinimumCellSizeBelowItsOwnThoughGatewayAllows) {
   absl::StatusOr<std::vector<int64_t>> fr_total =
       fed_->LocalCounts("fr", kTotal);
@@ -443,9 +443,9 @@ TEST_F(IdentityTest, NodeRefusesMinimumCellSizeBelowItsOwnThoughGatewayAllows) {
   ASSERT_NE(SiteOf(r, "fr"), nullptr);
   EXPECT_EQ(SiteOf(r, "fr")->status(), v1::SITE_STATUS_OK);
   EXPECT_TRUE(NoteNames(r, "qc"));
-  ASSERT_EQ(r.combined_size(), 1);
-  ASSERT_TRUE(r.combined(0).has_count());
-  EXPECT_EQ(r.combined(0).count(), (*fr_total)[0]);
+  // Exact mode releases nothing from a partial answer.
+  EXPECT_EQ(r.combined_size(), 0);
+  EXPECT_EQ(SiteOf(r, "fr")->cells_size(), 0);
 }
 
 // The policy file changes under a running gateway: denied -> allowed ->
