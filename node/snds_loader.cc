@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -197,6 +198,17 @@ class SndsLoad {
     int64_t prs_line = 0;  // 0 until its ER_PRS_F row is read.
   };
 
+  // One IR_BEN_R row, kept until every row is read (rows of one person may
+  // be anywhere in the file).
+  struct Beneficiary {
+    std::string pair;  // PersonKey(BEN_NIR_PSA, BEN_RNG_GEM).
+    std::string psa;
+    std::string ano;  // BEN_IDT_ANO; empty when absent.
+    v1::Sex sex = v1::SEX_UNKNOWN;
+    int year = 0;
+    int32_t death = std::numeric_limits<int32_t>::min();  // min(): alive.
+  };
+
   absl::Status LoadBeneficiaries() {
     PASSERELLE_ASSIGN_OR_RETURN(const std::string path,
                                 FindTable(dir_, "IR_BEN_R"));
@@ -206,8 +218,10 @@ class SndsLoad {
                                                     {{"BEN_SEX_COD"}, true},
                                                     {{"BEN_NAI_ANN"}, true},
                                                     {{"BEN_NAI_MOI"}, false},
-                                                    {{"BEN_DCD_DTE"}, false}}));
-    std::vector<std::pair<int64_t, int32_t>> deaths;
+                                                    {{"BEN_DCD_DTE"}, false},
+                                                    {{"BEN_IDT_ANO"}, false}}));
+    std::vector<Beneficiary> rows;
+    absl::flat_hash_set<std::string> pairs_seen;
     PASSERELLE_RETURN_IF_ERROR(table.ForEach(
         [&](const std::vector<absl::string_view>& f,
             int64_t line) -> absl::Status {
@@ -217,17 +231,18 @@ class SndsLoad {
           const absl::string_view psa = Strip(f[0]);
           if (psa.empty()) return reject("BEN_NIR_PSA is empty");
           if (Strip(f[1]).empty()) return reject("BEN_RNG_GEM is empty");
-          std::string key = PersonKey(psa, f[1]);
-          if (persons_.contains(key)) {
+          Beneficiary b;
+          b.pair = PersonKey(psa, f[1]);
+          b.psa = std::string(psa);
+          if (pairs_seen.contains(b.pair)) {
             return reject("duplicate beneficiary (BEN_NIR_PSA, BEN_RNG_GEM)");
           }
           const absl::string_view sex_code = Strip(f[2]);
-          const v1::Sex sex = sex_code == "1"   ? v1::SEX_MALE
-                              : sex_code == "2" ? v1::SEX_FEMALE
-                                                : v1::SEX_UNKNOWN;
-          int year = 0;
-          if (!absl::SimpleAtoi(Strip(f[3]), &year) || year < 1800 ||
-              year > 2300) {
+          b.sex = sex_code == "1"   ? v1::SEX_MALE
+                  : sex_code == "2" ? v1::SEX_FEMALE
+                                    : v1::SEX_UNKNOWN;
+          if (!absl::SimpleAtoi(Strip(f[3]), &b.year) || b.year < 1800 ||
+              b.year > 2300) {
             return reject(absl::StrCat("BEN_NAI_ANN \"", Strip(f[3]),
                                        "\" is missing or out of range"));
           }
@@ -240,7 +255,6 @@ class SndsLoad {
                                        "\" is not a month"));
           }
           if (month >= 1 && month <= 12) ++birth_months_;
-          int32_t death = std::numeric_limits<int32_t>::min();
           const absl::string_view death_text = Strip(f[5]);
           if (!death_text.empty()) {
             absl::StatusOr<int32_t> day = ParseSndsDate(death_text);
@@ -250,27 +264,98 @@ class SndsLoad {
             }
             int y, m, d;
             CivilFromDays(*day, &y, &m, &d);
-            if (y != 1600) death = *day;  // 1600-01-01 means alive.
+            if (y != 1600) b.death = *day;  // 1600-01-01 means alive.
           }
-          const int64_t dense = static_cast<int64_t>(persons_.size());
-          // The contract: a birth known to the year only is on 1 July.
-          PASSERELLE_RETURN_IF_ERROR(
-              builder_->AddPerson(dense, BirthKey(year, 0, 0), sex));
-          persons_.emplace(std::move(key), dense);
-          auto [it, inserted] = by_psa_.emplace(std::string(psa), dense);
-          if (!inserted) it->second = kAmbiguous;
-          if (death != std::numeric_limits<int32_t>::min()) {
-            deaths.emplace_back(dense, death);
-          }
+          if (table.has(6)) b.ano = std::string(Strip(f[6]));
+          pairs_seen.insert(b.pair);
+          rows.push_back(std::move(b));
           return absl::OkStatus();
         },
         &rejects_));
     report_->tables.push_back(path);
+    PASSERELLE_RETURN_IF_ERROR(AddPersons(rows, table.has(6)));
+    return absl::OkStatus();
+  }
+
+  // The unit counted is the person behind BEN_IDT_ANO: every
+  // (BEN_NIR_PSA, BEN_RNG_GEM) pair with the same BEN_IDT_ANO is one
+  // person (a person changes NIR or rank over a life: a birth-number NIR
+  // after a provisional one, an own NIR after an opening-right holder's). A
+  // pair without BEN_IDT_ANO is a person of its own, and the report says how
+  // many there are: for them the unit is the pair, and one person holding
+  // several such pairs counts once per pair. Pairs of one person that
+  // disagree: sex differs -> unknown; birth year differs -> the earliest;
+  // death dates differ -> the earliest (a person with any pair deceased is
+  // deceased). Each disagreement is counted in the report.
+  absl::Status AddPersons(const std::vector<Beneficiary>& rows,
+                          bool has_ano_column) {
+    struct Person {
+      int64_t dense = 0;
+      v1::Sex sex = v1::SEX_UNKNOWN;
+      int year = 0;
+      int32_t death = std::numeric_limits<int32_t>::min();
+      int pairs = 0;
+      bool sex_conflict = false, year_conflict = false, death_conflict = false;
+    };
+    std::vector<Person> persons;
+    absl::flat_hash_map<std::string, int64_t> by_ano;
+    for (const Beneficiary& b : rows) {
+      int64_t index = static_cast<int64_t>(persons.size());
+      if (!b.ano.empty()) {
+        auto [it, inserted] = by_ano.emplace(b.ano, index);
+        if (!inserted) index = it->second;
+      } else {
+        ++unmapped_pairs_;
+      }
+      if (index == static_cast<int64_t>(persons.size())) {
+        Person p;
+        p.dense = index;
+        p.sex = b.sex;
+        p.year = b.year;
+        p.death = b.death;
+        persons.push_back(p);
+      } else {
+        Person& p = persons[static_cast<size_t>(index)];
+        ++merged_pairs_;
+        if (b.sex != p.sex) {
+          p.sex_conflict = true;
+          p.sex = v1::SEX_UNKNOWN;
+        }
+        if (b.year != p.year) {
+          p.year_conflict = true;
+          p.year = std::min(p.year, b.year);
+        }
+        if (b.death != p.death) {
+          p.death_conflict = true;
+          const int32_t alive = std::numeric_limits<int32_t>::min();
+          p.death = p.death == alive   ? b.death
+                    : b.death == alive ? p.death
+                                       : std::min(p.death, b.death);
+        }
+      }
+      ++persons[static_cast<size_t>(index)].pairs;
+      persons_.emplace(b.pair, index);
+      auto [it, inserted] = by_psa_.emplace(b.psa, index);
+      // A BEN_NIR_PSA held by several ranks of one person is not ambiguous.
+      if (!inserted && it->second != index) it->second = kAmbiguous;
+    }
+    for (const Person& p : persons) {
+      // The contract: a birth known to the year only is on 1 July.
+      PASSERELLE_RETURN_IF_ERROR(
+          builder_->AddPerson(p.dense, BirthKey(p.year, 0, 0), p.sex));
+      if (p.pairs > 1) ++merged_persons_;
+      sex_conflicts_ += p.sex_conflict;
+      year_conflicts_ += p.year_conflict;
+      death_conflicts_ += p.death_conflict;
+    }
     builder_->FinishPersons();
     report_->persons = builder_->persons();
-    for (const auto& [dense, day] : deaths) {
-      PASSERELLE_RETURN_IF_ERROR(builder_->MarkDeceased(dense, day));
+    for (const Person& p : persons) {
+      if (p.death != std::numeric_limits<int32_t>::min()) {
+        PASSERELLE_RETURN_IF_ERROR(builder_->MarkDeceased(p.dense, p.death));
+      }
     }
+    has_ano_column_ = has_ano_column;
     return absl::OkStatus();
   }
 
@@ -732,6 +817,25 @@ class SndsLoad {
   }
 
   void AddNotes() {
+    // The unit of every count (privacy.md requirement 1), always stated.
+    report_->notes.push_back(absl::StrCat(
+        "persons are keyed by BEN_IDT_ANO: ", merged_pairs_,
+        " (BEN_NIR_PSA, BEN_RNG_GEM) pairs were merged into ", merged_persons_,
+        " persons holding several pairs; ", unmapped_pairs_,
+        " pairs have no BEN_IDT_ANO",
+        has_ano_column_ ? "" : " (IR_BEN_R has no BEN_IDT_ANO column)",
+        unmapped_pairs_ > 0
+            ? " and count as persons of their own: for them the unit is the "
+              "pair, and a person holding several of them counts once per "
+              "pair"
+            : ""));
+    if (sex_conflicts_ + year_conflicts_ + death_conflicts_ > 0) {
+      report_->notes.push_back(
+          absl::StrCat("persons whose pairs disagree: ", sex_conflicts_,
+                       " on sex (loaded as unknown), ", year_conflicts_,
+                       " on birth year (the earliest kept), ", death_conflicts_,
+                       " on death date (the earliest kept)"));
+    }
     if (birth_months_ > 0) {
       report_->notes.push_back(absl::StrCat(
           birth_months_,
@@ -765,12 +869,19 @@ class SndsLoad {
   SnapshotBuilder* const builder_;
   LoadReport* const report_;
   RejectCounter rejects_;
-  // (BEN_NIR_PSA, BEN_RNG_GEM) -> dense person number; identifiers are
+  // (BEN_NIR_PSA, BEN_RNG_GEM) -> dense person number (several pairs of one
+  // BEN_IDT_ANO share it); identifiers are
   // used only while loading.
   absl::flat_hash_map<std::string, int64_t> persons_;
-  // BEN_NIR_PSA -> person, or kAmbiguous when several ranks share it.
+  // BEN_NIR_PSA -> person, or kAmbiguous when ranks of several persons
+  // share it.
   absl::flat_hash_map<std::string, int64_t> by_psa_;
   int64_t birth_months_ = 0;
+  bool has_ano_column_ = false;
+  int64_t merged_pairs_ = 0;    // Pairs joined to an earlier one's person.
+  int64_t merged_persons_ = 0;  // Persons holding more than one pair.
+  int64_t unmapped_pairs_ = 0;  // Pairs without BEN_IDT_ANO.
+  int64_t sex_conflicts_ = 0, year_conflicts_ = 0, death_conflicts_ = 0;
   int64_t unmapped_cip_ = 0;
   int64_t reversals_ = 0;
   int64_t informational_ = 0;

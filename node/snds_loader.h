@@ -2,7 +2,15 @@
 // their native layouts, one CSV file per table (',' or ';' separated; the
 // separator is read from each header line). What each table becomes:
 //
-//   IR_BEN_R   one person per (BEN_NIR_PSA, BEN_RNG_GEM), the table's key;
+//   IR_BEN_R   one row per (BEN_NIR_PSA, BEN_RNG_GEM), the table's key;
+//              one person per BEN_IDT_ANO (the per-person pseudonym): the
+//              pairs of one person (a person may hold several NIRs or ranks
+//              over a life) are merged and count once. A pair without
+//              BEN_IDT_ANO (empty, or no such column) is a person of its
+//              own: for it the unit is the pair, and the load report says
+//              how many pairs were merged and how many were unmapped.
+//              Pairs of one person that disagree: sex -> unknown, birth
+//              year and death date -> the earliest (counted in a note);
 //              BEN_SEX_COD 1 -> male, 2 -> female, other -> unknown;
 //              BEN_NAI_ANN -> birth year (BEN_NAI_MOI is checked, but the
 //              model keeps a birth date only when the day is known, so ages
@@ -13,8 +21,8 @@
 //   two-digit year (T_MCO19B.csv); stays are keyed by (ETA_NUM, RSA_NUM)
 //   within a year.
 //     T_MCOaaC  the linkage table: NIR_ANO_17 -> IR_BEN_R.BEN_NIR_PSA (the
-//               PMSI has no twin rank, so a BEN_NIR_PSA held by several
-//               BEN_RNG_GEM is ambiguous and its stays are rejected); the
+//               PMSI has no twin rank, so a BEN_NIR_PSA held by ranks of
+//               several persons is ambiguous and its stays are rejected); the
 //               stay's entry date is EXE_SOI_DTD, or ENT_DAT (DDMMYYYY)
 //               when EXE_SOI_DTD is empty. With require_valid_linkage_codes
 //               a stay is linked only when its return codes (NIR_RET,

@@ -522,6 +522,113 @@ TEST(SndsLoaderTest, RepeatedStayKeyIsAmbiguousOnEveryRow) {
               HasSubstr("already described"));
 }
 
+// One person may hold several (BEN_NIR_PSA, BEN_RNG_GEM) pairs; keyed on
+// the pair, their stays and dispensings made two patients of one, so one
+// person moved a count by 2 and a sequence across their pairs was missed.
+TEST(SndsLoaderTest, PairsOfOnePersonShareBenIdtAnoAndCountOnce) {
+  TempDir dir;
+  dir.Write("IR_BEN_R.csv",
+            "BEN_NIR_PSA;BEN_RNG_GEM;BEN_IDT_ANO;BEN_SEX_COD;BEN_NAI_ANN;"
+            "BEN_DCD_DTE\n"
+            "PSA_P1;1;ANO_P;2;1960;\n"  // Person P, first NIR.
+            "PSA_P2;1;ANO_P;2;1960;\n"  // Person P, second NIR.
+            "PSA_P2;2;ANO_P;2;1960;\n"  // Person P, another rank.
+            "PSA_Q1;1;ANO_Q;1;1950;\n"  // Person Q: the pairs disagree
+            "PSA_Q2;1;ANO_Q;2;1948;2020-05-01\n"  // on sex, year, death.
+            "PSA_U1;1;;1;1970;\n"                 // No BEN_IDT_ANO: the pair.
+            "PSA_U2;1;;1;1970;\n");
+  dir.Write("T_MCOaaC.csv",
+            "ETA_NUM;RSA_NUM;NIR_ANO_17;EXE_SOI_DTD\n"
+            "E;1;PSA_P1;2020-01-01\n"
+            "E;2;PSA_P2;2020-01-05\n"  // Two ranks, one person: linked.
+            "E;3;PSA_U1;2020-01-01\n"
+            "E;4;PSA_U2;2020-01-01\n");
+  dir.Write("T_MCOaaB.csv",
+            "ETA_NUM;RSA_NUM;DGN_PAL\nE;1;E11\nE;2;E11\nE;3;E11\nE;4;E11\n");
+  const std::string keys =
+      "DCT_ORD_NUM;FLX_DIS_DTD;FLX_EMT_NUM;FLX_EMT_ORD;FLX_EMT_TYP;FLX_TRT_DTD;"
+      "ORG_CLE_NUM;PRS_ORD_NUM;REM_TYP_AFF";
+  auto key = [](int k) {
+    return absl::StrCat(k, ";2020-02-01;1;1;1;2020-02-02;01C;1;1");
+  };
+  dir.Write("ER_PRS_F.csv",
+            absl::StrCat("BEN_NIR_PSA;BEN_RNG_GEM;EXE_SOI_DTD;", keys, "\n",
+                         "PSA_P2;2;2020-02-01;", key(1), "\n"));
+  dir.Write("ER_PHA_F.csv",
+            absl::StrCat("PHA_PRS_C13;PHA_ACT_QSN;PHA_ATC_C07;", keys, "\n",
+                         "3400930000001;1;A10BA02;", key(1), "\n"));
+  Loaded l = Load(dir.path());
+  ASSERT_TRUE(l.status.ok()) << l.status;
+  EXPECT_EQ(l.report.rejected, 0);
+  // P, Q, and the two unmapped pairs.
+  EXPECT_EQ(l.report.persons, 4);
+  EXPECT_EQ(Count(l.snap, "condition icd10:E11*"), 3);
+  EXPECT_EQ(Count(l.snap, "condition icd10:E11* and birth_year = 1960"), 1);
+  // The stay on one NIR and the dispensing on another are one person's.
+  EXPECT_EQ(Count(l.snap,
+                  "condition icd10:E11* before drug atc:A10BA02 within 60 "
+                  "days"),
+            1);
+  // Q: sex unknown, the earliest birth year, deceased.
+  EXPECT_EQ(Count(l.snap, "sex = unknown"), 1);
+  EXPECT_EQ(Count(l.snap, "birth_year = 1948 and deceased"), 1);
+  EXPECT_EQ(Count(l.snap, "birth_year = 1950"), 0);
+  EXPECT_THAT(l.report.notes,
+              Contains(HasSubstr("3 (BEN_NIR_PSA, BEN_RNG_GEM) pairs were "
+                                 "merged into 2 persons")));
+  EXPECT_THAT(l.report.notes,
+              Contains(HasSubstr("2 pairs have no BEN_IDT_ANO and count as "
+                                 "persons of their own")));
+  EXPECT_THAT(l.report.notes,
+              Contains(HasSubstr("1 on sex (loaded as unknown), 1 on birth "
+                                 "year (the earliest kept), 1 on death date")));
+  for (const std::string& n : l.report.notes) {
+    EXPECT_EQ(n.find("ANO_"), std::string::npos) << n;
+    EXPECT_EQ(n.find("PSA_"), std::string::npos) << n;
+  }
+}
+
+TEST(SndsLoaderTest, WithoutBenIdtAnoTheUnitIsThePairAndTheReportSaysSo) {
+  TempDir dir;
+  dir.Write("IR_BEN_R.csv",
+            "BEN_NIR_PSA;BEN_RNG_GEM;BEN_SEX_COD;BEN_NAI_ANN\n"
+            "PSA_A;1;1;1970\nPSA_B;1;2;1980\n");
+  Loaded l = Load(dir.path());
+  ASSERT_TRUE(l.status.ok()) << l.status;
+  EXPECT_EQ(l.report.persons, 2);
+  EXPECT_THAT(l.report.notes,
+              Contains(HasSubstr("2 pairs have no BEN_IDT_ANO (IR_BEN_R has "
+                                 "no BEN_IDT_ANO column) and count as persons "
+                                 "of their own: for them the unit is the "
+                                 "pair")));
+}
+
+// The published sample rows plus a second pair for the first row's person
+// (same BEN_IDT_ANO): still one person per BEN_IDT_ANO.
+TEST_F(SharedSndsTest, ASecondPairOfAPublishedBeneficiaryIsTheSamePerson) {
+  std::ifstream in(dir_ + "/IR_BEN_R.csv");
+  std::string header, first, line, rest;
+  std::getline(in, header);
+  std::getline(in, first);
+  rest = first + "\n";
+  while (std::getline(in, line)) rest += line + "\n";
+  const std::vector<Row> ben = ReadRows(dir_ + "/IR_BEN_R.csv");
+  ASSERT_FALSE(ben.empty());
+  ASSERT_TRUE(ben[0].count("BEN_IDT_ANO") && !ben[0].at("BEN_IDT_ANO").empty())
+      << "the sample IR_BEN_R has no BEN_IDT_ANO";
+  // The first row again under another BEN_NIR_PSA (first field).
+  const std::string second =
+      "PSA_SECOND_PAIR_X" + first.substr(first.find(','));
+  TempDir dir;
+  dir.Write("IR_BEN_R.csv", header + "\n" + rest + second + "\n");
+  Loaded l = Load(dir.path());
+  ASSERT_TRUE(l.status.ok()) << l.status;
+  EXPECT_EQ(l.report.persons, static_cast<int64_t>(ben.size()));
+  EXPECT_THAT(l.report.notes,
+              Contains(HasSubstr("1 (BEN_NIR_PSA, BEN_RNG_GEM) pairs were "
+                                 "merged into 1 persons")));
+}
+
 TEST(SndsLoaderTest, DatesInTheFormsExtractsUse) {
   EXPECT_EQ(*ParseSndsDate("2019-01-15"), DaysFromCivil(2019, 1, 15));
   EXPECT_EQ(*ParseSndsDate("2019-01-15 00:00:00"), DaysFromCivil(2019, 1, 15));
