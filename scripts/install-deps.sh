@@ -15,7 +15,7 @@ set -euo pipefail
 
 # The shared libraries of the passerelle binary (`ldd`), by package: what a
 # production host needs (docs/operator.md). tests/deploy_test checks that it
-# covers every library `ldd` lists for the built binary (dpkg -S).
+# covers every library `ldd` lists for the built binary (by dpkg's file lists).
 RUNTIME_PACKAGES=(
   libc6 libgcc-s1 libstdc++6
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libc-ares2 libre2-9
