@@ -27,6 +27,7 @@
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "passerelle/v1/node.grpc.pb.h"
 #include "passerelle/v1/node.pb.h"
 #include "query/parser.h"
 #include "tests/federation.h"
@@ -637,6 +638,8 @@ TEST_F(IdentityTest, GatewayRefusesAServerPosingAsASite) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", *creds, &port);
+  v1::NodeService::Service unimplemented;  // A server needs a service.
+  builder.RegisterService(&unimplemented);
   std::unique_ptr<grpc::Server> other = builder.BuildAndStart();
   ASSERT_NE(other, nullptr);
   ASSERT_NE(port, 0);
