@@ -467,6 +467,37 @@ TEST(ReleaseCellsExactTest, RandomShapesNeverLeaveADerivableCell) {
   }
 }
 
+// The widest breakdown (sex x age_band(1): 4 x 111 cells) at five sites,
+// about a third of the cells small: released whole (each suppressed cell a
+// corner of a suppressed box is checked on the small tables above).
+TEST(ReleaseCellsExactTest, WidestBreakdownIsReleased) {
+  std::vector<CellKey> keys;
+  for (const char* sex : {"female", "male", "other", "unknown"}) {
+    for (int age = 0; age <= 110; ++age) {
+      keys.push_back(Key({{"sex", sex}, {"age_band", absl::StrCat(age)}}));
+    }
+  }
+  testing::SeededRandomSource random(23);
+  std::vector<SiteInput> sites;
+  for (int s = 0; s < 5; ++s) {
+    std::vector<int64_t> counts;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      counts.push_back(static_cast<int64_t>(UniformBelow(random, 30).value()));
+    }
+    sites.push_back(Site(absl::StrCat("s", s), 10, keys, counts));
+  }
+  ScriptedNoise noise({});
+  absl::StatusOr<Release> r = ReleaseCells(sites, Exact(0), noise);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (size_t s = 0; s < sites.size(); ++s) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (sites[s].exact[i].count() < 10) {
+        EXPECT_FALSE(r->per_site[s][i].has_count());
+      }
+    }
+  }
+}
+
 // The example: FR = 3 (site minimum 10), QC = 40. The pattern
 // protects FR against the combined count in every form the cohort can be
 // asked (the gateway releases `group by site` as the sites' rows of this
