@@ -209,5 +209,25 @@ TEST_F(RecoveryTest, TheStartUpStepRecordsAndReportsOk) {
   EXPECT_EQ(log_->Size(), 1u);
 }
 
+// A log flooded with failed entries (which may record a charge, so each is
+// looked at) costs recovery no memory: it holds one key per unrefunded
+// charge, and still matches and records exactly as before.
+TEST_F(RecoveryTest, MemoryIsBoundedByTheChargesNotTheLog) {
+  Reserve("p", "alice", kT0);
+  Audit("p", "alice", kT0, v1::AUDIT_DECISION_ALLOWED, 1.0);
+  for (int i = 0; i < 300; ++i) {
+    Audit(std::string(100, 'f'), "mallory", kT0 + absl::Milliseconds(i),
+          v1::AUDIT_DECISION_FAILED, 0);
+  }
+  const ledger::Charge lost = Reserve("p", "bob", kT0 + absl::Seconds(9));
+  auto report = ReconcileLedgerWithAudit(*ledger_, *log_, kT0);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->entries_scanned, 301u);
+  EXPECT_EQ(report->charges, 2u);
+  EXPECT_EQ(report->keys_held, 2u);
+  EXPECT_EQ(report->matched, 1u);
+  EXPECT_THAT(report->recorded_charge_ids, ElementsAre(lost.id));
+}
+
 }  // namespace
 }  // namespace passerelle::gateway

@@ -13,9 +13,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -113,14 +115,19 @@ class FloodTest : public ::testing::Test {
         absl::StripAsciiWhitespace(ReadFile(fed_->Path(process + "/port"))));
     return absl::StrCat("127.0.0.1:", port);
   }
+  // One connection per (process, user), reused by the loops.
   std::shared_ptr<grpc::Channel> Channel(const std::string& process,
                                          const std::string& user) {
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-        fed_->Credentials(user);
-    EXPECT_TRUE(creds.ok()) << creds.status();
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("localhost");
-    return grpc::CreateCustomChannel(Address(process), *creds, args);
+    std::shared_ptr<grpc::Channel>& channel = channels_[{process, user}];
+    if (channel == nullptr) {
+      absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+          fed_->Credentials(user);
+      EXPECT_TRUE(creds.ok()) << creds.status();
+      grpc::ChannelArguments args;
+      args.SetSslTargetNameOverride("localhost");
+      channel = grpc::CreateCustomChannel(Address(process), *creds, args);
+    }
+    return channel;
   }
   static void Deadline(grpc::ClientContext* context) {
     context->set_deadline(std::chrono::system_clock::now() +
@@ -231,6 +238,8 @@ class FloodTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Federation> fed_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<grpc::Channel>>
+      channels_;
 };
 
 TEST_F(FloodTest, NoRequestOfAnySizeFloodsAnAuditLog) {

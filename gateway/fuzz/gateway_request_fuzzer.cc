@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/limits.h"
 #include "gateway/gateway_core.h"
 #include "gateway/node_client.h"
 #include "gateway/release_cache.h"
@@ -338,6 +339,8 @@ void CheckCell(const v1::ReleasedCell& c) {
 
 void CheckQuery(World& w, const absl::StatusOr<v1::QueryResponse>& r,
                 const v1::AuditEntry& entry, uint64_t index) {
+  Require(entry.ByteSizeLong() <= passerelle::limits::kMaxAuditEntryBytes,
+          "an audit entry over the size bound");
   if (!r.ok()) {
     Require(entry.decision() == v1::AUDIT_DECISION_DENIED ||
                 entry.decision() == v1::AUDIT_DECISION_FAILED,

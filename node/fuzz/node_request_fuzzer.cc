@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/limits.h"
 #include "google/protobuf/stubs/logging.h"
 #include "node/engine.h"
 #include "node/fuzz/fuzz_site.h"
@@ -212,9 +213,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "a Count without exactly one node audit record");
   const node::NodeAuditRecord record = site.audit.last();
   Require(record.answered == response.ok(), "audit record: wrong outcome");
-  Require(record.request_id == request.request_id() &&
-              record.caller == caller && record.project == request.project(),
-          "audit record: wrong request fields");
+  // The request's fields are recorded only for a caller the site answers
+  // and only within common/limits.h; otherwise none of them is.
+  const bool within =
+      caller == kGateway &&
+      passerelle::limits::CheckRequestId("request_id", request.request_id())
+          .ok() &&
+      passerelle::limits::CheckId("project", request.project()).ok() &&
+      request.query().ByteSizeLong() <= passerelle::limits::kMaxQueryAstBytes;
+  Require(record.caller == caller, "audit record: wrong caller");
+  if (within) {
+    Require(record.request_id == request.request_id() &&
+                record.project == request.project(),
+            "audit record: wrong request fields");
+  } else {
+    Require(record.request_id.empty() && record.project.empty() &&
+                record.canonical_query.empty(),
+            "audit record: fields of an unauthorized or over-limit request");
+  }
+  Require(record.reason.size() <= passerelle::limits::kMaxReasonBytes + 64 &&
+              record.canonical_query.size() <=
+                  passerelle::limits::kMaxCanonicalQueryBytes,
+          "audit record: unbounded reason or query");
 
   const bool valid = q::ValidateQuery(request.query()).ok();
   if (!response.ok()) {
