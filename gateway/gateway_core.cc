@@ -396,10 +396,10 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     for (const std::string& r : decision.reasons()) entry.add_reasons(r);
     // The caller hears the denial without rule locations, and the same
     // words for a project that does not exist and one they are not in.
-    return Refuse(
-        entry, start,
-        absl::PermissionDeniedError(
-            policy::CallerStatus(decision, request.project()).message()));
+    return Refuse(entry, start,
+                  absl::PermissionDeniedError(
+                      policy::CallerStatus(decision, caller, request.project())
+                          .message()));
   }
   if (!ob.purpose().empty()) entry.set_purpose(ob.purpose());
   std::vector<NodeClient*> clients;
@@ -821,10 +821,12 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
     for (const std::string& r : reasons) entry.add_reasons(r);
     // The same words whether the project exists or not (the reasons above,
     // in the audit entry, say which).
-    return Refuse(entry, start,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "budget of project \"", request.project(),
-                      "\": not a member of it, or no such project")));
+    return Refuse(
+        entry, start,
+        absl::PermissionDeniedError(absl::StrCat(
+            "budget of project \"", request.project(), "\": \"", caller,
+            "\" is not a member of it, or there is no such "
+            "project")));
   }
   entry.set_caller_role(policy::RoleName(role));
   absl::StatusOr<ledger::BudgetView> view = ledger_->Show(

@@ -917,7 +917,7 @@ TEST_F(GatewayCoreTest, NonMembersCannotTellWhichProjectsExist) {
               absl::StrReplaceAll(missing.status().message(),
                                   {{"\"exacto\"", "\"P\""}}))
         << caller;
-    EXPECT_THAT(existing.status().message(), HasSubstr("or no such project"));
+    EXPECT_THAT(existing.status().message(), HasSubstr("or there is no such project"));
   }
   // The log says which.
   const std::vector<v1::AuditEntry> entries = audit_.entries();

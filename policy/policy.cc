@@ -790,13 +790,15 @@ std::string WithoutLocations(absl::string_view reason) {
 }
 
 absl::Status CallerStatus(const v1::Decision& decision,
+                          absl::string_view identity,
                           absl::string_view project) {
   if (decision.allow()) return absl::OkStatus();
   absl::StatusCode code = static_cast<absl::StatusCode>(decision.code());
   if (code == absl::StatusCode::kOk) code = absl::StatusCode::kPermissionDenied;
   if (decision.outside_project()) {
-    return absl::Status(code, absl::StrCat("not a member of project \"",
-                                           project, "\", or no such project"));
+    return absl::Status(
+        code, absl::StrCat("\"", identity, "\" is not a member of project \"",
+                           project, "\", or there is no such project"));
   }
   std::vector<std::string> deny;
   for (const std::string& r : decision.reasons()) {

@@ -136,6 +136,7 @@ absl::Status DecisionStatus(const passerelle::v1::Decision& decision);
 // whether the project exists. OK when `decision` allows. The full reasons
 // belong in the audit log and `policy explain`.
 absl::Status CallerStatus(const passerelle::v1::Decision& decision,
+                          absl::string_view identity,
                           absl::string_view project);
 // `reason` without its " (name:line[:column])" locations.
 std::string WithoutLocations(absl::string_view reason);

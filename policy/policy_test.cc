@@ -637,8 +637,8 @@ TEST(CallerStatusTest, NonMembersCannotTellWhetherAProjectExists) {
     v1::Decision fake = p->Decide(Req(&q, who, "no-such-project"));
     EXPECT_TRUE(real.outside_project()) << who;
     EXPECT_TRUE(fake.outside_project()) << who;
-    absl::Status a = CallerStatus(real, "P");
-    absl::Status b = CallerStatus(fake, "P");
+    absl::Status a = CallerStatus(real, who, "P");
+    absl::Status b = CallerStatus(fake, who, "P");
     EXPECT_EQ(a, b) << who;
     EXPECT_EQ(a.code(), absl::StatusCode::kPermissionDenied);
     // The decision itself still says which, for the log and `explain`.
@@ -648,11 +648,11 @@ TEST(CallerStatusTest, NonMembersCannotTellWhetherAProjectExists) {
   v1::Decision bob = p->Decide(Req(&q, kBob));
   EXPECT_FALSE(bob.outside_project());
   EXPECT_THAT(Reasons(bob), HasSubstr(".textproto:"));
-  absl::Status s = CallerStatus(bob, "diabetes-fr-qc");
+  absl::Status s = CallerStatus(bob, kBob, "diabetes-fr-qc");
   EXPECT_THAT(std::string(s.message()),
               HasSubstr("only researchers may run queries"));
   EXPECT_THAT(std::string(s.message()), Not(HasSubstr(".textproto")));
-  EXPECT_TRUE(CallerStatus(p->Decide(Req(&q)), "diabetes-fr-qc").ok());
+  EXPECT_TRUE(CallerStatus(p->Decide(Req(&q)), kAlice, "diabetes-fr-qc").ok());
 }
 
 TEST(CallerStatusTest, WithoutLocationsDropsOnlyLocations) {

@@ -173,7 +173,16 @@ Log EveryKindOfEntry() {
   v1::AuditEntry sparse;
   sparse.set_decision(v1::AUDIT_DECISION_DENIED);
   add(sparse);
-  // 9: bytes that are no audit record: verified, but not exported.
+  // 9: an auditor's read of the log (AuditService), recorded in it.
+  v1::AuditReadEntry read;
+  read.set_time_unix_micros(kT0 + 9 * 60000000LL);
+  read.set_caller("spiffe://passerelle/user/dora");
+  read.set_rpc("GetEntries");
+  read.set_start(0);
+  read.set_end(9);
+  read.set_decision(v1::AUDIT_DECISION_ALLOWED);
+  add(read);
+  // 10: bytes that are no audit record: verified, but not exported.
   log.entries.push_back("not a passerelle.v1.AuditRecord");
   return log;
 }

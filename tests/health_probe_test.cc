@@ -98,6 +98,28 @@ TEST_F(HealthProbeTest, ProbeNowIgnoresTheIntervalAndReturnsTheVerdict) {
   EXPECT_EQ(audit_runs_, 2);
 }
 
+// Callers hear which checks fail, never the details (which name paths).
+TEST_F(HealthProbeTest, CallerReasonNamesChecksOnly) {
+  EXPECT_EQ(probe_.CallerReason(), "");
+  audit_ = absl::UnavailableError("/var/lib/passerelle/audit: gone");
+  ledger_ = absl::UnavailableError("/var/lib/passerelle/ledger: read-only");
+  EXPECT_FALSE(probe_.ProbeNow().ok());
+  EXPECT_THAT(probe_.why(), HasSubstr("/var/lib/passerelle/audit"));
+  EXPECT_EQ(probe_.CallerReason(),
+            "unhealthy: audit log; ledger (details in the server's log)");
+  EXPECT_EQ(probe_.failing_checks(),
+            (std::vector<std::string>{"audit log", "ledger"}));
+  audit_ = absl::OkStatus();
+  ledger_ = absl::OkStatus();
+  EXPECT_TRUE(probe_.ProbeNow().ok());
+  EXPECT_TRUE(probe_.failing_checks().empty());
+  probe_.SetDraining();
+  EXPECT_FALSE(probe_.serving());
+  EXPECT_EQ(probe_.CallerReason(),
+            "unhealthy: draining (details in the server's log)");
+  EXPECT_FALSE(flips_.back().serving);
+}
+
 class DirectoryCheckTest : public ::testing::Test {
  protected:
   void SetUp() override {
