@@ -22,6 +22,7 @@
 #include "common/textproto.h"
 #include "gateway/gateway_service.h"
 #include "gateway/grpc_node_client.h"
+#include "gateway/noise_prewarm.h"
 #include "gateway/recovery.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -151,10 +152,16 @@ absl::Status RunGatewayServerFromFile(const std::string& config_path) {
 
 absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(ValidateGatewayConfig(config));
+  privacy::OpenSslRandomSource random;
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
+                              privacy::NewProductionNoiseSource(&random));
+  // Every noise distribution the policy can produce is drawn ahead before
+  // the policy serves, at start and on each reload (privacy.md 11).
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<policy::PolicyStore> policies,
-      policy::PolicyStore::Create(
-          {config.policy_files().begin(), config.policy_files().end()}));
+      NewPrewarmedPolicyStore(
+          {config.policy_files().begin(), config.policy_files().end()},
+          noise.get()));
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<ledger::BudgetLedger> ledger,
       ledger::BudgetLedger::Open(config.ledger_dir(), Clock::Real()));
@@ -172,10 +179,6 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
         std::cerr << "passerelle gateway: audit checkpoint not signed: "
                   << s.message() << "\n";
       });
-  privacy::OpenSslRandomSource random;
-  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
-                              privacy::NewProductionNoiseSource(&random));
-
   PASSERELLE_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ChannelCredentials> channel_creds,
       tls::MakeChannelCredentials(tls::TlsFilesFrom(config.tls())));
@@ -307,6 +310,10 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   std::thread reloader([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
       absl::StatusOr<bool> st = policies->MaybeReload();
+      if (st.ok() && *st) {
+        // Pools of distributions the new version no longer produces go.
+        noise->Retain(PolicyNoiseSpecs(*policies->Current()));
+      }
       if (!st.ok()) {
         std::cerr
             << "passerelle gateway: policy reload rejected, previous version "
