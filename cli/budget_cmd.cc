@@ -107,6 +107,8 @@ std::string FormatBudgetTable(const v1::BudgetResponse& r) {
   // the rho column is shown only where a rho cap exists.
   bool rho = r.project_account().has_rho_cap();
   for (const v1::BudgetAccount& a : r.researchers()) rho |= a.has_rho_cap();
+  for (const v1::BudgetAccount& a : r.federation_researchers())
+    rho |= a.has_rho_cap();
   auto row = [rho](const std::string& name, const v1::BudgetAccount& a) {
     std::vector<std::string> out = {name, Amount(a.epsilon_spent())};
     if (rho) out.push_back(Amount(a.rho_spent()));
@@ -120,6 +122,9 @@ std::string FormatBudgetTable(const v1::BudgetResponse& r) {
   rows.push_back(row("project", r.project_account()));
   for (const v1::BudgetAccount& a : r.researchers())
     rows.push_back(row(a.researcher(), a));
+  // The federation-wide cap: the same researcher across every project.
+  for (const v1::BudgetAccount& a : r.federation_researchers())
+    rows.push_back(row(a.researcher() + " (all projects)", a));
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {
     for (size_t i = 0; i < row.size(); ++i)
@@ -140,6 +145,19 @@ std::string FormatBudgetTable(const v1::BudgetResponse& r) {
     if (k == 0) absl::StrAppend(&out, std::string(line.size(), '-'), "\n");
   }
   absl::StrAppend(&out, "\nnext reset: ", ResetText(r), "\n");
+  for (int i = 0; i < r.federation_researchers_size() &&
+                  i < r.federation_next_reset_unix_size();
+       ++i) {
+    const int64_t t = r.federation_next_reset_unix(i);
+    absl::StrAppend(
+        &out, "next reset of ", r.federation_researchers(i).researcher(),
+        " (all projects): ",
+        t == 0
+            ? std::string("never")
+            : absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::FromUnixSeconds(t),
+                               absl::UTCTimeZone()),
+        "\n");
+  }
   return out;
 }
 
@@ -149,11 +167,20 @@ std::string FormatBudgetJson(const v1::BudgetResponse& r) {
     absl::StrAppend(&researchers, researchers.empty() ? "" : ", ",
                     AccountJson(a));
   }
+  std::string federation;
+  for (const v1::BudgetAccount& a : r.federation_researchers()) {
+    absl::StrAppend(&federation, federation.empty() ? "" : ", ",
+                    AccountJson(a));
+  }
   return absl::StrCat(
       "{\"project\": ", JsonQuote(r.project()),
       ", \"policy_version\": ", JsonQuote(r.policy_version()),
       ", \"project_account\": ", AccountJson(r.project_account()),
-      ", \"researchers\": [", researchers, "]", ", \"next_reset\": ",
+      ", \"researchers\": [", researchers, "]",
+      r.federation_researchers().empty()
+          ? std::string()
+          : absl::StrCat(", \"federation_researchers\": [", federation, "]"),
+      ", \"next_reset\": ",
       r.next_reset_unix() == 0 ? "null" : JsonQuote(ResetText(r)), "}\n");
 }
 

@@ -11,6 +11,7 @@
 #include "common/crash_point.h"
 #include "common/limits.h"
 #include "common/status_macros.h"
+#include "gateway/noise_prewarm.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
 #include "privacy/disclosure.h"
@@ -463,15 +464,8 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   }
 
   // 3. Budget before data: the cost comes from the parameters alone.
-  privacy::DisclosureParams params;
-  params.exact_mode = ob.exact_mode();
-  params.mechanism = ob.mechanism() == v1::Disclosure::GAUSSIAN
-                         ? privacy::Mechanism::kDiscreteGaussian
-                         : privacy::Mechanism::kDiscreteLaplace;
-  params.epsilon = ob.epsilon_per_query();
-  params.rho = ob.rho_per_query();
-  params.federation_min_cell_size = ob.federation_min_cell_size();
-  params.rounding = ob.rounding();
+  // The same parameters the policy's noise was prewarmed with.
+  const privacy::DisclosureParams params = DisclosureParamsFor(ob);
 
   // Repeat protection: the same query under the same parameters and node
   // snapshots gets the answer already released, at no cost and without
@@ -502,9 +496,10 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   absl::StatusOr<privacy::QueryCost> cost =
       privacy::ComputeQueryCost(params, static_cast<int>(clients.size()));
   if (!cost.ok()) return Refuse(entry, start, cost.status());
-  absl::StatusOr<ledger::Charge> charge =
-      ledger_->Reserve(ob.project(), caller, *cost,
-                       ledger::CapsFromBudget(ob.budget()), start, request_id);
+  absl::StatusOr<ledger::Charge> charge = ledger_->Reserve(
+      ob.project(), caller, *cost,
+      ledger::CapsFromBudgets(ob.budget(), ob.federation_budget()), start,
+      request_id);
   if (!charge.ok()) {
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     return Refuse(entry, start, charge.status());
@@ -829,8 +824,13 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
             "project")));
   }
   entry.set_caller_role(policy::RoleName(role));
+  const v1::Budget federation_budget =
+      policy->federation() != nullptr
+          ? policy->federation()->researcher_budget()
+          : v1::Budget();
   absl::StatusOr<ledger::BudgetView> view = ledger_->Show(
-      request.project(), ledger::CapsFromBudget(project->budget()));
+      request.project(),
+      ledger::CapsFromBudgets(project->budget(), federation_budget));
   if (!view.ok()) return Refuse(entry, start, view.status());
   v1::BudgetResponse response;
   response.set_project(view->project);
@@ -839,6 +839,19 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
   for (const ledger::Account& a : view->researchers) {
     if (role == v1::Member::RESEARCHER && a.researcher != caller) continue;
     *response.add_researchers() = ToAccount(a);
+  }
+  // Federation-wide accounts (spending across every project), when the
+  // federation caps them: the project's stewards and auditors see its
+  // researchers', a researcher their own.
+  for (const ledger::Account& a : view->federation_researchers) {
+    if (policy->federation() == nullptr ||
+        !policy->federation()->has_researcher_budget()) {
+      break;
+    }
+    if (role == v1::Member::RESEARCHER && a.researcher != caller) continue;
+    *response.add_federation_researchers() = ToAccount(a);
+    response.add_federation_next_reset_unix(
+        a.next_reset ? absl::ToUnixSeconds(*a.next_reset) : 0);
   }
   if (view->next_reset)
     response.set_next_reset_unix(absl::ToUnixSeconds(*view->next_reset));

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,10 +18,12 @@
 #include "absl/synchronization/mutex.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
+#include "gateway/noise_prewarm.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
 #include "policy/policy.h"
+#include "policy/store.h"
 #include "privacy/noise.h"
 #include "privacy/seeded_random_for_testing.h"
 #include "query/cells.h"
@@ -946,6 +949,159 @@ TEST_F(GatewayCoreTest, NonMembersCannotTellWhichProjectsExist) {
               ::testing::Not(HasSubstr("test.textproto")));
   EXPECT_THAT(absl::StrJoin(audit_.entries().back().reasons(), "; "),
               HasSubstr("test.textproto:"));
+// Forwards to a NoisePool and records, for each Prewarm during a reload,
+// which policy version was serving then.
+class WatchedNoise : public privacy::NoiseSource {
+ public:
+  explicit WatchedNoise(privacy::NoisePool* pool) : pool_(pool) {}
+  absl::Status Draw(const privacy::NoiseSpec& spec,
+                    absl::Span<int64_t> out) override {
+    return pool_->Draw(spec, out);
+  }
+  absl::Status Prewarm(const privacy::NoiseSpec& spec) override {
+    absl::MutexLock lock(&mu_);
+    if (store_ != nullptr) {
+      serving_at_prewarm_[spec.Key()] = store_->Current()->version();
+    }
+    return pool_->Prewarm(spec);
+  }
+  void Retain(const std::vector<privacy::NoiseSpec>& keep) override {
+    pool_->Retain(keep);
+  }
+  void Watch(const policy::PolicyStore* store) {
+    absl::MutexLock lock(&mu_);
+    store_ = store;
+  }
+  std::map<std::string, std::string> serving_at_prewarm() {
+    absl::MutexLock lock(&mu_);
+    return serving_at_prewarm_;
+  }
+
+ private:
+  privacy::NoisePool* const pool_;
+  absl::Mutex mu_;
+  const policy::PolicyStore* store_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<std::string, std::string> serving_at_prewarm_ ABSL_GUARDED_BY(mu_);
+};
+
+// Every distribution an allowed decision of `p` can oblige is prewarmed in
+// `pool` (asked of Decide itself, not of the enumeration).
+void ExpectEveryDecisionPrewarmed(const policy::Policy& p,
+                                  const privacy::NoisePool& pool,
+                                  size_t capacity) {
+  absl::StatusOr<v1::Query> q = query::ParseQuery("condition icd10:E11*");
+  ASSERT_TRUE(q.ok());
+  int noised = 0;
+  for (const std::string& project : p.ProjectIds()) {
+    for (const std::vector<std::string>& sites :
+         std::vector<std::vector<std::string>>{{"fr"}, {"qc"}, {"fr", "qc"}}) {
+      policy::AccessRequest r;
+      r.identity = kAlice;
+      r.project = project;
+      r.purpose = "DUO:0000006";
+      r.query = &*q;
+      r.sites = sites;
+      r.now = absl::Now();
+      const v1::Decision d = p.Decide(r);
+      if (!d.allow() || d.obligations().exact_mode()) continue;
+      ++noised;
+      absl::StatusOr<privacy::NoiseSpec> spec =
+          privacy::NoiseSpecFor(DisclosureParamsFor(d.obligations()));
+      ASSERT_TRUE(spec.ok()) << spec.status();
+      EXPECT_TRUE(pool.Prewarmed(*spec)) << project << " " << spec->Key();
+      EXPECT_EQ(pool.Ready(*spec), capacity) << project << " " << spec->Key();
+    }
+  }
+  EXPECT_GT(noised, 0);
+}
+
+// Pools were created on a query's first draw: the first queries of every
+// distribution waited for their samples (and were padded), so the answer
+// time showed whether anyone had used that epsilon before.
+TEST(GatewayNoisePrewarmTest, EveryDistributionIsWarmAtStartAndAfterReload) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      absl::StrCat("gateway_prewarm_test_",
+                   ::testing::UnitTest::GetInstance()->random_seed());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "policy.textproto").string();
+  std::ofstream(file) << kPolicy;
+
+  privacy::testing::SeededRandomSource random(11);
+  privacy::NoisePoolOptions options;
+  options.capacity = 256;
+  options.refill_batch = 64;
+  options.sleep = [](absl::Duration) {};
+  privacy::NoisePool pool(&random, options);
+  WatchedNoise noise(&pool);
+  absl::StatusOr<std::unique_ptr<policy::PolicyStore>> store =
+      NewPrewarmedPolicyStore({file}, &noise);
+  ASSERT_TRUE(store.ok()) << store.status();
+  noise.Watch(store->get());
+  const std::string first_version = (*store)->Current()->version();
+
+  // Before any query.
+  ASSERT_FALSE(PolicyNoiseSpecs(*(*store)->Current()).empty());
+  for (const privacy::NoiseSpec& spec : PolicyNoiseSpecs(*(*store)->Current()))
+    EXPECT_TRUE(pool.Prewarmed(spec)) << spec.Key();
+  ExpectEveryDecisionPrewarmed(*(*store)->Current(), pool, options.capacity);
+
+  FakeClock clock(absl::Now());
+  privacy::testing::SeededRandomSource ids(3);
+  FakeNode fr("fr"), qc("qc");
+  MemoryAudit audit;
+  auto ledger = ledger::BudgetLedger::Open((dir / "ledger").string(), &clock);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  GatewayCore core(
+      GatewayOptions{}, [&store] { return (*store)->Current(); }, ledger->get(),
+      &audit, &noise, &ids, {&fr, &qc}, &clock);
+  auto ask = [&](const std::string& project) {
+    v1::QueryRequest request;
+    request.set_project(project);
+    request.set_purpose("DUO:0000006");
+    request.set_text("condition icd10:E11* group by sex");
+    return core.Query(kAlice, request, clock.Now() + absl::Seconds(5));
+  };
+  ASSERT_TRUE(ask("noised").ok());
+  EXPECT_EQ(pool.unprewarmed_draws(), 0);
+  EXPECT_EQ(pool.slow_path_calls(), 0);
+
+  // A reload adds a project with a new epsilon, and a site with its own.
+  std::string next = kPolicy;
+  next += R"pb(
+    project {
+      id: "new-epsilon"
+      purposes: "DUO:0000006"
+      member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+      valid_from: "2020-01-01"
+      valid_until: "2099-12-31"
+      sites: [ "fr", "qc" ]
+      disclosure { mechanism: LAPLACE epsilon_per_query: 0.125 }
+      budget { epsilon_cap: 6 }
+    }
+  )pb";
+  std::ofstream(file, std::ios::trunc) << next;
+  ASSERT_TRUE((*store)->Reload().ok()) << (*store)->last_error();
+  ASSERT_NE((*store)->Current()->version(), first_version);
+  absl::StatusOr<privacy::NoiseSpec> new_spec =
+      privacy::LaplaceSpecForEpsilon(0.125);
+  ASSERT_TRUE(new_spec.ok());
+  // Prewarmed while the previous version still served.
+  EXPECT_EQ(noise.serving_at_prewarm()[new_spec->Key()], first_version);
+  ExpectEveryDecisionPrewarmed(*(*store)->Current(), pool, options.capacity);
+  ASSERT_TRUE(ask("new-epsilon").ok());
+  ASSERT_TRUE(ask("noised").ok());
+  EXPECT_EQ(pool.unprewarmed_draws(), 0);
+  EXPECT_EQ(pool.slow_path_calls(), 0);
+
+  // A reload that drops the project: its pool goes, the others stay warm.
+  std::ofstream(file, std::ios::trunc) << kPolicy;
+  ASSERT_TRUE((*store)->Reload().ok());
+  noise.Retain(PolicyNoiseSpecs(*(*store)->Current()));
+  EXPECT_FALSE(pool.Prewarmed(*new_spec));
+  ExpectEveryDecisionPrewarmed(*(*store)->Current(), pool, options.capacity);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "common/textproto.h"
 #include "gateway/gateway_service.h"
 #include "gateway/grpc_node_client.h"
+#include "gateway/noise_prewarm.h"
 #include "gateway/recovery.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -163,10 +164,16 @@ absl::Status RunGatewayServerFromFile(const std::string& config_path) {
 
 absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(ValidateGatewayConfig(config));
+  privacy::OpenSslRandomSource random;
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
+                              privacy::NewProductionNoiseSource(&random));
+  // Every noise distribution the policy can produce is drawn ahead before
+  // the policy serves, at start and on each reload (privacy.md 11).
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<policy::PolicyStore> policies,
-      policy::PolicyStore::Create(
-          {config.policy_files().begin(), config.policy_files().end()}));
+      NewPrewarmedPolicyStore(
+          {config.policy_files().begin(), config.policy_files().end()},
+          noise.get()));
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<ledger::BudgetLedger> ledger,
       ledger::BudgetLedger::Open(config.ledger_dir(), Clock::Real()));
@@ -184,10 +191,6 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
         std::cerr << "passerelle gateway: audit checkpoint not signed: "
                   << s.message() << "\n";
       });
-  privacy::OpenSslRandomSource random;
-  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<privacy::NoiseSource> noise,
-                              privacy::NewProductionNoiseSource(&random));
-
   const tls::TlsFiles tls_files = tls::TlsFilesFrom(config.tls());
   PASSERELLE_ASSIGN_OR_RETURN(const std::string trust_domain,
                               tls::TrustDomain(tls_files));
@@ -343,6 +346,10 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
                   << flushed.message() << "\n";
       }
       absl::StatusOr<bool> st = policies->MaybeReload();
+      if (st.ok() && *st) {
+        // Pools of distributions the new version no longer produces go.
+        noise->Retain(PolicyNoiseSpecs(*policies->Current()));
+      }
       if (!st.ok()) {
         std::cerr
             << "passerelle gateway: policy reload rejected, previous version "

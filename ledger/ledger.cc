@@ -27,6 +27,8 @@ using privacy::MicrosToString;
 // Keys. Names may not contain '\0', so "\0" separates them unambiguously.
 //   "a\0<project>\0"              the project's account in its window
 //   "a\0<project>\0<researcher>"  a researcher's account
+//   "a\0\0<researcher>"           a researcher's federation-wide account
+//                                  (project names are never empty)
 //   "c\0<20-digit id>"            a charge
 //   "m\0next_id"                  the next charge id
 const std::string kAccountPrefix("a\0", 2);
@@ -83,9 +85,10 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
       absl::StrCat("ledger ", what, ": ", s.ToString()));
 }
 
-// An account's state in the store.
+// An account's state in the store: its current window's start and what was
+// spent in it.
 struct Stored {
-  int64_t period = 0;
+  absl::Time window_start = absl::UnixEpoch();
   int64_t epsilon = 0;
   int64_t rho = 0;
   // Project accounts also keep the caps last used, for Show.
@@ -93,9 +96,10 @@ struct Stored {
 };
 
 std::string EncodeStored(const Stored& s, bool with_caps) {
-  Fields f = {{"period", absl::StrCat(s.period)},
-              {"epsilon", absl::StrCat(s.epsilon)},
-              {"rho", absl::StrCat(s.rho)}};
+  Fields f = {
+      {"window_start_micros", absl::StrCat(absl::ToUnixMicros(s.window_start))},
+      {"epsilon", absl::StrCat(s.epsilon)},
+      {"rho", absl::StrCat(s.rho)}};
   if (with_caps) {
     f["cap_epsilon"] = absl::StrCat(s.caps.project_epsilon_micros);
     f["cap_rho"] = absl::StrCat(s.caps.project_rho_micros);
@@ -108,10 +112,24 @@ std::string EncodeStored(const Stored& s, bool with_caps) {
   return Encode(f);
 }
 
-absl::StatusOr<Stored> DecodeStored(const std::string& value, bool with_caps) {
+// `legacy_reset`: for a record written before windows had a stored start
+// (it has the index k of the window [k P, (k+1) P) from the epoch instead),
+// the period P it was counted with.
+absl::StatusOr<Stored> DecodeStored(const std::string& value, bool with_caps,
+                                    absl::Duration legacy_reset) {
   PASSERELLE_ASSIGN_OR_RETURN(Fields f, Decode(value));
   Stored s;
-  PASSERELLE_ASSIGN_OR_RETURN(s.period, Int(f, "period"));
+  if (f.count("window_start_micros") > 0) {
+    PASSERELLE_ASSIGN_OR_RETURN(int64_t start, Int(f, "window_start_micros"));
+    s.window_start = absl::FromUnixMicros(start);
+  } else {
+    PASSERELLE_ASSIGN_OR_RETURN(int64_t period, Int(f, "period"));
+    if (with_caps) {
+      PASSERELLE_ASSIGN_OR_RETURN(int64_t reset, Int(f, "reset_seconds"));
+      legacy_reset = absl::Seconds(reset);
+    }
+    s.window_start = absl::UnixEpoch() + legacy_reset * period;
+  }
   PASSERELLE_ASSIGN_OR_RETURN(s.epsilon, Int(f, "epsilon"));
   PASSERELLE_ASSIGN_OR_RETURN(s.rho, Int(f, "rho"));
   if (with_caps) {
@@ -136,7 +154,12 @@ std::string EncodeCharge(const Charge& c) {
                  {"epsilon", absl::StrCat(c.epsilon_micros)},
                  {"rho", absl::StrCat(c.rho_micros)},
                  {"time_micros", absl::StrCat(absl::ToUnixMicros(c.time))},
-                 {"period", absl::StrCat(c.period)},
+                 {"window_project_micros",
+                  absl::StrCat(absl::ToUnixMicros(c.project_window))},
+                 {"window_researcher_micros",
+                  absl::StrCat(absl::ToUnixMicros(c.researcher_window))},
+                 {"window_federation_micros",
+                  absl::StrCat(absl::ToUnixMicros(c.federation_window))},
                  {"refunded", c.refunded ? "1" : "0"},
                  {"request_id", c.request_id}});
 }
@@ -153,7 +176,17 @@ absl::StatusOr<Charge> DecodeCharge(const std::string& value) {
   PASSERELLE_ASSIGN_OR_RETURN(c.rho_micros, Int(f, "rho"));
   PASSERELLE_ASSIGN_OR_RETURN(int64_t t, Int(f, "time_micros"));
   c.time = absl::FromUnixMicros(t);
-  PASSERELLE_ASSIGN_OR_RETURN(c.period, Int(f, "period"));
+  // A charge written before windows had a stored start matches no window:
+  // refunding it marks it refunded and gives nothing back.
+  for (auto [name, out] :
+       {std::pair{"window_project_micros", &c.project_window},
+        std::pair{"window_researcher_micros", &c.researcher_window},
+        std::pair{"window_federation_micros", &c.federation_window}}) {
+    *out = absl::InfinitePast();
+    if (f.count(name) == 0) continue;
+    PASSERELLE_ASSIGN_OR_RETURN(int64_t w, Int(f, name));
+    *out = absl::FromUnixMicros(w);
+  }
   c.refunded = f["refunded"] == "1";
   c.request_id = f["request_id"];  // Absent in charges of older ledgers.
   return c;
@@ -176,25 +209,15 @@ absl::Status CheckName(const std::string& name, const char* what) {
   return absl::OkStatus();
 }
 
-// Reads an account; absent means nothing spent. A stored window older than
-// `period` counts as nothing spent (the budget has reset).
-absl::StatusOr<Stored> ReadAccount(rocksdb::DB* db, const std::string& key,
-                                   bool with_caps, int64_t period) {
-  std::string value;
-  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), key, &value);
-  Stored stored;
-  stored.period = period;
-  if (s.IsNotFound()) return stored;
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
-  PASSERELLE_ASSIGN_OR_RETURN(Stored old, DecodeStored(value, with_caps));
-  stored.caps = old.caps;
-  // A window in the future (the clock went back) keeps its spending.
-  if (old.period >= period) {
-    stored.period = old.period;
-    stored.epsilon = old.epsilon;
-    stored.rho = old.rho;
+// The start of an account's first window: with a reset period P, the
+// window [k P, (k+1) P) from the Unix epoch (UTC) that holds `now`; without
+// one, `now` to the microsecond (as stored, so that a charge's window
+// compares equal to its account's after a restart).
+absl::Time FirstWindowStart(absl::Time now, absl::Duration reset) {
+  if (reset <= absl::ZeroDuration()) {
+    return absl::FromUnixMicros(absl::ToUnixMicros(now));
   }
-  return stored;
+  return absl::UnixEpoch() + reset * PeriodOf(now, reset);
 }
 
 // An account as kept in memory: its stored value, if any.
@@ -203,49 +226,64 @@ struct AccountState {
   Stored stored;
 };
 
-// Reads an account's stored value (absent: exists = false).
+// The account at `now` under reset period `reset`. The window keeps its
+// stored start whatever the period was when it opened; it ends at
+// start + reset (never without a reset period), and then the window that
+// holds `now` in the sequence start + k * reset opens with nothing spent.
+// So a change of period neither wipes the current window's spending (it is
+// kept until the new period ends the window) nor freezes it (a shorter
+// period ends it sooner, a longer one later). A window that starts after
+// `now` (the clock went back) keeps its spending.
+Stored View(const AccountState& a, absl::Time now, absl::Duration reset) {
+  Stored v;
+  if (!a.exists) {
+    v.window_start = FirstWindowStart(now, reset);
+    return v;
+  }
+  v = a.stored;
+  if (reset > absl::ZeroDuration() && now >= v.window_start + reset) {
+    absl::Duration rem;
+    v.window_start +=
+        reset * absl::IDivDuration(now - v.window_start, reset, &rem);
+    v.epsilon = 0;
+    v.rho = 0;
+  }
+  return v;
+}
+
+// Reads an account's stored value (absent: exists = false). See
+// DecodeStored for `legacy_reset`.
 absl::StatusOr<AccountState> LoadAccount(rocksdb::DB* db,
-                                         const std::string& key,
-                                         bool with_caps) {
+                                         const std::string& key, bool with_caps,
+                                         absl::Duration legacy_reset) {
   std::string value;
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), key, &value);
   AccountState a;
   if (s.IsNotFound()) return a;
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
-  PASSERELLE_ASSIGN_OR_RETURN(a.stored, DecodeStored(value, with_caps));
+  PASSERELLE_ASSIGN_OR_RETURN(a.stored,
+                              DecodeStored(value, with_caps, legacy_reset));
   a.exists = true;
   return a;
 }
 
-// The account as ReadAccount would return it in window `period`.
-Stored View(const AccountState& a, int64_t period) {
-  Stored v;
-  v.period = period;
-  if (!a.exists) return v;
-  v.caps = a.stored.caps;
-  // A window in the future (the clock went back) keeps its spending.
-  if (a.stored.period >= period) {
-    v.period = a.stored.period;
-    v.epsilon = a.stored.epsilon;
-    v.rho = a.stored.rho;
-  }
-  return v;
-}
-
-// A reservation of `charge` (counted from window `period`) on an account.
-void ApplyReserve(AccountState* a, int64_t period, const Charge& charge,
-                  const Caps* caps) {
-  Stored v = View(*a, period);
-  v.epsilon += charge.epsilon_micros;
-  v.rho += charge.rho_micros;
+// A reservation of (epsilon, rho) at `now` on an account; returns the start
+// of the window it was counted in.
+absl::Time ApplyReserve(AccountState* a, absl::Time now, absl::Duration reset,
+                        int64_t epsilon, int64_t rho, const Caps* caps) {
+  Stored v = View(*a, now, reset);
+  v.epsilon += epsilon;
+  v.rho += rho;
   if (caps != nullptr) v.caps = *caps;
   a->exists = true;
   a->stored = std::move(v);
+  return a->stored.window_start;
 }
 
-// A refund of `charge` on an account: only within the charge's window.
-void ApplyRefund(AccountState* a, const Charge& charge) {
-  if (!a->exists || a->stored.period != charge.period) return;
+// A refund of `charge` on an account: only within the window it was
+// counted in.
+void ApplyRefund(AccountState* a, absl::Time window, const Charge& charge) {
+  if (!a->exists || a->stored.window_start != window) return;
   a->stored.epsilon =
       std::max<int64_t>(0, a->stored.epsilon - charge.epsilon_micros);
   a->stored.rho = std::max<int64_t>(0, a->stored.rho - charge.rho_micros);
@@ -271,14 +309,16 @@ absl::Status CheckCap(const std::string& label, int64_t cap, int64_t spent,
                  : std::string("; the budget does not reset")));
 }
 
-std::optional<absl::Time> NextReset(const Caps& caps, int64_t period) {
-  if (caps.reset_period <= absl::ZeroDuration()) return std::nullopt;
-  return absl::UnixEpoch() + caps.reset_period * (period + 1);
+std::optional<absl::Time> NextReset(absl::Duration reset,
+                                    absl::Time window_start) {
+  if (reset <= absl::ZeroDuration()) return std::nullopt;
+  return window_start + reset;
 }
 
 Account MakeAccount(const std::string& researcher, const Stored& s,
-                    int64_t eps_cap, int64_t rho_cap) {
+                    int64_t eps_cap, int64_t rho_cap, absl::Duration reset) {
   Account a;
+  a.next_reset = NextReset(reset, s.window_start);
   a.researcher = researcher;
   a.epsilon_spent_micros = s.epsilon;
   a.rho_spent_micros = s.rho;
@@ -293,15 +333,30 @@ Account MakeAccount(const std::string& researcher, const Stored& s,
 
 }  // namespace
 
+namespace {
+
+// One cap to micro-units. A positive cap that rounds down to zero would read
+// as "no cap": it is an error instead.
+void ConvertCap(double v, const char* name, int64_t* out, Caps* caps) {
+  absl::StatusOr<int64_t> m = privacy::ToMicrosFloor(v, name);
+  if (m.ok() && *m == 0 && v > 0) {
+    m = absl::InvalidArgumentError(
+        absl::StrCat(name, " ", v, " is below the ledger's resolution of ",
+                     MicrosToString(1), " (it would mean no cap)"));
+  }
+  if (!m.ok()) {
+    if (caps->error.empty()) caps->error = std::string(m.status().message());
+    return;
+  }
+  *out = *m;
+}
+
+}  // namespace
+
 Caps CapsFromBudget(const passerelle::v1::Budget& budget) {
   Caps caps;
   auto convert = [&caps](double v, const char* name, int64_t* out) {
-    absl::StatusOr<int64_t> m = privacy::ToMicrosFloor(v, name);
-    if (!m.ok()) {
-      if (caps.error.empty()) caps.error = std::string(m.status().message());
-      return;
-    }
-    *out = *m;
+    ConvertCap(v, name, out, &caps);
   };
   convert(budget.epsilon_cap(), "budget.epsilon_cap",
           &caps.project_epsilon_micros);
@@ -314,6 +369,26 @@ Caps CapsFromBudget(const passerelle::v1::Budget& budget) {
     if (caps.error.empty()) caps.error = "budget.reset_period_days is negative";
   } else {
     caps.reset_period = absl::Hours(24) * budget.reset_period_days();
+  }
+  return caps;
+}
+
+Caps CapsFromBudgets(const passerelle::v1::Budget& project,
+                     const passerelle::v1::Budget& federation) {
+  Caps caps = CapsFromBudget(project);
+  ConvertCap(federation.researcher_epsilon_cap(),
+             "federation researcher_budget.researcher_epsilon_cap",
+             &caps.federation_researcher_epsilon_micros, &caps);
+  ConvertCap(federation.researcher_rho_cap(),
+             "federation researcher_budget.researcher_rho_cap",
+             &caps.federation_researcher_rho_micros, &caps);
+  if (federation.reset_period_days() < 0) {
+    if (caps.error.empty()) {
+      caps.error = "federation researcher_budget.reset_period_days is negative";
+    }
+  } else {
+    caps.federation_reset_period =
+        absl::Hours(24) * federation.reset_period_days();
   }
   return caps;
 }
@@ -346,15 +421,44 @@ absl::StatusOr<std::unique_ptr<BudgetLedger>> BudgetLedger::Open(
 // caller's stack.
 struct BudgetLedger::Op {
   explicit Op(const BudgetLedger* l) : ledger(l) {}
+  // One account the operation changes.
+  struct Slot {
+    std::string key;
+    absl::Duration reset;  // A reservation's reset period for it.
+    absl::Time* window;    // The charge's field for its window.
+    bool project = false;  // The project's own account (keeps the caps).
+  };
   const BudgetLedger* ledger;
   bool refund = false;
-  Charge charge;       // The record to write (a refund's with refunded = true).
-  int64_t period = 0;  // A reservation's window (PeriodOf(now, caps)).
-  Caps caps;           // A reservation's caps (kept with the project).
-  std::string project_key;
-  std::string researcher_key;
+  Charge charge;  // The record to write (a refund's with refunded = true).
+  Caps caps;      // A reservation's caps (kept with the project).
+  // Project, researcher in the project, researcher federation-wide.
+  std::vector<Slot> slots;
   bool done = false;
   absl::Status status;
+
+  void SetSlots(const Caps& c) {
+    slots = {{AccountKey(charge.project, ""), c.reset_period,
+              &charge.project_window, true},
+             {AccountKey(charge.project, charge.researcher), c.reset_period,
+              &charge.researcher_window, false},
+             {AccountKey("", charge.researcher), c.federation_reset_period,
+              &charge.federation_window, false}};
+  }
+  // Applies the reservation or the refund to `accounts` (which hold every
+  // slot's account); a reservation records its windows in the charge.
+  void ApplyTo(std::map<std::string, AccountState>* accounts) {
+    for (Slot& slot : slots) {
+      AccountState* a = &(*accounts)[slot.key];
+      if (refund) {
+        ApplyRefund(a, *slot.window, charge);
+      } else {
+        *slot.window =
+            ApplyReserve(a, charge.time, slot.reset, charge.epsilon_micros,
+                         charge.rho_micros, slot.project ? &caps : nullptr);
+      }
+    }
+  }
 };
 
 struct BudgetLedger::State {
@@ -371,11 +475,20 @@ struct BudgetLedger::State {
   std::function<absl::Status(size_t)> write_hook;
   CommitStats stats;
 
-  // Loads an account into both maps if needed.
-  absl::Status Ensure(rocksdb::DB* db, const std::string& key, bool with_caps) {
+  // Loads an account into both maps if needed. A researcher's account in
+  // a project needs the project's loaded first (for records written before
+  // windows had a stored start).
+  absl::Status Ensure(rocksdb::DB* db, const Op::Slot& slot) {
+    const std::string& key = slot.key;
     if (durable.count(key) > 0) return absl::OkStatus();
-    PASSERELLE_ASSIGN_OR_RETURN(AccountState a,
-                                LoadAccount(db, key, with_caps));
+    absl::Duration legacy_reset;
+    if (!slot.project) {
+      const size_t end = key.find('\0', kAccountPrefix.size());
+      auto p = durable.find(key.substr(0, end + 1));
+      if (p != durable.end()) legacy_reset = p->second.stored.caps.reset_period;
+    }
+    PASSERELLE_ASSIGN_OR_RETURN(
+        AccountState a, LoadAccount(db, key, slot.project, legacy_reset));
     durable[key] = a;
     effective[key] = std::move(a);
     return absl::OkStatus();
@@ -418,20 +531,17 @@ void BudgetLedger::WriteOneBatch() {
   absl::Status status;
   uint64_t max_id = 0;
   for (Op* op : batch) {
-    for (const std::string* key : {&op->project_key, &op->researcher_key}) {
+    for (const Op::Slot& slot : op->slots) {
       if (!status.ok()) break;
-      status = st.Ensure(db_.get(), *key, key == &op->project_key);
-      if (status.ok() && after.count(*key) == 0) after[*key] = st.durable[*key];
+      status = st.Ensure(db_.get(), slot);
+      if (status.ok() && after.count(slot.key) == 0)
+        after[slot.key] = st.durable[slot.key];
     }
     if (!status.ok()) break;
-    if (op->refund) {
-      ApplyRefund(&after[op->project_key], op->charge);
-      ApplyRefund(&after[op->researcher_key], op->charge);
-    } else {
-      ApplyReserve(&after[op->project_key], op->period, op->charge, &op->caps);
-      ApplyReserve(&after[op->researcher_key], op->period, op->charge, nullptr);
-      max_id = std::max(max_id, op->charge.id);
-    }
+    // A reservation's windows are those of the durable accounts plus the
+    // batch's earlier operations, as written.
+    op->ApplyTo(&after);
+    if (!op->refund) max_id = std::max(max_id, op->charge.id);
     if (s.ok()) s = wb.Put(ChargeKey(op->charge.id), EncodeCharge(op->charge));
   }
   for (const auto& [key, a] : after) {
@@ -462,10 +572,8 @@ void BudgetLedger::WriteOneBatch() {
         std::max<uint64_t>(st.stats.largest_batch, batch.size());
     for (auto& [key, a] : after) st.durable[key] = std::move(a);
     for (Op* op : batch) {
-      if (!op->refund) continue;
       // The budget comes back now that the refund is durable.
-      ApplyRefund(&st.effective[op->project_key], op->charge);
-      ApplyRefund(&st.effective[op->researcher_key], op->charge);
+      if (op->refund) op->ApplyTo(&st.effective);
     }
   } else {
     ++st.stats.failed_writes;
@@ -474,8 +582,7 @@ void BudgetLedger::WriteOneBatch() {
     // than remains, so they still fit).
     std::set<std::string> touched;
     for (Op* op : batch) {
-      touched.insert(op->project_key);
-      touched.insert(op->researcher_key);
+      for (const Op::Slot& slot : op->slots) touched.insert(slot.key);
     }
     for (const std::string& key : touched) {
       auto d = st.durable.find(key);
@@ -483,10 +590,11 @@ void BudgetLedger::WriteOneBatch() {
       AccountState a = d->second;
       for (const Op* q : st.queue) {
         if (q->refund) continue;
-        if (q->project_key == key)
-          ApplyReserve(&a, q->period, q->charge, &q->caps);
-        if (q->researcher_key == key)
-          ApplyReserve(&a, q->period, q->charge, nullptr);
+        for (const Op::Slot& slot : q->slots) {
+          if (slot.key != key) continue;
+          ApplyReserve(&a, q->charge.time, slot.reset, q->charge.epsilon_micros,
+                       q->charge.rho_micros, slot.project ? &q->caps : nullptr);
+        }
       }
       st.effective[key] = std::move(a);
     }
@@ -544,47 +652,12 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
     return absl::InvalidArgumentError("ledger: invalid query cost");
   }
   if (caps.project_epsilon_micros < 0 || caps.project_rho_micros < 0 ||
-      caps.researcher_epsilon_micros < 0 || caps.researcher_rho_micros < 0) {
+      caps.researcher_epsilon_micros < 0 || caps.researcher_rho_micros < 0 ||
+      caps.federation_researcher_epsilon_micros < 0 ||
+      caps.federation_researcher_rho_micros < 0) {
     return absl::InvalidArgumentError("ledger: negative cap");
   }
-  const int64_t period = PeriodOf(now, caps.reset_period);
-  const std::string project_key = AccountKey(project, "");
-  const std::string researcher_key = AccountKey(project, researcher);
-
-  absl::MutexLock lock(&mu_);
-  State& st = *state_;
-  PASSERELLE_RETURN_IF_ERROR(st.Ensure(db_.get(), project_key, true));
-  PASSERELLE_RETURN_IF_ERROR(st.Ensure(db_.get(), researcher_key, false));
-  // Checked against durable spending plus every reservation in flight.
-  const Stored p = View(st.effective[project_key], period);
-  const Stored r = View(st.effective[researcher_key], period);
-  const std::optional<absl::Time> next_reset = NextReset(caps, period);
-  const std::string project_label = absl::StrCat("project \"", project, "\"");
-  const std::string researcher_label = absl::StrCat(
-      "researcher \"", researcher, "\" in project \"", project, "\"");
-  if (!cost.pure) {
-    if (caps.project_epsilon_micros > 0 || caps.researcher_epsilon_micros > 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          caps.project_epsilon_micros > 0 ? project_label : researcher_label,
-          " has a pure epsilon cap; a zCDP (discrete Gaussian) query has no "
-          "pure epsilon cost and cannot be charged against it"));
-    }
-  }
-  PASSERELLE_RETURN_IF_ERROR(CheckCap(project_label + " epsilon cap",
-                                      caps.project_epsilon_micros, p.epsilon,
-                                      cost.epsilon_micros, next_reset));
-  PASSERELLE_RETURN_IF_ERROR(CheckCap(project_label + " rho cap",
-                                      caps.project_rho_micros, p.rho,
-                                      cost.rho_micros, next_reset));
-  PASSERELLE_RETURN_IF_ERROR(CheckCap(researcher_label + " epsilon cap",
-                                      caps.researcher_epsilon_micros, r.epsilon,
-                                      cost.epsilon_micros, next_reset));
-  PASSERELLE_RETURN_IF_ERROR(CheckCap(researcher_label + " rho cap",
-                                      caps.researcher_rho_micros, r.rho,
-                                      cost.rho_micros, next_reset));
-
   Op op(this);
-  op.charge.id = st.next_id++;
   op.charge.project = project;
   op.charge.researcher = researcher;
   op.charge.pure = cost.pure;
@@ -592,15 +665,59 @@ absl::StatusOr<Charge> BudgetLedger::Reserve(const std::string& project,
   op.charge.rho_micros = cost.rho_micros;
   op.charge.time = now;
   op.charge.request_id = request_id;
-  op.charge.period = p.period;
-  op.period = period;
   op.caps = caps;
-  op.project_key = project_key;
-  op.researcher_key = researcher_key;
+  op.SetSlots(caps);
+
+  absl::MutexLock lock(&mu_);
+  State& st = *state_;
+  for (const Op::Slot& slot : op.slots) {
+    PASSERELLE_RETURN_IF_ERROR(st.Ensure(db_.get(), slot));
+  }
+  // Checked against durable spending plus every reservation in flight, all
+  // three accounts before any is charged (all or nothing).
+  const std::string project_label = absl::StrCat("project \"", project, "\"");
+  const std::string researcher_label = absl::StrCat(
+      "researcher \"", researcher, "\" in project \"", project, "\"");
+  const std::string federation_label = absl::StrCat(
+      "researcher \"", researcher,
+      "\" across all projects (federation-wide researcher_budget)");
+  struct Check {
+    const std::string* label;
+    int64_t epsilon_cap;
+    int64_t rho_cap;
+  };
+  const Check checks[] = {
+      {&project_label, caps.project_epsilon_micros, caps.project_rho_micros},
+      {&researcher_label, caps.researcher_epsilon_micros,
+       caps.researcher_rho_micros},
+      {&federation_label, caps.federation_researcher_epsilon_micros,
+       caps.federation_researcher_rho_micros}};
+  if (!cost.pure) {
+    for (const Check& c : checks) {
+      if (c.epsilon_cap <= 0) continue;
+      return absl::FailedPreconditionError(absl::StrCat(
+          *c.label,
+          " has a pure epsilon cap; a zCDP (discrete Gaussian) query has no "
+          "pure epsilon cost and cannot be charged against it"));
+    }
+  }
+  for (size_t i = 0; i < op.slots.size(); ++i) {
+    const Op::Slot& slot = op.slots[i];
+    const Stored v = View(st.effective[slot.key], now, slot.reset);
+    const std::optional<absl::Time> next_reset =
+        NextReset(slot.reset, v.window_start);
+    PASSERELLE_RETURN_IF_ERROR(CheckCap(*checks[i].label + " epsilon cap",
+                                        checks[i].epsilon_cap, v.epsilon,
+                                        cost.epsilon_micros, next_reset));
+    PASSERELLE_RETURN_IF_ERROR(CheckCap(*checks[i].label + " rho cap",
+                                        checks[i].rho_cap, v.rho,
+                                        cost.rho_micros, next_reset));
+  }
+
+  op.charge.id = st.next_id++;
   // Counted now, so that the next reservation sees it; rolled back if the
   // write fails.
-  ApplyReserve(&st.effective[project_key], period, op.charge, &caps);
-  ApplyReserve(&st.effective[researcher_key], period, op.charge, nullptr);
+  op.ApplyTo(&st.effective);
   PASSERELLE_CRASH_POINT("ledger.reserve.before_commit");
   Commit(&op);
   PASSERELLE_RETURN_IF_ERROR(op.status);
@@ -630,8 +747,7 @@ absl::Status BudgetLedger::Refund(uint64_t charge_id) {
         absl::StrCat("ledger: charge ", charge_id, " was already refunded"));
   }
   op.charge.refunded = true;
-  op.project_key = AccountKey(op.charge.project, "");
-  op.researcher_key = AccountKey(op.charge.project, op.charge.researcher);
+  op.SetSlots(Caps());
   st.refunding.insert(charge_id);
   Commit(&op);
   return op.status;
@@ -648,7 +764,8 @@ absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project) {
                                             "\" has no reservation yet"));
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read"));
-  PASSERELLE_ASSIGN_OR_RETURN(Stored stored, DecodeStored(value, true));
+  PASSERELLE_ASSIGN_OR_RETURN(Stored stored,
+                              DecodeStored(value, true, absl::ZeroDuration()));
   return ShowLocked(project, stored.caps);
 }
 
@@ -663,15 +780,17 @@ absl::StatusOr<BudgetView> BudgetLedger::Show(const std::string& project,
 absl::StatusOr<BudgetView> BudgetLedger::ShowLocked(const std::string& project,
                                                     const Caps& caps) {
   const absl::Time now = clock_->Now();
-  const int64_t period = PeriodOf(now, caps.reset_period);
+  const std::string prefix = AccountKey(project, "");
   PASSERELLE_ASSIGN_OR_RETURN(
-      Stored p, ReadAccount(db_.get(), AccountKey(project, ""), true, period));
+      AccountState pa,
+      LoadAccount(db_.get(), prefix, true, absl::ZeroDuration()));
+  const Stored p = View(pa, now, caps.reset_period);
   BudgetView view;
   view.project = project;
   view.project_account =
-      MakeAccount("", p, caps.project_epsilon_micros, caps.project_rho_micros);
-  view.next_reset = NextReset(caps, p.period);
-  const std::string prefix = AccountKey(project, "");
+      MakeAccount("", p, caps.project_epsilon_micros, caps.project_rho_micros,
+                  caps.reset_period);
+  view.next_reset = view.project_account.next_reset;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
@@ -679,10 +798,19 @@ absl::StatusOr<BudgetView> BudgetLedger::ShowLocked(const std::string& project,
     const std::string researcher = it->key().ToString().substr(prefix.size());
     if (researcher.empty()) continue;
     PASSERELLE_ASSIGN_OR_RETURN(
-        Stored r, ReadAccount(db_.get(), it->key().ToString(), false, period));
-    view.researchers.push_back(MakeAccount(researcher, r,
-                                           caps.researcher_epsilon_micros,
-                                           caps.researcher_rho_micros));
+        AccountState ra, LoadAccount(db_.get(), it->key().ToString(), false,
+                                     pa.stored.caps.reset_period));
+    view.researchers.push_back(
+        MakeAccount(researcher, View(ra, now, caps.reset_period),
+                    caps.researcher_epsilon_micros, caps.researcher_rho_micros,
+                    caps.reset_period));
+    PASSERELLE_ASSIGN_OR_RETURN(
+        AccountState fa, LoadAccount(db_.get(), AccountKey("", researcher),
+                                     false, absl::ZeroDuration()));
+    view.federation_researchers.push_back(MakeAccount(
+        researcher, View(fa, now, caps.federation_reset_period),
+        caps.federation_researcher_epsilon_micros,
+        caps.federation_researcher_rho_micros, caps.federation_reset_period));
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "scan"));
   return view;

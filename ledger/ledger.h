@@ -3,9 +3,27 @@
 // micro-units (1e-6) so decimal budgets never drift; a query's cost comes
 // from privacy/cost.h (rounded up) and caps are rounded down.
 //
-// Periods. With a reset period P, spending is counted per window
-// [k P, (k+1) P) measured from the Unix epoch (UTC); a new window starts from
-// zero. Without one, spending never resets.
+// Accounts. Three per reservation, checked together and charged all or
+// nothing: the project's, the researcher's within the project, and the
+// researcher's federation-wide account (every project). A researcher in N
+// projects therefore has N project caps and, when the federation declares
+// one, one federation-wide cap over all of them.
+//
+// Windows. Each account stores the start of its current window with its
+// spending. An account's first window is [k P, (k+1) P) from the Unix epoch
+// (UTC) that holds the first charge, for the reset period P in force then
+// (without one, it starts at the first charge and never ends). A window
+// ends at its start plus the reset period in force NOW; the next one starts
+// at start + k P (the one that holds now) with nothing spent. A change of
+// reset_period_days therefore keeps the current window's start and
+// spending and applies the new period from that start: it neither wipes
+// the spending (it resets only when the new period says the window is
+// over) nor freezes it (a longer period delays the reset by the
+// difference, a shorter one brings it forward). Without a reset period
+// spending never resets.
+//
+// Resolution. Amounts are whole micro-units; a positive cap below one
+// micro-unit is an error (CapsFromBudget), never "no cap".
 #ifndef PASSERELLE_LEDGER_LEDGER_H_
 #define PASSERELLE_LEDGER_LEDGER_H_
 
@@ -42,12 +60,22 @@ struct Caps {
   int64_t researcher_rho_micros = 0;
   // Zero: never resets.
   absl::Duration reset_period = absl::ZeroDuration();
+  // The researcher's federation-wide caps (across every project) and their
+  // own reset period.
+  int64_t federation_researcher_epsilon_micros = 0;
+  int64_t federation_researcher_rho_micros = 0;
+  absl::Duration federation_reset_period = absl::ZeroDuration();
   // Set when the budget the caps came from was invalid; Reserve refuses.
   std::string error;
 };
 
-// From a policy budget (doubles in units, rounded DOWN to micro-units).
+// From a policy budget (doubles in units, rounded DOWN to micro-units). A
+// positive cap below one micro-unit sets `error` (Reserve then refuses).
 Caps CapsFromBudget(const passerelle::v1::Budget& budget);
+// The project's budget and the federation's researcher_budget (only its
+// researcher_* caps and reset_period_days are used).
+Caps CapsFromBudgets(const passerelle::v1::Budget& project,
+                     const passerelle::v1::Budget& federation);
 
 // One recorded reservation.
 struct Charge {
@@ -58,7 +86,11 @@ struct Charge {
   int64_t epsilon_micros = 0;
   int64_t rho_micros = 0;
   absl::Time time = absl::UnixEpoch();
-  int64_t period = 0;  // The reset window it was counted in.
+  // The start of the window it was counted in, per account (a refund gives
+  // the budget back only within that window).
+  absl::Time project_window = absl::InfinitePast();
+  absl::Time researcher_window = absl::InfinitePast();
+  absl::Time federation_window = absl::InfinitePast();
   bool refunded = false;
   // The gateway's request id, when the caller gave one: lets a charge whose
   // request was never audited (a crash in between) be recorded under it.
@@ -75,12 +107,17 @@ struct Account {
   // cap - spent (never negative); absent when there is no cap.
   std::optional<int64_t> epsilon_remaining_micros;
   std::optional<int64_t> rho_remaining_micros;
+  // When the current window ends; absent without a reset period.
+  std::optional<absl::Time> next_reset;
 };
 
 struct BudgetView {
   std::string project;
   Account project_account;
   std::vector<Account> researchers;  // Sorted by researcher.
+  // The same researchers' federation-wide accounts (every project), under
+  // the federation's researcher caps.
+  std::vector<Account> federation_researchers;
   // Absent when the caps have no reset period.
   std::optional<absl::Time> next_reset;
 };
@@ -109,8 +146,10 @@ class BudgetLedger {
   BudgetLedger(const BudgetLedger&) = delete;
   BudgetLedger& operator=(const BudgetLedger&) = delete;
 
-  // Atomically checks the project's and the researcher's caps and records
-  // the charge (durably: its batch's synced write) before returning.
+  // Atomically checks the project's, the researcher's and the researcher's
+  // federation-wide caps and records the charge on all three accounts
+  // (durably: its batch's synced write) before returning; a cap exceeded
+  // on any account charges none.
   // RESOURCE_EXHAUSTED when a cap would be exceeded (the message names the cap,
   // what is spent and what remains); FAILED_PRECONDITION for a zCDP query
   // against an epsilon cap; INVALID_ARGUMENT for bad names, costs or caps;

@@ -10,6 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "privacy/units.h"
 
 namespace passerelle::ledger {
 namespace {
@@ -497,6 +498,198 @@ TEST_F(LedgerTest, RefundCountsOnlyOnceDurable) {
   EXPECT_EQ(totals->charges, 1);
   EXPECT_EQ(totals->refunded, 1);
   EXPECT_EQ(ledger_->Show("p")->project_account.epsilon_spent_micros, 500000);
+}
+
+}  // namespace
+}  // namespace passerelle::ledger
+
+namespace passerelle::ledger {
+namespace {
+
+Caps ResetCaps(double epsilon_cap, int days) {
+  v1::Budget b;
+  b.set_epsilon_cap(epsilon_cap);
+  b.set_reset_period_days(days);
+  return CapsFromBudget(b);
+}
+
+// The start of the window of length `days` (from the epoch) holding `t`.
+absl::Time AlignedStart(absl::Time t, int days) {
+  const absl::Duration p = absl::Hours(24) * days;
+  absl::Duration rem;
+  return absl::UnixEpoch() +
+         p * absl::IDivDuration(t - absl::UnixEpoch(), p, &rem);
+}
+
+// A positive cap below one micro-unit rounded down to 0, which the ledger
+// read as "no cap": unlimited spending.
+TEST(CapsFromBudgetTest, PositiveCapBelowTheResolutionIsAnErrorNotNoCap) {
+  for (const char* field : {"epsilon_cap", "rho_cap", "researcher_epsilon_cap",
+                            "researcher_rho_cap"}) {
+    SCOPED_TRACE(field);
+    v1::Budget b;
+    b.set_epsilon_cap(1.0);
+    b.GetReflection()->SetDouble(&b, b.GetDescriptor()->FindFieldByName(field),
+                                 5e-7);
+    const Caps caps = CapsFromBudget(b);
+    EXPECT_THAT(caps.error, HasSubstr("below the ledger's resolution"));
+    EXPECT_THAT(caps.error, HasSubstr(field));
+  }
+  v1::Budget fed;
+  fed.set_researcher_epsilon_cap(5e-7);
+  v1::Budget project;
+  project.set_epsilon_cap(1.0);
+  EXPECT_THAT(CapsFromBudgets(project, fed).error,
+              HasSubstr("federation researcher_budget.researcher_epsilon_cap"));
+  // One micro-unit exactly is a cap.
+  v1::Budget tiny;
+  tiny.set_rho_cap(1e-6);
+  EXPECT_EQ(CapsFromBudget(tiny).error, "");
+  EXPECT_EQ(CapsFromBudget(tiny).project_rho_micros, 1);
+}
+
+TEST_F(LedgerTest, ReserveRefusesACapBelowTheResolution) {
+  v1::Budget b;
+  b.set_epsilon_cap(1.0);
+  b.set_rho_cap(5e-7);  // Rounds to 0 micro-units.
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Laplace(0.001), CapsFromBudget(b), kT0);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("budget.rho_cap"));
+}
+
+// Shortening reset_period_days (30 -> 7) used to wipe the spending at once:
+// windows were numbered from the epoch with the period in force, so the
+// same instant fell in a "later" window.
+TEST_F(LedgerTest, ShorterResetPeriodKeepsTheCurrentWindowsSpending) {
+  const absl::Time start = AlignedStart(kT0, 30);
+  const absl::Time t1 = start + absl::Hours(2);
+  ASSERT_TRUE(
+      ledger_->Reserve("p", "alice", Laplace(0.8), ResetCaps(1.0, 30), t1)
+          .ok());
+  const Caps weekly = ResetCaps(1.0, 7);
+  const absl::Time t2 = t1 + absl::Hours(1);
+  clock_.Set(t2);
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Laplace(0.5), weekly, t2);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted)
+      << "the change of period wiped the spending";
+  absl::StatusOr<BudgetView> view = ledger_->Show("p", weekly);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 800000);
+  // The new period runs from the window's stored start.
+  EXPECT_EQ(view->next_reset, start + absl::Hours(24 * 7));
+  // Just before: still spent; at start + 7 days: a new window.
+  const absl::Time before = start + absl::Hours(24 * 7) - absl::Seconds(1);
+  EXPECT_EQ(ledger_->Reserve("p", "alice", Laplace(0.5), weekly, before)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  const absl::Time after = start + absl::Hours(24 * 7);
+  ASSERT_TRUE(ledger_->Reserve("p", "alice", Laplace(0.5), weekly, after).ok());
+  clock_.Set(after);
+  view = ledger_->Show("p", weekly);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 500000);
+  EXPECT_EQ(view->next_reset, after + absl::Hours(24 * 7));
+}
+
+// Lengthening reset_period_days (7 -> 30) used to freeze the spending: the
+// stored window's number was larger than any the new period would reach for
+// years, so the window never ended.
+TEST_F(LedgerTest, LongerResetPeriodEndsTheWindowAtItsNewLength) {
+  const absl::Time start = AlignedStart(kT0, 7);
+  ASSERT_TRUE(ledger_
+                  ->Reserve("p", "alice", Laplace(1.0), ResetCaps(1.0, 7),
+                            start + absl::Hours(1))
+                  .ok());
+  const Caps monthly = ResetCaps(1.0, 30);
+  // Past the old 7-day end, within the new 30 days: still spent.
+  const absl::Time day10 = start + absl::Hours(24 * 10);
+  EXPECT_EQ(ledger_->Reserve("p", "alice", Laplace(0.5), monthly, day10)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  // From start + 30 days: reset.
+  const absl::Time day31 = start + absl::Hours(24 * 31);
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p", "alice", Laplace(0.5), monthly, day31);
+  ASSERT_TRUE(c.ok()) << "the change of period froze the spending: "
+                      << c.status();
+  // The window is [start + 30 days, start + 60 days), kept across a reopen.
+  Reopen();
+  clock_.Set(day31);
+  absl::StatusOr<BudgetView> view = ledger_->Show("p");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 500000);
+  EXPECT_EQ(view->next_reset, start + absl::Hours(24 * 60));
+}
+
+// Adding a reset period to a budget that never reset: the window opened at
+// the first charge and ends one new period later.
+TEST_F(LedgerTest, ResetPeriodAddedLaterRunsFromTheFirstCharge) {
+  ASSERT_TRUE(
+      ledger_->Reserve("p", "alice", Laplace(1.0), ResetCaps(1.0, 0), kT0)
+          .ok());
+  const Caps monthly = ResetCaps(1.0, 30);
+  EXPECT_EQ(ledger_
+                ->Reserve("p", "alice", Laplace(0.5), monthly,
+                          kT0 + absl::Hours(24 * 29))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(ledger_
+                  ->Reserve("p", "alice", Laplace(0.5), monthly,
+                            kT0 + absl::Hours(24 * 30))
+                  .ok());
+}
+
+Caps WithFederationCap(Caps caps, double researcher_epsilon_cap) {
+  v1::Budget project;
+  project.set_epsilon_cap(privacy::FromMicros(caps.project_epsilon_micros));
+  project.set_researcher_epsilon_cap(
+      privacy::FromMicros(caps.researcher_epsilon_micros));
+  v1::Budget fed;
+  fed.set_researcher_epsilon_cap(researcher_epsilon_cap);
+  return CapsFromBudgets(project, fed);
+}
+
+// A researcher in N projects has N caps; the federation-wide cap bounds the
+// sum, reserved all or nothing with the project's caps.
+TEST_F(LedgerTest, FederationWideResearcherCapSpansProjectsAllOrNothing) {
+  const Caps caps = WithFederationCap(EpsilonCaps(10.0, 1.0), 1.5);
+  ASSERT_TRUE(ledger_->Reserve("p1", "alice", Laplace(1.0), caps, kT0).ok());
+  ASSERT_TRUE(ledger_->Reserve("p2", "alice", Laplace(0.5), caps, kT0).ok());
+  // p2's own caps (10 and 1) would allow it; the federation-wide 1.5 not.
+  absl::StatusOr<Charge> c =
+      ledger_->Reserve("p2", "alice", Laplace(0.25), caps, kT0);
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("researcher \"alice\" across all projects"));
+  EXPECT_THAT(c.status().message(), HasSubstr("spent 1.5"));
+  // Nothing was charged anywhere.
+  absl::StatusOr<BudgetView> view = ledger_->Show("p2", caps);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->project_account.epsilon_spent_micros, 500000);
+  ASSERT_EQ(view->researchers.size(), 1u);
+  EXPECT_EQ(view->researchers[0].epsilon_spent_micros, 500000);
+  ASSERT_EQ(view->federation_researchers.size(), 1u);
+  EXPECT_EQ(view->federation_researchers[0].researcher, "alice");
+  EXPECT_EQ(view->federation_researchers[0].epsilon_spent_micros, 1500000);
+  EXPECT_EQ(view->federation_researchers[0].epsilon_remaining_micros, 0);
+  // Another researcher is not affected.
+  EXPECT_TRUE(ledger_->Reserve("p2", "bob", Laplace(1.0), caps, kT0).ok());
+  // A refund gives the federation-wide budget back too.
+  absl::StatusOr<std::vector<Charge>> charges = ledger_->ListCharges("p1");
+  ASSERT_TRUE(charges.ok());
+  ASSERT_EQ(charges->size(), 1u);
+  ASSERT_TRUE(ledger_->Refund((*charges)[0].id).ok());
+  EXPECT_TRUE(ledger_->Reserve("p2", "alice", Laplace(0.25), caps, kT0).ok());
+  // Survives a reopen.
+  Reopen();
+  EXPECT_EQ(
+      ledger_->Reserve("p1", "alice", Laplace(1.0), caps, kT0).status().code(),
+      absl::StatusCode::kResourceExhausted);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
 
@@ -57,6 +58,10 @@ class Collector : public google::protobuf::io::ErrorCollector {
 };
 
 // Where a message (and its fields) sits in a policy file.
+// The ledger keeps caps in whole micro-units (ledger/ledger.h,
+// privacy/units.h).
+constexpr double kLedgerUnitsPerCap = 1e6;
+
 class Where {
  public:
   Where(const std::string* file, const TextFormat::ParseInfoTree* tree,
@@ -222,6 +227,12 @@ class PolicyBuilder {
       const Where& w, bool federation);
   void CheckForbid(const v1::ForbidRule& rule, const Where& w);
   void CheckProject(const v1::Project& p, const Where& w);
+  // Each of `fields` (doubles of `b`) finite, > 0 when written, and not
+  // below the ledger's resolution.
+  void CheckCaps(const v1::Budget& b, const Where& bw,
+                 std::initializer_list<const char*> fields);
+  // The federation's researcher_budget.
+  void CheckResearcherBudget(const v1::Budget& b, const Where& bw);
   void CheckSite(const v1::SitePolicy& s, const Where& w);
   void CheckRefs(const google::protobuf::RepeatedPtrField<std::string>& refs,
                  const std::set<std::string>& known, absl::string_view kind,
@@ -459,14 +470,9 @@ void PolicyBuilder::CheckProject(const v1::Project& p, const Where& w) {
   }
   const v1::Budget& b = p.budget();
   Where bw = w.Nested("budget");
-  for (const char* f : {"epsilon_cap", "rho_cap", "researcher_epsilon_cap",
-                        "researcher_rho_cap"}) {
-    const FieldDescriptor* fd_field = b.GetDescriptor()->FindFieldByName(f);
-    double v = b.GetReflection()->GetDouble(b, fd_field);
-    if (!std::isfinite(v) || v < 0 || (bw.Has(f) && v == 0)) {
-      Error(bw.At(f), absl::StrCat(f, " must be a finite number > 0"));
-    }
-  }
+  CheckCaps(b, bw,
+            {"epsilon_cap", "rho_cap", "researcher_epsilon_cap",
+             "researcher_rho_cap"});
   if (b.epsilon_cap() <= 0 && b.rho_cap() <= 0) {
     Error(bw.Here(), "budget needs epsilon_cap or rho_cap");
   }
@@ -505,6 +511,46 @@ void PolicyBuilder::CheckProject(const v1::Project& p, const Where& w) {
     Error(bw.At("researcher_rho_cap"),
           absl::StrCat("researcher_rho_cap ", b.researcher_rho_cap(),
                        " is below one query's rho ", rho));
+  }
+}
+
+void PolicyBuilder::CheckCaps(const v1::Budget& b, const Where& bw,
+                              std::initializer_list<const char*> fields) {
+  for (const char* f : fields) {
+    const FieldDescriptor* fd_field = b.GetDescriptor()->FindFieldByName(f);
+    double v = b.GetReflection()->GetDouble(b, fd_field);
+    if (!std::isfinite(v) || v < 0 || (bw.Has(f) && v == 0)) {
+      Error(bw.At(f), absl::StrCat(f, " must be a finite number > 0"));
+    } else if (v > 0 && v * kLedgerUnitsPerCap + 1e-6 < 1) {
+      // The ledger keeps whole micro-units and rounds caps down: this cap
+      // would be 0, which means no cap at all.
+      Error(bw.At(f),
+            absl::StrCat(f, " ", v,
+                         " is below the ledger's resolution of 0.000001 (it "
+                         "would round down to 0, which means no cap)"));
+    }
+  }
+}
+
+void PolicyBuilder::CheckResearcherBudget(const v1::Budget& b,
+                                          const Where& bw) {
+  for (const char* f : {"epsilon_cap", "rho_cap"}) {
+    if (bw.Has(f)) {
+      Error(bw.At(f),
+            absl::StrCat(f,
+                         " does not apply to the federation's "
+                         "researcher_budget (only researcher_epsilon_cap, "
+                         "researcher_rho_cap and reset_period_days do)"));
+    }
+  }
+  CheckCaps(b, bw, {"researcher_epsilon_cap", "researcher_rho_cap"});
+  if (b.researcher_epsilon_cap() <= 0 && b.researcher_rho_cap() <= 0) {
+    Error(bw.Here(),
+          "researcher_budget needs researcher_epsilon_cap or "
+          "researcher_rho_cap");
+  }
+  if (b.reset_period_days() < 0) {
+    Error(bw.At("reset_period_days"), "reset_period_days must be >= 0");
   }
 }
 
@@ -701,6 +747,10 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyBuilder::Build(
               "allowed otherwise)");
       } else {
         CheckScope(fed.allow(), fw.Nested("allow"));
+      }
+      if (fed.has_researcher_budget()) {
+        CheckResearcherBudget(fed.researcher_budget(),
+                              fw.Nested("researcher_budget"));
       }
       for (const std::string& site : federation_sites_) {
         if (policy_->sites_.count(site) == 0) {

@@ -1,8 +1,10 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "policy/policy.h"
 
@@ -12,6 +14,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr char kFederation[] = R"txt(
   federation {
@@ -353,6 +356,74 @@ TEST(LoaderTest, ParsesPolicyTimes) {
   EXPECT_FALSE(ParsePolicyTime("22/11/2026").ok());
   EXPECT_EQ(ParseRole("Auditor"), v1::Member::AUDITOR);
   EXPECT_FALSE(ParseRole("owner").has_value());
+}
+
+}  // namespace
+}  // namespace passerelle::policy
+
+namespace passerelle::policy {
+namespace {
+
+// A positive cap below the ledger's micro-unit resolution rounded down to
+// 0, which the ledger read as "no cap".
+TEST(LoaderTest, RejectsACapBelowTheLedgersResolutionWithFileAndLine) {
+  std::string e = Errors(Replace(kFederation, "budget { epsilon_cap: 10 }",
+                                 "budget { epsilon_cap: 10 rho_cap: 0.0000005 "
+                                 "}"));
+  EXPECT_THAT(e, HasSubstr("federation.textproto:22:"));
+  EXPECT_THAT(e, HasSubstr("rho_cap 5e-07 is below the ledger's resolution "
+                           "of 0.000001"));
+  e = Errors(Replace(kFederation, "budget { epsilon_cap: 10 }",
+                     "budget { epsilon_cap: 10 researcher_epsilon_cap: "
+                     "0.0000009 }"));
+  EXPECT_THAT(e, HasSubstr("researcher_epsilon_cap 9e-07 is below"));
+  // One micro-unit is a cap (too small for one query here, but not 0).
+  e = Errors(Replace(kFederation, "budget { epsilon_cap: 10 }",
+                     "budget { epsilon_cap: 10 rho_cap: 0.000001 }"));
+  EXPECT_THAT(e, Not(HasSubstr("resolution")));
+  EXPECT_THAT(e, HasSubstr("is below one query's rho"));
+}
+
+TEST(LoaderTest, FederationResearcherBudgetIsValidatedAndObliged) {
+  const std::string with =
+      Replace(kFederation, "    allow {\n      domains",
+              "    researcher_budget { researcher_epsilon_cap: 2 "
+              "reset_period_days: 30 }\n    allow {\n      domains");
+  auto p = LoadWith(with);
+  ASSERT_TRUE(p.ok()) << p.status();
+  v1::Query query;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"txt(where {
+              criterion {
+                event {
+                  event {
+                    domain: DOMAIN_CONDITION
+                    codes { vocabulary: "icd10" code: "E11" prefix: true }
+                  }
+                }
+              }
+            })txt",
+      &query));
+  AccessRequest req;
+  req.identity = "spiffe://passerelle/user/alice";
+  req.project = "p1";
+  req.query = &query;
+  req.now = absl::FromCivil(absl::CivilDay(2026, 6, 1), absl::UTCTimeZone());
+  const v1::Decision d = (*p)->Decide(req);
+  ASSERT_TRUE(d.allow()) << absl::StrJoin(d.reasons(), "; ");
+  EXPECT_EQ(d.obligations().federation_budget().researcher_epsilon_cap(), 2);
+  EXPECT_EQ(d.obligations().federation_budget().reset_period_days(), 30);
+
+  std::string e = Errors(
+      Replace(with, "researcher_budget { researcher_epsilon_cap: 2",
+              "researcher_budget { epsilon_cap: 2 researcher_epsilon_cap: 2"));
+  EXPECT_THAT(e, HasSubstr("epsilon_cap does not apply to the federation's "
+                           "researcher_budget"));
+  e = Errors(Replace(with, "researcher_epsilon_cap: 2 ",
+                     "researcher_epsilon_cap: 0.0000001 "));
+  EXPECT_THAT(e, HasSubstr("below the ledger's resolution"));
+  e = Errors(Replace(with, "researcher_epsilon_cap: 2 ", ""));
+  EXPECT_THAT(e, HasSubstr("researcher_budget needs researcher_epsilon_cap"));
 }
 
 }  // namespace

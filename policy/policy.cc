@@ -20,6 +20,12 @@ namespace {
 
 using StrList = google::protobuf::RepeatedPtrField<std::string>;
 
+// The strictest (smallest positive) of two per-query privacy parameters; 0
+// means "not set at this level".
+void TightenPrivacy(double& cur, double v) {
+  if (v > 0 && (cur <= 0 || v < cur)) cur = v;
+}
+
 bool Contains(const StrList& list, absl::string_view v) {
   return std::find(list.begin(), list.end(), v) != list.end();
 }
@@ -244,6 +250,46 @@ std::vector<std::string> Policy::ProjectIds() const {
 const v1::SitePolicy* Policy::FindSite(absl::string_view id) const {
   auto it = sites_.find(id);
   return it == sites_.end() ? nullptr : &it->second.msg;
+}
+
+std::vector<NoiseParameters> Policy::NoiseParameterSets() const {
+  std::set<NoiseParameters> out;
+  if (!federation_) return {};
+  const v1::Disclosure& fd = federation_->disclosure();
+  for (const auto& [id, located] : projects_) {
+    const v1::Project& project = located.msg;
+    const v1::Disclosure& pd = project.disclosure();
+    NoiseParameters base;
+    base.mechanism = pd.mechanism() != v1::Disclosure::MECHANISM_UNSPECIFIED
+                         ? pd.mechanism()
+                         : fd.mechanism();
+    if (base.mechanism != v1::Disclosure::LAPLACE &&
+        base.mechanism != v1::Disclosure::GAUSSIAN) {
+      continue;  // Exact mode: no noise.
+    }
+    double eps = fd.epsilon_per_query(), rho = fd.rho_per_query();
+    TightenPrivacy(eps, pd.epsilon_per_query());
+    TightenPrivacy(rho, pd.rho_per_query());
+    // As Decide: a query's value is the strictest of the federation's, the
+    // project's and each site's it asks; the strictest over a set of sites
+    // is one site's (or none's), so one value per site covers every subset.
+    for (const std::string& site : project.sites()) {
+      auto sit = sites_.find(site);
+      if (sit == sites_.end()) continue;  // Denied: no site policy.
+      const v1::SitePolicy& sp = sit->second.msg;
+      if (!sp.projects().empty() && !Contains(sp.projects(), project.id())) {
+        continue;  // Denied: the site does not serve the project.
+      }
+      NoiseParameters n = base;
+      double site_eps = eps, site_rho = rho;
+      TightenPrivacy(site_eps, sp.disclosure().epsilon_per_query());
+      TightenPrivacy(site_rho, sp.disclosure().rho_per_query());
+      if (n.mechanism == v1::Disclosure::LAPLACE) n.epsilon = site_eps;
+      if (n.mechanism == v1::Disclosure::GAUSSIAN) n.rho = site_rho;
+      out.insert(n);
+    }
+  }
+  return {out.begin(), out.end()};
 }
 
 v1::Decision Policy::Decide(const AccessRequest& req) const {
@@ -478,9 +524,7 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
                                                               : fd.mechanism();
   double eps = fd.epsilon_per_query();
   double rho = fd.rho_per_query();
-  auto tighten = [](double& cur, double v) {
-    if (v > 0 && (cur <= 0 || v < cur)) cur = v;
-  };
+  auto tighten = TightenPrivacy;
   tighten(eps, pd.epsilon_per_query());
   tighten(rho, pd.rho_per_query());
   int64_t rounding = std::max(fd.rounding(), pd.rounding());
@@ -517,6 +561,9 @@ v1::Decision Policy::Decide(const AccessRequest& req) const {
   if (mech == v1::Disclosure::GAUSSIAN) ob.set_rho_per_query(rho);
   ob.set_rounding(rounding);
   if (project.has_budget()) *ob.mutable_budget() = project.budget();
+  if (fed.has_researcher_budget()) {
+    *ob.mutable_federation_budget() = fed.researcher_budget();
+  }
   if (mech == v1::Disclosure::EXACT && !exact_ok) {
     deny.push_back(absl::StrCat("deny: project ", project.id(),
                                 " uses exact mode, which the federation or "

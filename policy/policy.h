@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,22 @@ struct AccessRequest {
   absl::Time now;
 };
 
+// The noise a decision can oblige the gateway to add: the mechanism and its
+// per-query epsilon (LAPLACE) or rho (GAUSSIAN), as in Obligations.
+struct NoiseParameters {
+  passerelle::v1::Disclosure::Mechanism mechanism =
+      passerelle::v1::Disclosure::LAPLACE;
+  double epsilon = 0;
+  double rho = 0;
+  bool operator<(const NoiseParameters& o) const {
+    return std::tie(mechanism, epsilon, rho) <
+           std::tie(o.mechanism, o.epsilon, o.rho);
+  }
+  bool operator==(const NoiseParameters& o) const {
+    return mechanism == o.mechanism && epsilon == o.epsilon && rho == o.rho;
+  }
+};
+
 // One file's name and bytes, for loading without touching the disk.
 struct PolicySource {
   std::string path;
@@ -62,6 +79,12 @@ class Policy {
   // Same, from contents already read.
   static absl::StatusOr<std::shared_ptr<const Policy>> LoadFromSources(
       std::vector<PolicySource> sources);
+
+  // Every noise an allowed query can be obliged to (each project's
+  // mechanism with the epsilon or rho of each site it may ask, combined with
+  // the federation's and the project's as Decide does), sorted, without
+  // duplicates; exact-mode projects add none. For prewarming noise pools.
+  std::vector<NoiseParameters> NoiseParameterSets() const;
 
   // The gateway's decision for a researcher's query.
   passerelle::v1::Decision Decide(const AccessRequest& request) const;

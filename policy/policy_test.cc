@@ -1,5 +1,6 @@
 #include "policy/policy.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_join.h"
@@ -682,6 +683,62 @@ TEST(DecideTest, ConcurrentDecisionsAgree) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+}  // namespace
+}  // namespace passerelle::policy
+
+namespace passerelle::policy {
+namespace {
+
+// Every noise an allowed decision obliges is in NoiseParameterSets (the
+// gateway prewarms exactly those), and the set has nothing else.
+TEST(PolicyTest, NoiseParameterSetsCoverEveryAllowedDecision) {
+  const std::string fed = std::string(kFederation) + R"txt(
+project {
+  id: "gaussian"
+  purposes: ["DUO:0000006"]
+  valid_until: "2030-01-01"
+  sites: ["fr"]
+  member { identity: "spiffe://passerelle/user/alice" role: RESEARCHER }
+  disclosure { mechanism: GAUSSIAN rho_per_query: 0.125 }
+  budget { rho_cap: 3 }
+}
+)txt";
+  std::shared_ptr<const Policy> p = Load(fed);
+  ASSERT_NE(p, nullptr);
+  const std::vector<NoiseParameters> sets = p->NoiseParameterSets();
+  std::vector<NoiseParameters> expected(3);
+  expected[0].mechanism = v1::Disclosure::LAPLACE;
+  expected[0].epsilon = 0.25;  // diabetes-fr-qc asking qc.
+  expected[1].mechanism = v1::Disclosure::LAPLACE;
+  expected[1].epsilon = 0.5;  // Asking fr only.
+  expected[2].mechanism = v1::Disclosure::GAUSSIAN;
+  expected[2].rho = 0.125;
+  EXPECT_EQ(sets, expected);
+
+  v1::Query q = Diabetes();
+  int allowed = 0;
+  for (const std::string project :
+       {"diabetes-fr-qc", "two-purposes", "gaussian"}) {
+    for (const std::vector<std::string>& sites :
+         std::vector<std::vector<std::string>>{
+             {}, {"fr"}, {"qc"}, {"fr", "qc"}}) {
+      AccessRequest r = Req(&q, kAlice, project);
+      r.purpose = "DUO:0000006";
+      r.sites = sites;
+      const v1::Decision d = p->Decide(r);
+      if (!d.allow()) continue;
+      ++allowed;
+      NoiseParameters n;
+      n.mechanism = d.obligations().mechanism();
+      n.epsilon = d.obligations().epsilon_per_query();
+      n.rho = d.obligations().rho_per_query();
+      EXPECT_NE(std::find(sets.begin(), sets.end(), n), sets.end())
+          << project << " " << absl::StrJoin(sites, ",");
+    }
+  }
+  EXPECT_GE(allowed, 6);
 }
 
 }  // namespace

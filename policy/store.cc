@@ -12,8 +12,9 @@ namespace passerelle::policy {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::unique_ptr<PolicyStore>> PolicyStore::Create(
-    std::vector<std::string> paths) {
-  std::unique_ptr<PolicyStore> store(new PolicyStore(std::move(paths)));
+    std::vector<std::string> paths, Prepare prepare) {
+  std::unique_ptr<PolicyStore> store(
+      new PolicyStore(std::move(paths), std::move(prepare)));
   {
     absl::MutexLock lock(&store->reload_mu_);
     PASSERELLE_RETURN_IF_ERROR(store->ReloadLocked());
@@ -75,6 +76,23 @@ absl::Status PolicyStore::ReloadLocked() {
     status = sources.status();
   }
   if (stamps.ok()) stamps_ = *std::move(stamps);
+  if (status.ok() && prepare_) {
+    std::string in_force;
+    {
+      absl::MutexLock lock(&mu_);
+      if (current_ != nullptr) in_force = current_->version();
+    }
+    // Without mu_: Current() keeps serving the previous version meanwhile.
+    if (loaded->version() != in_force) {
+      absl::Status prepared = prepare_(*loaded);
+      if (!prepared.ok()) {
+        status = absl::Status(
+            prepared.code(),
+            absl::StrCat("policy version ", loaded->version().substr(0, 12),
+                         " could not be prepared: ", prepared.message()));
+      }
+    }
+  }
 
   absl::MutexLock lock(&mu_);
   if (!status.ok()) {

@@ -5,6 +5,7 @@
 #define PASSERELLE_POLICY_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,9 +23,16 @@ namespace passerelle::policy {
 // MaybeReload(); reloads are serialised.
 class PolicyStore {
  public:
-  // Loads the policy once; fails if the first version is invalid.
+  // Runs on every new version after it validates and before it is put in
+  // force (at Create and on each reload that changes the version), while
+  // the previous version keeps serving; an error rejects the version like a
+  // validation error. The gateway prewarms the noise the version needs.
+  using Prepare = std::function<absl::Status(const Policy&)>;
+
+  // Loads the policy once; fails if the first version is invalid (or
+  // `prepare` fails on it).
   static absl::StatusOr<std::unique_ptr<PolicyStore>> Create(
-      std::vector<std::string> paths);
+      std::vector<std::string> paths, Prepare prepare = nullptr);
 
   // The snapshot in force. Callers keep it for the whole request so one
   // request sees one version.
@@ -53,12 +61,13 @@ class PolicyStore {
     }
   };
 
-  explicit PolicyStore(std::vector<std::string> paths)
-      : paths_(std::move(paths)) {}
+  PolicyStore(std::vector<std::string> paths, Prepare prepare)
+      : paths_(std::move(paths)), prepare_(std::move(prepare)) {}
   absl::StatusOr<std::vector<FileStamp>> Stamp() const;
   absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
 
   const std::vector<std::string> paths_;
+  const Prepare prepare_;
   // Serialises reloads (held while reading files, never by Current()).
   absl::Mutex reload_mu_;
   std::vector<FileStamp> stamps_ ABSL_GUARDED_BY(reload_mu_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -327,7 +328,35 @@ absl::Status NoisePool::Prewarm(const NoiseSpec& spec) {
   if (warmed != pools_.end()) --warmed->second.prewarming;
   if (!failure_.ok()) return failure_;
   if (stopping_) return absl::UnavailableError("noise pool is shutting down");
+  if (warmed != pools_.end()) warmed->second.prewarmed = true;
   return absl::OkStatus();
+}
+
+void NoisePool::Retain(const std::vector<NoiseSpec>& keep) {
+  std::set<std::string> keys;
+  for (const NoiseSpec& spec : keep) keys.insert(spec.Key());
+  absl::MutexLock lock(&mu_);
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    const Pool& pool = it->second;
+    // A request waiting for samples (unassigned < 0) or a Prewarm keeps it.
+    const bool busy = pool.unassigned() < 0 || pool.prewarming > 0;
+    if (keys.count(it->first) == 0 && !busy) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool NoisePool::Prewarmed(const NoiseSpec& spec) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(spec.Key());
+  return it != pools_.end() && it->second.prewarmed;
+}
+
+int64_t NoisePool::unprewarmed_draws() const {
+  absl::MutexLock lock(&mu_);
+  return unprewarmed_draws_;
 }
 
 absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
@@ -343,6 +372,7 @@ absl::Status NoisePool::Draw(const NoiseSpec& spec, absl::Span<int64_t> out) {
       it = pools_.try_emplace(key, spec).first;
     }
     pooled = it != pools_.end();
+    if (!pooled || !it->second.prewarmed) ++unprewarmed_draws_;
     if (pooled) {
       Pool& pool = it->second;
       // This request's positions, fixed now, before looking at what is

@@ -11,7 +11,9 @@
 //
 // Timing (privacy.md requirement 10). The production source is a NoisePool:
 // a background thread pre-draws samples for each (mechanism, parameter) it
-// has seen and the request path only pops integers already drawn, so the
+// has seen (the gateway prewarms every distribution its policy can produce
+// before that policy serves) and the request path only pops integers
+// already drawn, so the
 // time to answer does not depend on the values released. When a pool cannot
 // serve a request at once (first use of a parameter that was not prewarmed,
 // or a burst larger than what is ready), the call waits for its samples and
@@ -116,6 +118,9 @@ class NoiseSource {
     (void)spec;
     return absl::OkStatus();
   }
+  // Forgets what was prepared for distributions other than `keep` (a pool
+  // drops their samples); a no-op for sources that draw inline.
+  virtual void Retain(const std::vector<NoiseSpec>& keep) { (void)keep; }
 };
 
 // Draws inline from `random` (which must outlive it and be thread-safe if
@@ -166,8 +171,20 @@ class NoisePool : public NoiseSource {
   absl::Status Draw(const NoiseSpec& spec, absl::Span<int64_t> out) override;
 
   // Returns once the pool for `spec` holds `capacity` ready samples (at
-  // startup, for the parameters the policy uses).
+  // startup and before each new policy version serves, for every
+  // distribution the policy can produce).
   absl::Status Prewarm(const NoiseSpec& spec) override;
+
+  // Drops the pools of distributions not in `keep` that no request waits on
+  // (after a policy reload, so that max_specs bounds the distributions of
+  // the policy in force rather than of every version ever loaded).
+  void Retain(const std::vector<NoiseSpec>& keep) override;
+
+  // Whether `spec` was prewarmed (and its pool not dropped since).
+  bool Prewarmed(const NoiseSpec& spec) const;
+  // Draw calls for a distribution that had not been prewarmed (their time
+  // can differ from a prewarmed one's: the pool starts cold). For tests.
+  int64_t unprewarmed_draws() const;
 
   // Samples drawn and not yet assigned for `spec` (for tests and health
   // checks).
@@ -185,8 +202,9 @@ class NoisePool : public NoiseSource {
     std::deque<int64_t> ready;
     uint64_t front = 0;
     uint64_t claimed = 0;
-    bool filling = false;  // Refilling up to capacity.
-    int prewarming = 0;    // Prewarm calls waiting for a full pool.
+    bool filling = false;    // Refilling up to capacity.
+    bool prewarmed = false;  // A Prewarm call completed.
+    int prewarming = 0;      // Prewarm calls waiting for a full pool.
 
     uint64_t drawn() const { return front + ready.size(); }
     // Drawn and not assigned; negative when requests wait for samples.
@@ -216,6 +234,7 @@ class NoisePool : public NoiseSource {
   absl::Status failure_ ABSL_GUARDED_BY(mu_);  // Sticky generator failure.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t slow_path_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t unprewarmed_draws_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread refiller_;
 };
 
