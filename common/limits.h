@@ -46,8 +46,10 @@ inline constexpr size_t kMaxCanonicalQueryBytes = 16 * 1024;
 inline constexpr int kMaxSites = 32;
 // Released cells one gateway entry records: the combined cells plus every
 // site's own (a breakdown over more cells is refused before any budget is
-// reserved).
-inline constexpr size_t kMaxReleasedCells = 256;
+// reserved). 384 lets `sex, age_band(5)` (92 cells) be released over two
+// sites and the combined table (276), or three sites (368); with a
+// 16 KiB cohort definition such an entry stays near 50 KiB.
+inline constexpr size_t kMaxReleasedCells = 384;
 // One recorded reason, and the reasons one entry keeps.
 inline constexpr size_t kMaxReasonBytes = 1024;
 inline constexpr int kMaxReasons = 16;

@@ -607,7 +607,7 @@ TEST_F(GatewayCoreTest, BreakdownsBeyondWhatAnEntryHoldsAreRefusedFirst) {
       Ask("noised", "condition icd10:E11* group by sex, age_band(1)");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(), HasSubstr("over the limit of 256"));
+  EXPECT_THAT(r.status().message(), HasSubstr("over the limit of 384"));
   EXPECT_EQ(fr_.calls() + qc_.calls(), 0);
   // Nothing reserved: the project has no account yet.
   EXPECT_TRUE(absl::IsNotFound(ledger_->Show("noised").status()));
@@ -617,8 +617,9 @@ TEST_F(GatewayCoreTest, BreakdownsBeyondWhatAnEntryHoldsAreRefusedFirst) {
   for (int i = 0; codes.size() < 15000; ++i) {
     absl::StrAppend(&codes, codes.empty() ? "" : ", ", "icd10:E", 11000000 + i);
   }
-  for (const std::string by : {"sex, age_band(10)", "site, sex, age_band(10)",
-                               "age_band(3)", "sex, age_band(6)"}) {
+  for (const std::string by :
+       {"sex, age_band(10)", "site, sex, age_band(10)", "age_band(3)",
+        "sex, age_band(6)", "sex, age_band(5)", "site, sex, age_band(5)"}) {
     SCOPED_TRACE(by);
     const std::string text =
         absl::StrCat("condition [", codes, "] group by ", by);
