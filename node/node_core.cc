@@ -60,13 +60,22 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   record.project = request.project();
   record.snapshot = eng->meta().version;
 
-  absl::Status status = query::ValidateQuery(request.query());
+  // A query without `as of` (the gateway always sets it) counts ages on
+  // this node's date (UTC), recorded in the audit's canonical query.
+  const v1::Query* query = &request.query();
+  v1::Query pinned;
+  if (!query->has_as_of()) {
+    pinned = *query;
+    query::PinReferenceDate(record.time, &pinned);
+    query = &pinned;
+  }
+  absl::Status status = query::ValidateQuery(*query);
   if (status.ok()) {
-    record.canonical_query = query::CanonicalText(request.query());
+    record.canonical_query = query::CanonicalText(*query);
     status = authorizer_->Authorize(caller, request, record.time);
   }
   absl::StatusOr<std::vector<v1::Cell>> cells =
-      status.ok() ? eng->Count(request.query())
+      status.ok() ? eng->Count(*query)
                   : absl::StatusOr<std::vector<v1::Cell>>(status);
   if (cells.ok()) {
     record.answered = true;
