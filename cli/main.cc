@@ -25,7 +25,7 @@ constexpr char kUsage[] =
     "site stewards and operators:\n"
     "  passerelle generate --patients N --seed S --site ID --out DIR\n"
     "  passerelle node load --store DIR --site ID [--format omop|synthea|snds] "
-    "DIR\n"
+    "[--future-events keep|reject] DIR\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
     "  passerelle node serve --config FILE\n"

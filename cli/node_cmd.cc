@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "cli/flags.h"
 #include "cli/format.h"
@@ -13,6 +14,7 @@
 #include "node/node_server.h"
 #include "node/omop_loader.h"
 #include "node/store.h"
+#include "query/canonical.h"
 #include "query/parser.h"
 
 namespace passerelle::cli {
@@ -22,7 +24,11 @@ constexpr char kUsage[] =
     "usage:\n"
     "  passerelle node load --store DIR --site ID\n"
     "                       [--format omop|synthea|snds] [--max-rejected N]\n"
+    "                       [--future-events keep|reject]\n"
     "                       [--vocabulary-rules FILE (omop only)] CSV_DIR\n"
+    "    Events dated after today (UTC) fail the load unless --future-events\n"
+    "    says whether they are kept (date-shifted extracts: query them with\n"
+    "    `as of`) or left out.\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
     "  passerelle node serve --config FILE\n";
@@ -59,14 +65,36 @@ absl::Status Load(const ParsedFlags& flags) {
   PASSERELLE_ASSIGN_OR_RETURN(options.max_rejected,
                               flags.GetInt("max-rejected", options.max_rejected));
   options.vocabulary_rules_file = flags.Get("vocabulary-rules");
+  const std::string future = flags.Get("future-events");
+  if (future == "keep") {
+    options.future_events = node::FutureEvents::kKeep;
+  } else if (future == "reject") {
+    options.future_events = node::FutureEvents::kReject;
+  } else if (flags.Has("future-events")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--future-events \"", future, "\" must be keep or reject"));
+  }
 
   node::SnapshotBuilder builder(site);
   node::LoadReport report;
   const absl::Time start = absl::Now();
+  // Events after the load date (UTC) are reported and kept or left out as
+  // the steward chose; without a choice they fail the load.
+  const absl::CivilDay today = absl::ToCivilDay(start, absl::UTCTimeZone());
+  options.load_day = node::DaysFromCivil(static_cast<int>(today.year()),
+                                         today.month(), today.day());
   absl::Status loaded =
       loader->Load(flags.positional[0], options, &builder, &report);
   for (const node::RejectedRow& r : report.rejected_samples) {
     std::cerr << "rejected " << r.file << ":" << r.line << ": " << r.reason << "\n";
+  }
+  const char* future_verb =
+      options.future_events == node::FutureEvents::kKeep     ? "kept"
+      : options.future_events == node::FutureEvents::kReject ? "left out"
+                                                             : "found";
+  for (const node::RejectedRow& r : report.future_samples) {
+    std::cerr << "future event " << future_verb << " " << r.file << ":"
+              << r.line << ": " << r.reason << "\n";
   }
   // A failed load changes nothing: the store is not even opened.
   PASSERELLE_RETURN_IF_ERROR(loaded);
@@ -79,8 +107,11 @@ absl::Status Load(const ParsedFlags& flags) {
   PASSERELLE_RETURN_IF_ERROR(store->Commit(*snap));
   std::cout << "loaded site " << site << " snapshot " << version << ": "
             << report.persons << " persons, " << report.events << " events, "
-            << report.rejected << " rejected rows, "
-            << snap->tables.size() << " code tables ("
+            << report.rejected << " rejected rows, " << report.future_events
+            << " events after the load date"
+            << (report.future_events > 0 ? absl::StrCat(" (", future_verb, ")")
+                                         : "")
+            << ", " << snap->tables.size() << " code tables ("
             << absl::StrJoin(snap->Vocabularies(), ", ") << ") in "
             << absl::FormatDuration(absl::Now() - start) << "\n";
   for (const std::string& note : report.notes) std::cout << "note: " << note << "\n";
@@ -105,6 +136,8 @@ absl::Status Count(const ParsedFlags& flags) {
   PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format,
                               ParseOutputFormat(flags.Get("format")));
   PASSERELLE_ASSIGN_OR_RETURN(v1::Query query, query::ParseQuery(flags.positional[0]));
+  // Ages on today's date (UTC) unless the query says `as of`.
+  query::PinReferenceDate(absl::Now(), &query);
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::CohortEngine> engine,
                               OpenEngine(flags));
   PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells, engine->Count(query));
@@ -138,8 +171,9 @@ int RunNodeCommand(const std::vector<std::string>& args) {
   }
   const std::string sub = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
-  absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      rest, {"store", "site", "format", "vocabulary-rules", "max-rejected", "config"});
+  absl::StatusOr<ParsedFlags> flags =
+      ParseFlags(rest, {"store", "site", "format", "vocabulary-rules",
+                        "max-rejected", "future-events", "config"});
   absl::Status status;
   if (!flags.ok()) {
     status = flags.status();

@@ -370,6 +370,11 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     if (!parsed.ok()) return Refuse(entry, start, parsed.status());
     query = *std::move(parsed);
   }
+  // Ages are counted on the date of the request (UTC) unless the researcher
+  // gave one: pinned before the canonical form (audit, release-cache key) and
+  // the fan-out, so every site counts on the same day and no site falls back
+  // on a date of its own.
+  query::PinReferenceDate(start, &query);
   const std::string canonical = query::CanonicalText(query);
   absl::Status short_enough = limits::CheckSize(
       "canonical query", canonical.size(), limits::kMaxCanonicalQueryBytes);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
@@ -26,6 +27,7 @@
 #include "policy/store.h"
 #include "privacy/noise.h"
 #include "privacy/seeded_random_for_testing.h"
+#include "query/canonical.h"
 #include "query/cells.h"
 #include "query/parser.h"
 
@@ -1103,6 +1105,63 @@ TEST(GatewayNoisePrewarmTest, EveryDistributionIsWarmAtStartAndAfterReload) {
   EXPECT_FALSE(pool.Prewarmed(*new_spec));
   ExpectEveryDecisionPrewarmed(*(*store)->Current(), pool, options.capacity);
   std::filesystem::remove_all(dir);
+// Without `as of`, ages are counted on the date of the request (UTC): the
+// gateway pins it before the canonical form, the release-cache key and the
+// fan-out, so every site gets the same date and none falls back on a date of
+// its own (let alone one taken from its data). A researcher's `as of` is kept.
+TEST_F(GatewayCoreTest, ReferenceDateIsPinnedOnceForEverySite) {
+  const std::string text = "condition icd10:E11* group by age_band(10)";
+  const v1::Date today = query::UtcDate(clock_.Now());
+  const std::string today_text = absl::StrFormat("%04d-%02d-%02d", today.year(),
+                                                 today.month(), today.day());
+  absl::StatusOr<v1::QueryResponse> first = Ask("noised", text);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (FakeNode* node : {&fr_, &qc_}) {
+    const v1::CountRequest sent = node->last();
+    ASSERT_TRUE(sent.query().has_as_of()) << node->site();
+    EXPECT_EQ(sent.query().as_of().SerializeAsString(),
+              today.SerializeAsString())
+        << node->site();
+  }
+  EXPECT_EQ(first->canonical_query(),
+            absl::StrCat(text, " as of ", today_text));
+  EXPECT_EQ(audit_.entries().back().canonical_query(),
+            first->canonical_query());
+  // The same day, the same cohort: a repeat (the date is part of the key).
+  absl::StatusOr<v1::QueryResponse> again = Ask("noised", text);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->repeat());
+  EXPECT_EQ(fr_.calls(), 1);
+  // A day later it is another query: other ages, a new charge, the new date
+  // at every site.
+  clock_.Advance(absl::Hours(24));
+  absl::StatusOr<v1::QueryResponse> tomorrow = Ask("noised", text);
+  ASSERT_TRUE(tomorrow.ok()) << tomorrow.status();
+  EXPECT_FALSE(tomorrow->repeat());
+  EXPECT_GT(tomorrow->epsilon_charged(), 0);
+  EXPECT_NE(tomorrow->canonical_query(), first->canonical_query());
+  const v1::Date next = query::UtcDate(clock_.Now());
+  EXPECT_NE(next.SerializeAsString(), today.SerializeAsString());
+  for (FakeNode* node : {&fr_, &qc_}) {
+    EXPECT_EQ(node->last().query().as_of().SerializeAsString(),
+              next.SerializeAsString())
+        << node->site();
+  }
+  // The researcher's own date is kept, sent as given and cached under it.
+  const std::string dated = absl::StrCat(text, " as of 2020-02-29");
+  absl::StatusOr<v1::QueryResponse> given = Ask("noised", dated);
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->canonical_query(), dated);
+  for (FakeNode* node : {&fr_, &qc_}) {
+    const v1::Date sent = node->last().query().as_of();
+    EXPECT_EQ(sent.year(), 2020) << node->site();
+    EXPECT_EQ(sent.month(), 2) << node->site();
+    EXPECT_EQ(sent.day(), 29) << node->site();
+  }
+  clock_.Advance(absl::Hours(24));
+  absl::StatusOr<v1::QueryResponse> given_again = Ask("noised", dated);
+  ASSERT_TRUE(given_again.ok()) << given_again.status();
+  EXPECT_TRUE(given_again->repeat());
 }
 
 }  // namespace

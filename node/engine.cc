@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "query/canonical.h"
 #include "query/cells.h"
 #include "query/vocabulary.h"
 
@@ -43,7 +44,9 @@ class IndexEngine : public CohortEngine {
  public:
   IndexEngine(std::shared_ptr<const Snapshot> snap,
               const IndexEngineOptions& options)
-      : snap_(std::move(snap)), options_(options) {
+      : snap_(std::move(snap)),
+        options_(options),
+        clock_(options.clock != nullptr ? options.clock : Clock::Real()) {
     BuildPrefixUnions();
     BuildRepeatBitmaps();
     // The most frequent of the four sexes of the cells (see Breakdown).
@@ -62,17 +65,13 @@ class IndexEngine : public CohortEngine {
 
   absl::StatusOr<std::vector<v1::Cell>> Count(
       const v1::Query& query) const override {
+    // The reference date for ages: the query's, else today on the engine's
+    // clock; never a date of the data (privacy.md requirement 1).
+    const v1::Date ref =
+        query.has_as_of() ? query.as_of() : query::UtcDate(clock_->Now());
     Context ctx;
-    int y, m, d;
-    if (query.has_as_of()) {
-      y = query.as_of().year();
-      m = query.as_of().month();
-      d = query.as_of().day();
-    } else {
-      CivilFromDays(snap_->meta.snapshot_day, &y, &m, &d);
-    }
-    ctx.ref_year = y;
-    ctx.ref_md = m * 100 + d;
+    ctx.ref_year = ref.year();
+    ctx.ref_md = ref.month() * 100 + ref.day();
     PASSERELLE_ASSIGN_OR_RETURN(Bits cohort, Eval(query.where(), ctx, 0));
     return Breakdown(query, cohort.get(), ctx);
   }
@@ -1403,6 +1402,7 @@ class IndexEngine : public CohortEngine {
 
   std::shared_ptr<const Snapshot> snap_;
   const IndexEngineOptions options_;
+  Clock* const clock_;
   int largest_sex_ = 1;  // In 1..4.
   mutable absl::Mutex unique_mu_;
   mutable absl::flat_hash_map<const Posting*, bool> unique_events_

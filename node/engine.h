@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "node/snapshot.h"
 #include "passerelle/v1/node.pb.h"
 #include "passerelle/v1/query.pb.h"
@@ -21,7 +22,9 @@ class CohortEngine {
  public:
   virtual ~CohortEngine() = default;
   // Counts per cell, in the order of query::EnumerateCells(query, {site}).
-  // The query must have passed query::ValidateQuery.
+  // The query must have passed query::ValidateQuery. Ages are counted on
+  // the query's `as of` date, or without one on the engine's clock's date
+  // (UTC): never on a date taken from the data.
   virtual absl::StatusOr<std::vector<v1::Cell>> Count(
       const v1::Query& query) const = 0;
   virtual const SnapshotMeta& meta() const = 0;
@@ -48,6 +51,9 @@ struct IndexEngineOptions {
   // many bytes in all. A side whose timeline would pass the budget, or a
   // quarter of it alone, is read code by code as before (0: never).
   size_t sequence_timeline_budget_bytes = size_t{512} << 20;
+  // Gives the reference date for ages (its UTC date) to a query without
+  // `as of`; null: the real clock. Must outlive the engine.
+  Clock* clock = nullptr;
 };
 std::unique_ptr<CohortEngine> NewIndexEngine(
     std::shared_ptr<const Snapshot> snapshot,

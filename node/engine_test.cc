@@ -7,6 +7,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "query/cells.h"
@@ -112,6 +113,18 @@ class Reference {
  public:
   explicit Reference(const Dataset& d) : d_(d) {
     for (const RawEvent& e : d.events) max_day_ = std::max(max_day_, e.day);
+  }
+
+  // The date the tests give a query without `as of` (pinned into the query,
+  // as the gateway does): the latest event date, so that ages span the data.
+  v1::Date DefaultDate() const {
+    int y, m, d;
+    CivilFromDays(max_day_, &y, &m, &d);
+    v1::Date date;
+    date.set_year(y);
+    date.set_month(m);
+    date.set_day(d);
+    return date;
   }
 
   std::vector<int64_t> Count(const v1::Query& q,
@@ -296,6 +309,7 @@ void CountBoth(const CohortEngine& engine, const Reference& ref,
                std::vector<v1::CellKey>* keys, std::vector<int64_t>* expected) {
   absl::StatusOr<v1::Query> q = query::ParseQuery(text);
   ASSERT_TRUE(q.ok()) << text << ": " << q.status();
+  if (!q->has_as_of()) *q->mutable_as_of() = ref.DefaultDate();
   absl::StatusOr<std::vector<v1::Cell>> counted = engine.Count(*q);
   ASSERT_TRUE(counted.ok()) << text << ": " << counted.status();
   *keys = query::EnumerateCells(*q, {"fr"});
@@ -638,6 +652,68 @@ TEST(IndexEngineTest, AgeUsesFullBirthDateAndJulyFirstForYearOnly) {
   // On 2020-07-01 person 2 turns 40 as well.
   EXPECT_EQ(count("age between 40 and 40 as of 2020-07-01"), 2);
   EXPECT_EQ(count("age between 40 and 40 as of 2020-06-30"), 1);
+}
+
+// A patient not yet born on the reference date has no age: no age criterion
+// holds for them (not even `age between 0 and ...`) and they fall in no age
+// band, whether the date is the query's or the engine's clock's; the
+// reference date never comes from the data (an event in 2040 moves nothing).
+TEST(IndexEngineTest, NotYetBornHasNoAge) {
+  Dataset d;
+  d.persons.push_back({1, 1990, 4, 2, v1::SEX_FEMALE, false});
+  d.persons.push_back({2, 2030, 5, 1, v1::SEX_FEMALE, false});  // Later.
+  d.persons.push_back({3, 2031, 0, 0, v1::SEX_MALE, false});    // Year only.
+  d.persons.push_back({4, 2026, 12, 8, v1::SEX_MALE, false});   // A day after.
+  d.events.push_back({2, v1::DOMAIN_CONDITION, "cim10", "E119",
+                      DaysFromCivil(2040, 1, 1), NAN});
+  d.events.push_back({1, v1::DOMAIN_CONDITION, "cim10", "E119",
+                      DaysFromCivil(2020, 1, 1), NAN});
+  FakeClock clock(absl::FromCivil(absl::CivilSecond(2026, 12, 7, 23, 59, 59),
+                                  absl::UTCTimeZone()));
+  IndexEngineOptions options;
+  options.clock = &clock;
+  std::unique_ptr<CohortEngine> engine =
+      NewIndexEngine(BuildSnapshot(d), options);
+  auto cells = [&](const std::string& text) {
+    absl::StatusOr<v1::Query> q = query::ParseQuery(text);
+    EXPECT_TRUE(q.ok()) << text << ": " << q.status();
+    absl::StatusOr<std::vector<v1::Cell>> c = engine->Count(*q);
+    EXPECT_TRUE(c.ok()) << text << ": " << c.status();
+    std::vector<int64_t> counts;
+    if (c.ok()) {
+      for (const v1::Cell& cell : *c) counts.push_back(cell.count());
+    }
+    return counts;
+  };
+  auto total = [&](const std::string& text) {
+    int64_t sum = 0;
+    for (int64_t n : cells(text)) sum += n;
+    return sum;
+  };
+  for (const std::string as_of : {"", " as of 2026-12-07"}) {
+    SCOPED_TRACE(as_of.empty() ? "the engine's clock's date" : as_of);
+    // Only person 1 (36) has an age on 2026-12-07.
+    EXPECT_EQ(total("age between 0 and 150" + as_of), 1);
+    EXPECT_EQ(total("age between 36 and 36" + as_of), 1);
+    EXPECT_EQ(total("age between 0 and 0" + as_of), 0);
+    EXPECT_EQ(total("not age between 0 and 150" + as_of), 3);
+    EXPECT_EQ(total("condition icd10:E11* and age between 0 and 10" + as_of),
+              0);
+    // In no age band: the bands sum to the patients who have an age.
+    EXPECT_EQ(total("sex = female group by age_band(5)" + as_of), 1);
+    EXPECT_EQ(total("sex = male group by sex, age_band(10)" + as_of), 0);
+    EXPECT_EQ(total("condition icd10:E11* group by age_band(1)" + as_of), 1);
+    EXPECT_EQ(cells("age between 0 and 150 group by sex" + as_of),
+              (std::vector<int64_t>{1, 0, 0, 0}));
+  }
+  // A day later person 4 is born (age 0); on 2030-05-01 person 2 too.
+  EXPECT_EQ(total("age between 0 and 0 as of 2026-12-08"), 1);
+  EXPECT_EQ(total("age between 0 and 5 group by age_band(5) as of 2030-05-01"),
+            2);
+  clock.Set(absl::FromCivil(absl::CivilSecond(2026, 12, 8, 0, 0, 0),
+                            absl::UTCTimeZone()));
+  EXPECT_EQ(total("age between 0 and 0"), 1);
+  EXPECT_EQ(total("sex = male group by age_band(5)"), 1);
 }
 
 }  // namespace

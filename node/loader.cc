@@ -4,7 +4,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
 #include "csv/csv_reader.h"
 #include "node/snds_loader.h"
 #include "node/synthea_loader.h"
@@ -100,6 +103,51 @@ absl::Status RejectCounter::Reject(absl::string_view file, int64_t line,
         first.file, ":", first.line, ": ", first.reason));
   }
   return absl::OkStatus();
+}
+
+std::string DayText(int32_t day) {
+  int y, m, d;
+  CivilFromDays(day, &y, &m, &d);
+  return absl::StrFormat("%04d-%02d-%02d", y, m, d);
+}
+
+FutureEventCheck::FutureEventCheck(const LoadOptions& options,
+                                   LoadReport* report)
+    : mode_(options.future_events), report_(report) {
+  if (options.load_day.has_value()) {
+    load_day_ = *options.load_day;
+  } else {
+    const absl::CivilDay today =
+        absl::ToCivilDay(absl::Now(), absl::UTCTimeZone());
+    load_day_ = DaysFromCivil(static_cast<int>(today.year()), today.month(),
+                              today.day());
+  }
+}
+
+bool FutureEventCheck::Keep(absl::string_view file, int64_t line, int32_t day) {
+  if (day <= load_day_) return true;
+  ++report_->future_events;
+  if (report_->future_samples.size() < kMaxSamples) {
+    report_->future_samples.push_back(
+        {std::string(file), line,
+         absl::StrCat("dated ", DayText(day), ", after the load date ",
+                      DayText(load_day_))});
+  }
+  return mode_ != FutureEvents::kReject;
+}
+
+absl::Status FutureEventCheck::Finish() const {
+  if (mode_ != FutureEvents::kUnset || report_->future_events == 0) {
+    return absl::OkStatus();
+  }
+  const RejectedRow& first = report_->future_samples.front();
+  return absl::FailedPreconditionError(absl::StrCat(
+      report_->future_events, " events are dated after the load date ",
+      DayText(load_day_), " (first: ", first.file, ":", first.line, ": ",
+      first.reason,
+      "); the load is refused. Choose --future-events keep (e.g. an extract "
+      "whose dates are shifted into the future on purpose; query it with "
+      "`as of`) or --future-events reject (leave those rows out)"));
 }
 
 absl::StatusOr<char> SniffDelimiter(const std::string& path) {

@@ -74,6 +74,30 @@ class RejectCounter {
   LoadReport* report_;
 };
 
+// Applies LoadOptions::future_events to the event rows of one load and
+// fills the report's future_events and future_samples. Not thread-safe.
+class FutureEventCheck {
+ public:
+  static constexpr size_t kMaxSamples = 20;
+  FutureEventCheck(const LoadOptions& options, LoadReport* report);
+  // Whether the event row at file:line dated `day` is loaded: a row dated
+  // after the load date is counted, and left out only under kReject.
+  bool Keep(absl::string_view file, int64_t line, int32_t day);
+  // At the end of a load: FAILED_PRECONDITION naming the count, the load
+  // date, the first row and the choice to make when rows dated after the
+  // load date were found under kUnset; OK otherwise.
+  absl::Status Finish() const;
+  int32_t load_day() const { return load_day_; }
+
+ private:
+  int32_t load_day_;
+  FutureEvents mode_;
+  LoadReport* report_;
+};
+
+// "YYYY-MM-DD" of a day number.
+std::string DayText(int32_t day);
+
 // A column a loader reads: the first of `names` present in the header
 // (case-insensitive) is used. A missing required column fails Open with an
 // error naming the file and the column.

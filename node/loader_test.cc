@@ -171,5 +171,134 @@ TEST(LoaderRegistryTest,
   EXPECT_EQ(Count(*second, "condition icd10:E11*"), 1);
 }
 
+// Two patients; four diabetes events, one dated the load day (2026-12-07,
+// not in the future), two after it: a mis-dated record the day after and a
+// date-shifted one in 2031.
+void WriteFutureSites(const TempDir& dir) {
+  const std::string omop = dir.sub("omop");
+  Write(
+      omop, "person.csv",
+      "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n"
+      "1,8532,1970,3,1\n2,8507,1980,,\n");
+  Write(omop, "condition_occurrence.csv",
+        "condition_occurrence_id,person_id,condition_concept_id,condition_"
+        "start_date\n"
+        "1,1,201826,2020-01-05\n2,1,201826,2026-12-07\n"
+        "3,1,201826,2026-12-08\n4,2,201826,2031-05-02\n");
+  const std::string synthea = dir.sub("synthea");
+  Write(synthea, "patients.csv",
+        "Id,BIRTHDATE,DEATHDATE,GENDER\nu1,1970-03-01,,F\nu2,1980-01-01,,M\n");
+  Write(synthea, "conditions.csv",
+        "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n"
+        "2020-01-05,,u1,e,44054006,T2D\n2026-12-07,,u1,e,44054006,T2D\n"
+        "2026-12-08,,u1,e,44054006,T2D\n2031-05-02,,u2,e,44054006,T2D\n");
+  const std::string snds = dir.sub("snds");
+  Write(snds, "IR_BEN_R.csv",
+        "BEN_NIR_PSA;BEN_RNG_GEM;BEN_SEX_COD;BEN_NAI_ANN\nA;1;2;1970\nB;1;1;"
+        "1980\n");
+  Write(snds, "T_MCOaaC.csv",
+        "ETA_NUM;RSA_NUM;NIR_ANO_17;EXE_SOI_DTD\nE;1;A;2020-01-05\n"
+        "E;2;A;2026-12-07\nE;3;A;2026-12-08\nE;4;B;2031-05-02\n");
+  Write(snds, "T_MCOaaB.csv",
+        "ETA_NUM;RSA_NUM;DGN_PAL;DGN_REL\nE;1;E11.9;\nE;2;E11.9;\n"
+        "E;3;E11.9;\nE;4;E11.9;\n");
+}
+
+// Events dated after the load date are reported (count, file:line, date);
+// the steward decides whether they are kept or left out, and without a
+// decision the load fails: nothing is kept silently.
+TEST(LoaderRegistryTest, FutureDatedEventsAreReportedAndTheStewardDecides) {
+  TempDir dir;
+  WriteFutureSites(dir);
+  const std::map<std::string, std::string> file = {
+      {"omop", "condition_occurrence.csv"},
+      {"synthea", "conditions.csv"},
+      {"snds", "T_MCOaaB.csv"}};
+  const std::map<std::string, std::string> code = {
+      {"omop", "condition concept:201826"},
+      {"synthea", "condition snomed:44054006"},
+      {"snds", "condition icd10:E11*"}};
+  for (const Loader* loader : Loaders()) {
+    const std::string name(loader->name());
+    SCOPED_TRACE(name);
+    const std::string site = dir.path() + "/" + name;
+    LoadOptions options;
+    options.load_day = DaysFromCivil(2026, 12, 7);
+    auto expect_report = [&](const LoadReport& report) {
+      EXPECT_EQ(report.future_events, 2);
+      ASSERT_EQ(report.future_samples.size(), 2u);
+      EXPECT_THAT(report.future_samples[0].file, HasSubstr(file.at(name)));
+      EXPECT_EQ(report.future_samples[0].line, 4);
+      EXPECT_THAT(report.future_samples[0].reason,
+                  HasSubstr("dated 2026-12-08, after the load date "
+                            "2026-12-07"));
+      EXPECT_EQ(report.future_samples[1].line, 5);
+      EXPECT_THAT(report.future_samples[1].reason, HasSubstr("2031-05-02"));
+    };
+
+    // No decision: refused, with the count, the first row and the choice.
+    {
+      SnapshotBuilder builder("xx");
+      LoadReport report;
+      absl::Status st = loader->Load(site, options, &builder, &report);
+      EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+      EXPECT_THAT(std::string(st.message()),
+                  HasSubstr("2 events are dated after the load date "
+                            "2026-12-07"));
+      EXPECT_THAT(std::string(st.message()),
+                  HasSubstr(file.at(name) + ":4: dated 2026-12-08"));
+      EXPECT_THAT(std::string(st.message()), HasSubstr("--future-events keep"));
+      EXPECT_THAT(std::string(st.message()),
+                  HasSubstr("--future-events reject"));
+      expect_report(report);
+    }
+    // Kept: every event, as dated (queried with `as of`).
+    {
+      options.future_events = FutureEvents::kKeep;
+      SnapshotBuilder builder("xx");
+      LoadReport report;
+      absl::Status st = loader->Load(site, options, &builder, &report);
+      ASSERT_TRUE(st.ok()) << st;
+      EXPECT_EQ(report.events, 4);
+      expect_report(report);
+      auto snap = builder.Build("v", 0);
+      EXPECT_EQ(Count(snap, (code.at(name) + " in 2031").c_str()), 1);
+      EXPECT_EQ(
+          Count(snap,
+                (code.at(name) + " between 2026-12-08 and 2026-12-08").c_str()),
+          1);
+    }
+    // Left out: the events up to the load date only.
+    {
+      options.future_events = FutureEvents::kReject;
+      SnapshotBuilder builder("xx");
+      LoadReport report;
+      absl::Status st = loader->Load(site, options, &builder, &report);
+      ASSERT_TRUE(st.ok()) << st;
+      EXPECT_EQ(report.events, 2);
+      EXPECT_EQ(report.rejected, 0);
+      expect_report(report);
+      auto snap = builder.Build("v", 0);
+      EXPECT_EQ(Count(snap, code.at(name).c_str()), 1);
+      EXPECT_EQ(Count(snap, (code.at(name) + " in 2031").c_str()), 0);
+      EXPECT_EQ(
+          Count(snap,
+                (code.at(name) + " between 2026-12-07 and 2026-12-07").c_str()),
+          1);
+    }
+    // Nothing after the load date: no decision needed.
+    {
+      LoadOptions later;
+      later.load_day = DaysFromCivil(2031, 5, 2);
+      SnapshotBuilder builder("xx");
+      LoadReport report;
+      absl::Status st = loader->Load(site, later, &builder, &report);
+      ASSERT_TRUE(st.ok()) << st;
+      EXPECT_EQ(report.events, 4);
+      EXPECT_EQ(report.future_events, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace passerelle::node

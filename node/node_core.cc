@@ -103,13 +103,22 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   absl::Status status = authorizer_->AuthorizeCaller(caller);
   if (status.ok()) status = CheckCountRequest(request);
   const bool limitable = !status.ok();
+  // A query without `as of` (the gateway always sets it) counts ages on
+  // this node's date (UTC), recorded in the audit's canonical query.
+  const v1::Query* query = &request.query();
+  v1::Query pinned;
   if (status.ok()) {
     record.request_id = request.request_id();
     record.project = request.project();
-    status = query::ValidateQuery(request.query());
+    if (!query->has_as_of()) {
+      pinned = *query;
+      query::PinReferenceDate(record.time, &pinned);
+      query = &pinned;
+    }
+    status = query::ValidateQuery(*query);
   }
   if (status.ok()) {
-    std::string canonical = query::CanonicalText(request.query());
+    std::string canonical = query::CanonicalText(*query);
     status = limits::CheckSize("canonical query", canonical.size(),
                                limits::kMaxCanonicalQueryBytes);
     if (status.ok()) record.canonical_query = std::move(canonical);
@@ -118,7 +127,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
     status = authorizer_->Authorize(caller, request, record.time);
   }
   absl::StatusOr<std::vector<v1::Cell>> cells =
-      status.ok() ? eng->Count(request.query())
+      status.ok() ? eng->Count(*query)
                   : absl::StatusOr<std::vector<v1::Cell>>(status);
   if (cells.ok()) {
     record.answered = true;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "node/loader.h"
 #include "node/table_reader.h"
 #include "query/vocabulary.h"
 
@@ -198,6 +199,7 @@ absl::Status LoadOmopDirectory(const std::string& dir,
                                const LoadOptions& options,
                                SnapshotBuilder* builder, LoadReport* report) {
   Rejections rejections(options, report);
+  FutureEventCheck future(options, report);
   std::vector<VocabularyRule> rules;
   if (!options.vocabulary_rules_file.empty()) {
     PASSERELLE_ASSIGN_OR_RETURN(
@@ -346,6 +348,7 @@ absl::Status LoadOmopDirectory(const std::string& dir,
                   absl::StrCat("value_as_number \"", v, "\" is not a number"));
             }
           }
+          if (!future.Keep(*path, line, *day)) return absl::OkStatus();
           absl::Status st = builder->BeginEvent(person, *day, value);
           if (!st.ok())
             return rejections.Reject(*path, line, std::string(st.message()));
@@ -404,7 +407,7 @@ absl::Status LoadOmopDirectory(const std::string& dir,
         " source values have no known vocabulary (no CONCEPT row, no rule) and "
         "are reachable only through concept ids"));
   }
-  return absl::OkStatus();
+  return future.Finish();
 }
 
 }  // namespace passerelle::node

@@ -210,10 +210,24 @@ TEST(OmopLoaderTest, LoadsMimicDemo) {
   if (!fs::exists(mimic / "person.csv")) {
     GTEST_SKIP() << "../shared/data/mimic-iv-demo-omop is absent; skipping";
   }
+  // Its dates are shifted into the next century on purpose: without the
+  // steward's decision the load is refused, with the report.
+  {
+    SnapshotBuilder refused("all");
+    LoadReport report;
+    absl::Status st =
+        LoadOmopDirectory(mimic.string(), LoadOptions(), &refused, &report);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_GT(report.future_events, 0);
+    EXPECT_FALSE(report.future_samples.empty());
+  }
   SnapshotBuilder builder("all");
   LoadReport report;
+  LoadOptions options;
+  options.future_events = FutureEvents::kKeep;
   ASSERT_TRUE(
-      LoadOmopDirectory(mimic.string(), LoadOptions(), &builder, &report).ok());
+      LoadOmopDirectory(mimic.string(), options, &builder, &report).ok());
+  EXPECT_GT(report.future_events, 0);
   EXPECT_EQ(report.persons, 100);  // Signed 64-bit ids, many negative.
   EXPECT_EQ(report.rejected, 0);
   auto snap = builder.Build("all-1", 0);

@@ -215,8 +215,6 @@ absl::Status SnapshotBuilder::MarkDeceased(int64_t source_id, int32_t day) {
     return absl::NotFoundError(
         absl::StrCat("person_id ", source_id, " is not in the person table"));
   }
-  // A death is not an event of the language: it does not move the snapshot
-  // date (the latest event date).
   death_day_[it->second] = day;
   return absl::OkStatus();
 }
@@ -230,8 +228,6 @@ absl::Status SnapshotBuilder::StartRow(uint32_t pending, int32_t day,
   cur_day_ = day;
   cur_value_ = value;
   row_codes_.clear();
-  // The first event sets the snapshot date: dates before 1970 are negative.
-  max_day_ = event_count_ == 0 ? day : std::max(max_day_, day);
   ++event_count_;
   return absl::OkStatus();
 }
@@ -422,7 +418,6 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
   snap->meta.loaded_at_unix = loaded_at_unix;
   snap->meta.persons = static_cast<int64_t>(pending_.size());
   snap->meta.events = event_count_;
-  snap->meta.snapshot_day = max_day_;
   // Patients are numbered in birth order (ties in insertion order).
   const uint32_t n = static_cast<uint32_t>(pending_.size());
   std::vector<uint32_t> rank(n);

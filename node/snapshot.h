@@ -84,10 +84,6 @@ class PostingDeduplicator {
 struct SnapshotMeta {
   std::string site;
   std::string version;
-  // The latest event date held (the start date of the latest row of an
-  // event table; deaths do not count): the default reference date for ages.
-  // 0 (1970-01-01) when the snapshot holds no event.
-  int32_t snapshot_day = 0;
   int64_t loaded_at_unix = 0;
   int64_t persons = 0;
   int64_t events = 0;
@@ -208,7 +204,6 @@ class SnapshotBuilder {
   absl::flat_hash_map<int64_t, uint32_t> index_;  // Source id -> pending.
   std::vector<int32_t> death_day_;                // By pending index.
   bool persons_finished_ = false;
-  int32_t max_day_ = 0;  // Latest event day; meaningful once an event exists.
   int64_t event_count_ = 0;
   // Current row.
   uint32_t cur_patient_ = 0;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "node/loader.h"
 #include "node/table_reader.h"
 #include "query/vocabulary.h"
 
@@ -165,7 +166,8 @@ class SndsLoad {
         snds_(snds),
         builder_(builder),
         report_(report),
-        rejects_(options, report) {}
+        rejects_(options, report),
+        future_(options, report) {}
 
   absl::Status Run() {
     PASSERELLE_RETURN_IF_ERROR(LoadBeneficiaries());
@@ -176,7 +178,7 @@ class SndsLoad {
     PASSERELLE_RETURN_IF_ERROR(LoadDcir());
     report_->events = builder_->events();
     AddNotes();
-    return absl::OkStatus();
+    return future_.Finish();
   }
 
  private:
@@ -433,11 +435,13 @@ class SndsLoad {
                        &reason)) {
               return reject(reason);
             }
-            PASSERELLE_RETURN_IF_ERROR(
-                Event(*stay, stay->day, v1::DOMAIN_CONDITION, "cim10", main));
+            PASSERELLE_RETURN_IF_ERROR(Event(year.b, line, *stay, stay->day,
+                                             v1::DOMAIN_CONDITION, "cim10",
+                                             main));
             if (!related.empty()) {
-              PASSERELLE_RETURN_IF_ERROR(Event(
-                  *stay, stay->day, v1::DOMAIN_CONDITION, "cim10", related));
+              PASSERELLE_RETURN_IF_ERROR(Event(year.b, line, *stay, stay->day,
+                                               v1::DOMAIN_CONDITION, "cim10",
+                                               related));
             }
             return absl::OkStatus();
           },
@@ -462,7 +466,8 @@ class SndsLoad {
                 !Cim10(f[2], column, /*required=*/true, &code, &reason)) {
               return rejects_.Reject(year.d, line, reason);
             }
-            return Event(*stay, stay->day, v1::DOMAIN_CONDITION, "cim10", code);
+            return Event(year.d, line, *stay, stay->day, v1::DOMAIN_CONDITION,
+                         "cim10", code);
           },
           &rejects_));
       report_->tables.push_back(year.d);
@@ -498,8 +503,8 @@ class SndsLoad {
               return reject(absl::StrCat("ENT_DAT_DEL \"", delay_text,
                                          "\" is not a number of days"));
             }
-            return Event(*stay, stay->day + delay, v1::DOMAIN_PROCEDURE, "ccam",
-                         code);
+            return Event(year.a, line, *stay, stay->day + delay,
+                         v1::DOMAIN_PROCEDURE, "ccam", code);
           },
           &rejects_));
       report_->tables.push_back(year.a);
@@ -621,8 +626,11 @@ class SndsLoad {
     return true;
   }
 
-  absl::Status Event(const Stay& stay, int32_t day, v1::Domain domain,
+  // An event of `stay` read at file:line.
+  absl::Status Event(absl::string_view file, int64_t line, const Stay& stay,
+                     int32_t day, v1::Domain domain,
                      absl::string_view vocabulary, absl::string_view code) {
+    if (!future_.Keep(file, line, day)) return absl::OkStatus();
     PASSERELLE_RETURN_IF_ERROR(
         builder_->BeginEvent(stay.person, day, kNoValue));
     builder_->AddEventCode(domain, vocabulary, code);
@@ -757,6 +765,7 @@ class SndsLoad {
                 ++unmapped_cip_;
                 continue;
               }
+              if (!future_.Keep(pha_path, row.line, *day)) continue;
               PASSERELLE_RETURN_IF_ERROR(
                   builder_->BeginEvent(person->second, *day, kNoValue));
               builder_->AddEventCode(v1::DOMAIN_DRUG, "atc", row.atc);
@@ -869,6 +878,7 @@ class SndsLoad {
   SnapshotBuilder* const builder_;
   LoadReport* const report_;
   RejectCounter rejects_;
+  FutureEventCheck future_;
   // (BEN_NIR_PSA, BEN_RNG_GEM) -> dense person number (several pairs of one
   // BEN_IDT_ANO share it); identifiers are
   // used only while loading.

@@ -79,7 +79,6 @@ std::string Prefix(absl::string_view version) {
 
 std::string EncodeMeta(const SnapshotMeta& m, int format) {
   return absl::StrCat("site=", m.site, "\nversion=", m.version,
-                      "\nsnapshot_day=", m.snapshot_day,
                       "\nloaded_at=", m.loaded_at_unix, "\npersons=", m.persons,
                       "\nevents=", m.events, "\nformat=", format, "\n");
 }
@@ -94,8 +93,6 @@ absl::Status DecodeMeta(absl::string_view text, SnapshotMeta* m, int* format) {
       m->site = std::string(kv.second);
     else if (kv.first == "version")
       m->version = std::string(kv.second);
-    else if (kv.first == "snapshot_day")
-      ok = absl::SimpleAtoi(kv.second, &m->snapshot_day);
     else if (kv.first == "loaded_at")
       ok = absl::SimpleAtoi(kv.second, &m->loaded_at_unix);
     else if (kv.first == "persons")
@@ -104,6 +101,8 @@ absl::Status DecodeMeta(absl::string_view text, SnapshotMeta* m, int* format) {
       ok = absl::SimpleAtoi(kv.second, &m->events);
     else if (kv.first == "format")
       ok = absl::SimpleAtoi(kv.second, format);
+    // Other keys (e.g. a data-derived snapshot_day of older stores) are
+    // ignored: nothing of the node reads a date from its records.
     if (!ok)
       return absl::DataLossError(
           absl::StrCat("node store: bad meta line \"", line, "\""));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "node/loader.h"
 #include "node/table_reader.h"
 #include "query/vocabulary.h"
 
@@ -111,6 +112,7 @@ absl::Status LoadSyntheaDirectory(const std::string& dir,
         "their vocabulary");
   }
   RejectCounter rejects(options, report);
+  FutureEventCheck future(options, report);
 
   // Patients: the UUID maps to a dense number, the only id the builder sees.
   absl::flat_hash_map<std::string, int64_t> ids;
@@ -247,6 +249,7 @@ absl::Status LoadSyntheaDirectory(const std::string& dir,
               domain = v1::DOMAIN_OBSERVATION;
             }
           }
+          if (!future.Keep(path, line, *day)) return absl::OkStatus();
           PASSERELLE_RETURN_IF_ERROR(
               builder->BeginEvent(it->second, *day, value));
           builder->AddEventCode(domain, vocabulary, code);
@@ -284,7 +287,7 @@ absl::Status LoadSyntheaDirectory(const std::string& dir,
     report->notes.push_back(
         absl::StrCat("not mapped: ", absl::StrJoin(unmapped, ", ")));
   }
-  return absl::OkStatus();
+  return future.Finish();
 }
 
 }  // namespace passerelle::node

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
 #include "google/protobuf/util/json_util.h"
 #include "query/limits.h"
 #include "query/validate.h"
@@ -453,6 +454,19 @@ absl::StatusOr<v1::Query> QueryFromJson(absl::string_view json) {
   absl::Status valid = ValidateQuery(query);
   if (!valid.ok()) return valid;
   return query;
+}
+
+v1::Date UtcDate(absl::Time t) {
+  const absl::CivilDay day = absl::ToCivilDay(t, absl::UTCTimeZone());
+  v1::Date date;
+  date.set_year(static_cast<int32_t>(day.year()));
+  date.set_month(day.month());
+  date.set_day(day.day());
+  return date;
+}
+
+void PinReferenceDate(absl::Time now, v1::Query* query) {
+  if (!query->has_as_of()) *query->mutable_as_of() = UtcDate(now);
 }
 
 }  // namespace passerelle::query

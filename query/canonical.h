@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "passerelle/v1/query.pb.h"
 
 namespace passerelle::query {
@@ -29,6 +30,17 @@ passerelle::v1::Query Canonicalize(const passerelle::v1::Query& query);
 // ParseQuery(CanonicalText(q)) succeeds and has the same CanonicalText; the
 // same cohort written differently gives the same text.
 std::string CanonicalText(const passerelle::v1::Query& query);
+
+// The civil date of `t` in UTC.
+passerelle::v1::Date UtcDate(absl::Time t);
+
+// Gives a query without `as of` the reference date `UtcDate(now)`, so that
+// its ages never depend on the data (a reference date taken from the
+// records, e.g. their latest event, lets one patient move every age count).
+// The gateway pins the date of the request before canonicalising, caching
+// and fanning out (every site counts ages on the same day); a node pins its
+// own day for a query that arrives without one. A given `as of` is kept.
+void PinReferenceDate(absl::Time now, passerelle::v1::Query* query);
 
 // The query as JSON (proto field names, e.g. "group_by", "min_count").
 absl::StatusOr<std::string> QueryToJson(const passerelle::v1::Query& query);

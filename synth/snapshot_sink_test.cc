@@ -78,7 +78,6 @@ void ExpectSameSnapshot(const Snapshot& a, const Snapshot& b,
   EXPECT_EQ(a.meta.site, b.meta.site);
   EXPECT_EQ(a.meta.persons, b.meta.persons);
   EXPECT_EQ(a.meta.events, b.meta.events);
-  EXPECT_EQ(a.meta.snapshot_day, b.meta.snapshot_day);
   EXPECT_EQ(a.birth_keys, b.birth_keys);
   EXPECT_EQ(a.sex, b.sex);
   EXPECT_TRUE(a.deceased == b.deceased);

@@ -113,10 +113,14 @@ absl::Status Federation::Mint(const std::string& dir,
 }
 
 absl::Status Federation::LoadSite(const std::string& site,
-                                  const std::string& csv_dir) {
-  absl::StatusOr<CommandResult> r =
-      RunCommand({PasserelleBin(), "node", "load", "--store",
-                  Path(site + "/store"), "--site", site, csv_dir});
+                                  const std::string& csv_dir,
+                                  const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {
+      PasserelleBin(),       "node",   "load", "--store",
+      Path(site + "/store"), "--site", site};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  argv.push_back(csv_dir);
+  absl::StatusOr<CommandResult> r = RunCommand(argv);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
     return absl::InternalError(

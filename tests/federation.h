@@ -64,8 +64,10 @@ class Federation {
   // or a second, foreign PKI in another directory).
   absl::Status Mint(const std::string& dir,
                     const std::vector<std::string>& args);
-  // `passerelle node load` of an OMOP CSV directory into site's store.
-  absl::Status LoadSite(const std::string& site, const std::string& csv_dir);
+  // `passerelle node load` of an OMOP CSV directory into site's store, with
+  // `extra_args` (e.g. {"--future-events", "keep"}).
+  absl::Status LoadSite(const std::string& site, const std::string& csv_dir,
+                        const std::vector<std::string>& extra_args = {});
   // `passerelle generate` of `patients` synthetic patients (seed `seed`) as
   // CSV into Path("data/<site>"), then LoadSite of that directory.
   absl::Status GenerateSite(const std::string& site, int patients, int seed);

@@ -29,9 +29,9 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-double Ms(Clock::time_point a, Clock::time_point b) {
+double Ms(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
@@ -150,22 +150,22 @@ int main(int argc, char** argv) {
   }
   const auto [rss0, hwm0] = Resident();
   const double cpu0 = CpuSeconds();
-  const Clock::time_point t0 = Clock::now();
+  const SteadyClock::time_point t0 = SteadyClock::now();
   auto store = node::NodeStore::Open(store_dir);
   if (!store.ok()) {
     std::cerr << store.status() << "\n";
     return 1;
   }
-  const Clock::time_point t1 = Clock::now();
+  const SteadyClock::time_point t1 = SteadyClock::now();
   auto snap = (*store)->LoadCurrent();
   if (!snap.ok()) {
     std::cerr << snap.status() << "\n";
     return 1;
   }
-  const Clock::time_point t2 = Clock::now();
+  const SteadyClock::time_point t2 = SteadyClock::now();
   std::unique_ptr<node::CohortEngine> engine =
       node::NewIndexEngine(*snap, options);
-  const Clock::time_point t3 = Clock::now();
+  const SteadyClock::time_point t3 = SteadyClock::now();
   const double cpu_open = CpuSeconds() - cpu0;
   store->reset();  // No background RocksDB work while timing.
   const node::SnapshotMeta meta = engine->meta();
@@ -198,9 +198,9 @@ int main(int argc, char** argv) {
     double first = 0;
     int64_t total = 0;
     for (int r = 0; r < warmup + runs; ++r) {
-      const Clock::time_point a = Clock::now();
+      const SteadyClock::time_point a = SteadyClock::now();
       absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
-      const Clock::time_point b = Clock::now();
+      const SteadyClock::time_point b = SteadyClock::now();
       if (!cells.ok()) {
         std::cerr << name << ": " << cells.status() << "\n";
         ++failures;

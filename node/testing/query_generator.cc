@@ -80,7 +80,7 @@ const char* const kFeatures[] = {
     "group_both",
     "group_site",
     "as_of",
-    "snapshot_date",
+    "default_date",  // No `as of`: the engine's own date.
 };
 
 bool IsIcd10Variant(const std::string& v) {
@@ -185,7 +185,7 @@ class GenerationState {
       *out.ast.mutable_as_of() = d;
       absl::StrAppend(&text, Sp(), Kw("as"), Sp(), Kw("of"), Sp(), DateText(d));
     } else {
-      Feature("snapshot_date");
+      Feature("default_date");
     }
     if (rng_.Percent(5)) absl::StrAppend(&text, Sp());
     out.text = std::move(text);

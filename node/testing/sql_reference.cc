@@ -545,18 +545,11 @@ absl::StatusOr<std::string> OmopImportScript(
         "(SELECT pid FROM P);\n");
   }
 
-  // The snapshot date: the latest event date the node holds.
-  s += "CREATE TABLE SNAP AS SELECT d, CAST(substr(d, 1, 4) AS INTEGER) AS y, "
-       "CAST(substr(d, 6, 2) AS INTEGER) * 100 + CAST(substr(d, 9, 2) AS "
-       "INTEGER) AS md FROM (SELECT max(d) AS d FROM E0);\n"
-       ";\n";
-
   // The profile.
   s += ".mode list\n.separator |\n"
        "SELECT 'persons', COUNT(*) FROM P;\n"
        "SELECT 'events', COUNT(*) FROM E0;\n"
        "SELECT 'dates', min(d), max(d) FROM E0;\n"
-       "SELECT 'snapshot', d FROM SNAP;\n"
        "SELECT 'births', min(by), max(by) FROM P;\n"
        "SELECT 'code', domain, vocab, COUNT(DISTINCT pid), code FROM EV GROUP "
        "BY domain, vocab, code ORDER BY domain, vocab, code;\n"
@@ -587,8 +580,6 @@ absl::StatusOr<DataProfile> ParseProfile(absl::string_view output) {
     } else if (f[0] == "dates" && f.size() == 3) {
       profile.min_date = std::string(f[1]);
       profile.max_date = std::string(f[2]);
-    } else if (f[0] == "snapshot" && f.size() == 2) {
-      profile.snapshot_date = std::string(f[1]);
     } else if (f[0] == "births" && f.size() == 3) {
       if (!absl::SimpleAtoi(f[1], &profile.min_birth_year) ||
           !absl::SimpleAtoi(f[2], &profile.max_birth_year)) {
@@ -622,13 +613,11 @@ absl::StatusOr<DataProfile> ParseProfile(absl::string_view output) {
 }
 
 std::string QueryToSql(const v1::Query& query, int index,
-                       absl::string_view site) {
-  // The reference date: `as of`, else the snapshot date.
-  std::string y = "(SELECT y FROM SNAP)", md = "(SELECT md FROM SNAP)";
-  if (query.has_as_of()) {
-    y = absl::StrCat(query.as_of().year());
-    md = absl::StrCat(query.as_of().month() * 100 + query.as_of().day());
-  }
+                       absl::string_view site, const v1::Date& reference) {
+  // The reference date: `as of`, else the given one.
+  const v1::Date& ref = query.has_as_of() ? query.as_of() : reference;
+  const std::string y = absl::StrCat(ref.year());
+  const std::string md = absl::StrCat(ref.month() * 100 + ref.day());
   // Whole years on the reference date: one less before the birthday (1 July
   // when only the birth year is known).
   const std::string persons = absl::StrCat(

@@ -13,7 +13,6 @@
 //   EV(domain, vocab, code, eid, pid, d, value)
 //                           one row per code an event row carries
 //   D(pid)                  the deceased
-//   SNAP(d, y, md)          the snapshot date: the latest event date
 #ifndef PASSERELLE_NODE_TESTING_SQL_REFERENCE_H_
 #define PASSERELLE_NODE_TESTING_SQL_REFERENCE_H_
 
@@ -53,8 +52,6 @@ struct DataProfile {
   std::vector<ProfileCode> codes;
   std::string min_date = "2010-01-01";  // Of event start dates.
   std::string max_date = "2024-12-31";
-  // The contract's default reference date: the latest event date.
-  std::string snapshot_date;
   int min_birth_year = 1920;
   int max_birth_year = 2020;
   int64_t persons = 0;
@@ -74,9 +71,11 @@ absl::StatusOr<DataProfile> ParseProfile(absl::string_view output);
 // tables of its `before` criteria and followed by their removal) printing,
 // in list mode with '|', one line per non-empty cell: `index|value|...|count`
 // (the cell's values in group-by order; just `index|count` without group
-// by). `site` is the value of the site dimension.
+// by). `site` is the value of the site dimension; `reference` is the
+// reference date for ages of a query without `as of` (the date the engine
+// under test uses: the contract never takes it from the data).
 std::string QueryToSql(const v1::Query& query, int index,
-                       absl::string_view site);
+                       absl::string_view site, const v1::Date& reference);
 
 // The statements' combined output as one count per cell for each query, in
 // query::EnumerateCells order (cells with no line are 0). A line for a cell
