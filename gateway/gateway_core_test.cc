@@ -856,6 +856,41 @@ TEST_F(GatewayCoreTest, BudgetShowsWhatWasChargedToMembersOnly) {
   EXPECT_EQ(budget_entries, 3);
 }
 
+// The federation-wide cap per researcher: reserved with the project's caps
+// (a query over it is refused, naming it, and charges nothing) and shown by
+// the budget endpoint.
+TEST_F(GatewayCoreTest, FederationWideResearcherCapIsReservedAndShown) {
+  std::string text = kPolicy;
+  const std::string allow = "    allow {\n      domains";
+  ASSERT_NE(text.find(allow), std::string::npos);
+  text.replace(
+      text.find(allow), allow.size(),
+      "    researcher_budget { researcher_epsilon_cap: 1.5 }\n" + allow);
+  auto policy = policy::Policy::LoadFromSources({{"test.textproto", text}});
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  policy_ = *policy;
+  // Two sites at 0.5: 1 per query.
+  ASSERT_TRUE(Ask("noised", "condition icd10:E11*").ok());
+  absl::StatusOr<v1::QueryResponse> over =
+      Ask("noised", "condition icd10:E11* group by sex");
+  ASSERT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(over.status().message(),
+              HasSubstr("across all projects (federation-wide "
+                        "researcher_budget) epsilon cap 1.5 would be exceeded: "
+                        "spent 1, remaining 0.5"));
+  EXPECT_DOUBLE_EQ(ProjectSpent(*core_), 1);
+  v1::BudgetRequest request;
+  request.set_project("noised");
+  absl::StatusOr<v1::BudgetResponse> b = core_->Budget(kAlice, request);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->federation_researchers_size(), 1);
+  EXPECT_EQ(b->federation_researchers(0).researcher(), kAlice);
+  EXPECT_DOUBLE_EQ(b->federation_researchers(0).epsilon_spent(), 1);
+  EXPECT_DOUBLE_EQ(b->federation_researchers(0).epsilon_remaining(), 0.5);
+  ASSERT_EQ(b->federation_next_reset_unix_size(), 1);
+  EXPECT_EQ(b->federation_next_reset_unix(0), 0);
+}
+
 TEST_F(GatewayCoreTest, AuditFailureReleasesNothing) {
   audit_.set_failing(true);
   absl::StatusOr<v1::QueryResponse> r = Ask("exact", "condition icd10:E11*");
