@@ -987,6 +987,8 @@ TEST_F(GatewayCoreTest, NonMembersCannotTellWhichProjectsExist) {
               ::testing::Not(HasSubstr("test.textproto")));
   EXPECT_THAT(absl::StrJoin(audit_.entries().back().reasons(), "; "),
               HasSubstr("test.textproto:"));
+}
+
 // Forwards to a NoisePool and records, for each Prewarm during a reload,
 // which policy version was serving then.
 class WatchedNoise : public privacy::NoiseSource {
@@ -1140,6 +1142,8 @@ TEST(GatewayNoisePrewarmTest, EveryDistributionIsWarmAtStartAndAfterReload) {
   EXPECT_FALSE(pool.Prewarmed(*new_spec));
   ExpectEveryDecisionPrewarmed(*(*store)->Current(), pool, options.capacity);
   std::filesystem::remove_all(dir);
+}
+
 // Without `as of`, ages are counted on the date of the request (UTC): the
 // gateway pins it before the canonical form, the release-cache key and the
 // fan-out, so every site gets the same date and none falls back on a date of
