@@ -4,6 +4,10 @@
 #ifndef PASSERELLE_COMMON_METRICS_SERVICE_H_
 #define PASSERELLE_COMMON_METRICS_SERVICE_H_
 
+#include <cstdint>
+#include <functional>
+#include <utility>
+
 #include "common/health_probe.h"
 #include "common/refusal_counters.h"
 #include "grpcpp/grpcpp.h"
@@ -15,8 +19,13 @@ namespace passerelle {
 class MetricsServiceImpl final
     : public passerelle::v1::MetricsService::Service {
  public:
-  MetricsServiceImpl(const HealthProbe* health, const RefusalCounters* counters)
-      : health_(health), counters_(counters) {}
+  // `handshake_refusals`, when set, counts clients refused before any
+  // service saw them (at the TLS handshake), served as `tls_handshake`.
+  MetricsServiceImpl(const HealthProbe* health, const RefusalCounters* counters,
+                     std::function<uint64_t()> handshake_refusals = nullptr)
+      : health_(health),
+        counters_(counters),
+        handshake_refusals_(std::move(handshake_refusals)) {}
 
   grpc::Status GetMetrics(grpc::ServerContext*,
                           const passerelle::v1::MetricsRequest*,
@@ -28,12 +37,16 @@ class MetricsServiceImpl final
     for (const auto& [reason, count] : counters_->Snapshot()) {
       (*response->mutable_refusals())[reason] = count;
     }
+    if (handshake_refusals_ != nullptr) {
+      (*response->mutable_refusals())["tls_handshake"] = handshake_refusals_();
+    }
     return grpc::Status::OK;
   }
 
  private:
   const HealthProbe* const health_;
   const RefusalCounters* const counters_;
+  const std::function<uint64_t()> handshake_refusals_;
 };
 
 }  // namespace passerelle

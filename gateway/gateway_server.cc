@@ -287,7 +287,8 @@ absl::Status RunGatewayServer(const v1::GatewayConfig& config) {
     return absl::OkStatus();
   });
   GuardedGatewayService service(&core_service, &health, &refusal_counters);
-  MetricsServiceImpl metrics_service(&health, &refusal_counters);
+  MetricsServiceImpl metrics_service(&health, &refusal_counters,
+                                     tls::RefusedClientHandshakes);
   // Auditors (federation-wide, or of a project) read the log over mTLS.
   audit::FederationAuditAuthorizer audit_authorizer(
       [&policies] { return policies->Current(); });

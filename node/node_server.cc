@@ -311,7 +311,8 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   }
   GuardedNodeService service(config.site(), &core_service, &health,
                              &refusal_counters);
-  MetricsServiceImpl metrics_service(&health, &refusal_counters);
+  MetricsServiceImpl metrics_service(&health, &refusal_counters,
+                                     tls::RefusedClientHandshakes);
   // The site's auditors (site policy `auditors`) read the node's own log.
   audit::SiteAuditAuthorizer audit_authorizer(
       config.site(), policies == nullptr ? audit::PolicyGetter() : [&policies] {

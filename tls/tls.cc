@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -333,6 +334,8 @@ class CrlDirectory {
 // start-up would be accepted until the next certificate rotation, and once the
 // cached CRL passed its nextUpdate every peer would be refused although a
 // fresh CRL is on disk. Thread-safe.
+std::atomic<uint64_t> refused_client_handshakes{0};
+
 class PeerVerifier : public grpc::experimental::ExternalCertificateVerifier {
  public:
   // `expected` empty: a server's verifier (any identity of the trust domain;
@@ -353,6 +356,9 @@ class PeerVerifier : public grpc::experimental::ExternalCertificateVerifier {
     const grpc::string_ref pem = request->peer_cert();
     absl::Status status = CheckPeer(absl::string_view(pem.data(), pem.size()));
     if (!status.ok()) {
+      if (expected_.empty()) {
+        refused_client_handshakes.fetch_add(1, std::memory_order_relaxed);
+      }
       std::string who;
       for (const grpc::string_ref& uri : request->uri_names()) {
         absl::StrAppend(&who, who.empty() ? "" : ",",
@@ -414,6 +420,10 @@ std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(
 }
 
 }  // namespace
+
+uint64_t RefusedClientHandshakes() {
+  return refused_client_handshakes.load(std::memory_order_relaxed);
+}
 
 // SPIFFE ID syntax (the SPIFFE standard, section 2): lower-case trust
 // domain of [a-z0-9._-], a path of one or more segments of [A-Za-z0-9._-],

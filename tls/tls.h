@@ -79,6 +79,13 @@ MakeChannelCredentials(const TlsFiles& files,
 // connection (the rules above). UNAUTHENTICATED when there is none.
 absl::StatusOr<std::string> PeerIdentity(const grpc::AuthContext& context);
 
+// Clients this process's servers refused at the TLS handshake (no valid
+// identity in the trust domain, or revoked), since start. Such a client
+// never reaches a service, so this is the only trace it leaves besides the
+// line on stderr; the daemons serve it on their MetricsService as
+// `tls_handshake`.
+uint64_t RefusedClientHandshakes();
+
 // The identity of the first certificate of a PEM text, by the rules above;
 // with `trust_domain` non-empty it must be in it. UNAUTHENTICATED, with the
 // reason, when the certificate carries no valid identity.
