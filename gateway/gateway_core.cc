@@ -648,10 +648,13 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   }
   for (size_t i = 0; i < outcomes.size(); ++i) {
     const SiteOutcome& o = outcomes[i];
+    // The caller reads a site's reason without where its rules are written
+    // (a site policy's file and line); the entry keeps it whole.
+    const std::string caller_reason = policy::WithoutLocations(o.reason);
     v1::SiteResult* s = response.add_sites();
     s->set_site(o.site);
     s->set_status(ToSiteStatus(o.state));
-    s->set_reason(o.reason);
+    s->set_reason(caller_reason);
     if (o.state == SiteState::kOk) s->set_snapshot(o.response.snapshot());
     for (v1::ReleasedCell& c : per_site[i]) *s->add_cells() = std::move(c);
     v1::AuditSiteStatus* as = entry.add_sites();
@@ -665,7 +668,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     if (o.state != SiteState::kOk) {
       notes.push_back(absl::StrCat(
           "PARTIAL: site ", o.site, " is missing (", SiteStateName(o.state),
-          ": ", o.reason, ")",
+          ": ", caller_reason, ")",
           params.exact_mode ? "; nothing is released (exact mode)"
                             : "; combined counts cover the other sites only"));
     }

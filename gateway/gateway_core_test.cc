@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,9 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/limits.h"
 #include "common/refusal_limiter.h"
@@ -355,6 +355,27 @@ TEST_F(GatewayCoreTest, MissingSiteMakesThePartialResultNameIt) {
   ASSERT_EQ(audit_.entries().size(), 1u);
   EXPECT_EQ(audit_.entries()[0].decision(), v1::AUDIT_DECISION_PARTIAL);
   EXPECT_EQ(audit_.entries()[0].released_cells_size(), 0);
+}
+
+// A site's refusal reaches the researcher without the location of the site
+// policy's rule (its file name could be a path); the gateway's entry keeps it.
+TEST_F(GatewayCoreTest, SiteReasonsReachTheCallerWithoutRuleLocations) {
+  qc_.fail_with(
+      absl::PermissionDeniedError("site qc refuses: deny: purpose not allowed "
+                                  "(/etc/passerelle/site-qc.textproto:12)"));
+  absl::StatusOr<v1::QueryResponse> r = Ask("noised", "condition icd10:E11*");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->sites_size(), 2);
+  EXPECT_THAT(r->sites(1).reason(), HasSubstr("purpose not allowed"));
+  EXPECT_THAT(r->sites(1).reason(),
+              ::testing::Not(HasSubstr("site-qc.textproto")));
+  for (const std::string& n : r->notes()) {
+    EXPECT_THAT(n, ::testing::Not(HasSubstr("site-qc.textproto")));
+  }
+  ASSERT_EQ(audit_.entries().size(), 1u);
+  ASSERT_EQ(audit_.entries()[0].sites_size(), 2);
+  EXPECT_THAT(audit_.entries()[0].sites(1).reason(),
+              HasSubstr("(/etc/passerelle/site-qc.textproto:12)"));
 }
 
 TEST_F(GatewayCoreTest, NoisedPartialResultIsTheOtherSitesOnly) {
@@ -958,7 +979,8 @@ TEST_F(GatewayCoreTest, NonMembersCannotTellWhichProjectsExist) {
               absl::StrReplaceAll(missing.status().message(),
                                   {{"\"exacto\"", "\"P\""}}))
         << caller;
-    EXPECT_THAT(existing.status().message(), HasSubstr("or there is no such project"));
+    EXPECT_THAT(existing.status().message(),
+                HasSubstr("or there is no such project"));
   }
   // The log says which.
   const std::vector<v1::AuditEntry> entries = audit_.entries();
