@@ -1,6 +1,7 @@
 #include "gateway/gateway_core.h"
 
 #include <algorithm>
+#include <iostream>
 #include <set>
 #include <thread>
 
@@ -23,6 +24,16 @@
 
 namespace passerelle::gateway {
 namespace {
+
+// The caller hears that the audit log failed, not how: the store's message
+// can name a path. The details go to the gateway's own log.
+absl::Status AuditUnavailable(const absl::Status& why) {
+  std::cerr << "passerelle gateway: audit append failed, nothing released: "
+            << why.message() << "\n";
+  return absl::UnavailableError(
+      "audit log unavailable, nothing released (details in the gateway's "
+      "log)");
+}
 
 v1::SiteStatus ToSiteStatus(SiteState s) {
   switch (s) {
@@ -334,8 +345,7 @@ absl::Status GatewayCore::Refuse(v1::AuditEntry& entry, absl::Time start,
   if (entry.reasons().empty()) entry.add_reasons(std::string(status.message()));
   absl::StatusOr<uint64_t> index = AppendBounded(entry);
   if (!index.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "audit log unavailable, nothing released: ", index.status().message()));
+    return AuditUnavailable(index.status());
   }
   return status;
 }
@@ -686,8 +696,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   absl::StatusOr<uint64_t> index = AppendBounded(entry);
   SwapReleasedCells(response, entry);
   if (!index.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "audit log unavailable, nothing released: ", index.status().message()));
+    return AuditUnavailable(index.status());
   }
   PASSERELLE_CRASH_POINT("gateway.query.after_audit");
   response.set_audit_index(*index);
@@ -749,8 +758,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::ServeRepeat(
   absl::StatusOr<uint64_t> index = AppendBounded(entry);
   SwapReleasedCells(response, entry);
   if (!index.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "audit log unavailable, nothing released: ", index.status().message()));
+    return AuditUnavailable(index.status());
   }
   response.set_audit_index(*index);
   return response;
@@ -867,8 +875,7 @@ absl::StatusOr<v1::BudgetResponse> GatewayCore::Budget(
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   absl::StatusOr<uint64_t> index = AppendBounded(entry);
   if (!index.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "audit log unavailable, nothing released: ", index.status().message()));
+    return AuditUnavailable(index.status());
   }
   return response;
 }

@@ -176,7 +176,10 @@ class MemoryAudit : public AuditSink {
  public:
   absl::StatusOr<uint64_t> Append(const v1::AuditEntry& entry) override {
     absl::MutexLock lock(&mu_);
-    if (failing_) return absl::UnavailableError("disk full");
+    if (failing_) {
+      return absl::UnavailableError(
+          "disk full: /var/lib/passerelle/audit/000042.log");
+    }
     entries_.push_back(entry);
     return entries_.size() - 1;
   }
@@ -918,6 +921,9 @@ TEST_F(GatewayCoreTest, AuditFailureReleasesNothing) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(r.status().message(), HasSubstr("nothing released"));
+  // The store's message (a path) stays in the gateway's own log.
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::Not(HasSubstr("/var/lib")));
 }
 
 // A random source that always fails (the noise generator's, or the

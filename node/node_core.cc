@@ -1,6 +1,7 @@
 #include "node/node_core.h"
 
 #include <algorithm>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "common/crash_point.h"
@@ -154,9 +155,15 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
     absl::StatusOr<uint64_t> index = audit_->Record(record);
     if (!index.ok()) {
       // Audit before release: without a durable record nothing leaves.
-      return absl::UnavailableError(
-          absl::StrCat("site ", site_,
-                       " audit log unavailable: ", index.status().message()));
+      // The store's message can name a path: it goes to the node's own
+      // log, not to the caller.
+      std::cerr << "passerelle node: site " << site_
+                << ": audit append failed, nothing released: "
+                << index.status().message() << "\n";
+      return absl::UnavailableError(absl::StrCat(
+          "site ", site_,
+          " audit log unavailable, nothing released (details in the node's "
+          "log)"));
     }
     audit_index = *index;
     PASSERELLE_CRASH_POINT("node.count.after_audit");
