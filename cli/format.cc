@@ -14,7 +14,8 @@ namespace {
 std::string KeyJson(const v1::CellKey& key) {
   std::vector<std::string> parts;
   for (const v1::DimensionValue& v : key.values()) {
-    parts.push_back(absl::StrCat(JsonQuote(v.dimension()), ": ", JsonQuote(v.value())));
+    parts.push_back(
+        absl::StrCat(JsonQuote(v.dimension()), ": ", JsonQuote(v.value())));
   }
   return absl::StrCat("{", absl::StrJoin(parts, ", "), "}");
 }
@@ -33,7 +34,8 @@ std::string KeyCsv(const v1::CellKey& key) {
 
 std::string DimsCsvHeader(const v1::CellKey& key) {
   std::vector<std::string> parts;
-  for (const v1::DimensionValue& v : key.values()) parts.push_back(v.dimension());
+  for (const v1::DimensionValue& v : key.values())
+    parts.push_back(v.dimension());
   return absl::StrJoin(parts, ",");
 }
 
@@ -78,9 +80,10 @@ std::string PrecisionText(const v1::Precision& p) {
 }
 
 std::string ReleasedCellJson(const v1::ReleasedCell& c) {
-  std::string s = absl::StrCat("{\"key\": ", KeyJson(c.key()), ", \"count\": ",
-                               c.has_count() ? absl::StrCat(c.count()) : "null",
-                               ", \"precision\": ", JsonQuote(PrecisionName(c.precision())));
+  std::string s = absl::StrCat(
+      "{\"key\": ", KeyJson(c.key()),
+      ", \"count\": ", c.has_count() ? absl::StrCat(c.count()) : "null",
+      ", \"precision\": ", JsonQuote(PrecisionName(c.precision())));
   const v1::Precision& p = c.precision();
   if (p.kind() == v1::Precision::NOISED) {
     absl::StrAppend(&s, ", \"mechanism\": ", JsonQuote(p.mechanism()));
@@ -91,7 +94,8 @@ std::string ReleasedCellJson(const v1::ReleasedCell& c) {
     }
   }
   if (p.complementary()) absl::StrAppend(&s, ", \"complementary\": true");
-  if (p.threshold() > 0) absl::StrAppend(&s, ", \"threshold\": ", p.threshold());
+  if (p.threshold() > 0)
+    absl::StrAppend(&s, ", \"threshold\": ", p.threshold());
   if (p.rounding() > 1) absl::StrAppend(&s, ", \"rounding\": ", p.rounding());
   if (c.has_count()) {
     absl::StrAppend(&s, ", \"interval\": [", c.interval_low(), ", ",
@@ -124,7 +128,8 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows,
   std::vector<size_t> width;
   for (const auto& row : rows) {
     if (width.size() < row.size()) width.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
   }
   std::string out;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -260,44 +265,48 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
       std::vector<std::string> sites;
       for (const v1::SiteResult& s : r.sites()) {
         std::vector<std::string> cells;
-        for (const v1::ReleasedCell& c : s.cells()) cells.push_back(ReleasedCellJson(c));
-        sites.push_back(absl::StrCat(
-            "{\"site\": ", JsonQuote(s.site()), ", \"status\": ",
-            JsonQuote(StatusName(s.status())), ", \"reason\": ",
-            JsonQuote(s.reason()), ", \"snapshot\": ", JsonQuote(s.snapshot()),
-            ", \"cells\": [", absl::StrJoin(cells, ", "), "]}"));
+        for (const v1::ReleasedCell& c : s.cells())
+          cells.push_back(ReleasedCellJson(c));
+        sites.push_back(
+            absl::StrCat("{\"site\": ", JsonQuote(s.site()),
+                         ", \"status\": ", JsonQuote(StatusName(s.status())),
+                         ", \"reason\": ", JsonQuote(s.reason()),
+                         ", \"snapshot\": ", JsonQuote(s.snapshot()),
+                         ", \"cells\": [", absl::StrJoin(cells, ", "), "]}"));
       }
       std::vector<std::string> combined;
-      for (const v1::ReleasedCell& c : r.combined()) combined.push_back(ReleasedCellJson(c));
+      for (const v1::ReleasedCell& c : r.combined())
+        combined.push_back(ReleasedCellJson(c));
       std::vector<std::string> notes;
       for (const std::string& n : r.notes()) notes.push_back(JsonQuote(n));
       return absl::StrCat(
           "{\"complete\": ", r.complete() ? "true" : "false",
           ", \"request_id\": ", JsonQuote(r.request_id()),
-          ", \"query\": ", JsonQuote(r.canonical_query()),
-          ", \"sites\": [", absl::StrJoin(sites, ", "), "]",
-          ", \"combined\": {\"cells\": [", absl::StrJoin(combined, ", "), "]}",
+          ", \"query\": ", JsonQuote(r.canonical_query()), ", \"sites\": [",
+          absl::StrJoin(sites, ", "), "]", ", \"combined\": {\"cells\": [",
+          absl::StrJoin(combined, ", "), "]}",
           ", \"epsilon_charged\": ", Double(r.epsilon_charged()),
           ", \"rho_charged\": ", Double(r.rho_charged()),
           ", \"policy_version\": ", JsonQuote(r.policy_version()),
           ", \"audit_index\": ", r.audit_index(),
-          ", \"repeat\": ", r.repeat() ? "true" : "false",
-          ", \"notes\": [", absl::StrJoin(notes, ", "), "]}\n");
+          ", \"repeat\": ", r.repeat() ? "true" : "false", ", \"notes\": [",
+          absl::StrJoin(notes, ", "), "]}\n");
     }
     case OutputFormat::kCsv: {
       std::string out;
       std::string dims;
       if (r.combined_size() > 0) dims = DimsCsvHeader(r.combined(0).key());
-      out = absl::StrCat("site,", dims.empty() ? "" : dims + ",",
-                         "count,precision,threshold,interval_low,interval_high\n");
+      out = absl::StrCat(
+          "site,", dims.empty() ? "" : dims + ",",
+          "count,precision,threshold,interval_low,interval_high\n");
       auto row = [&](const std::string& site, const v1::ReleasedCell& c) {
         std::string key = KeyCsv(c.key());
-        absl::StrAppend(&out, site, ",", key.empty() ? "" : key + ",",
-                        c.has_count() ? absl::StrCat(c.count()) : "", ",",
-                        PrecisionName(c.precision()), ",",
-                        c.precision().threshold(), ",",
-                        c.has_count() ? absl::StrCat(c.interval_low()) : "", ",",
-                        c.has_count() ? absl::StrCat(c.interval_high()) : "", "\n");
+        absl::StrAppend(
+            &out, site, ",", key.empty() ? "" : key + ",",
+            c.has_count() ? absl::StrCat(c.count()) : "", ",",
+            PrecisionName(c.precision()), ",", c.precision().threshold(), ",",
+            c.has_count() ? absl::StrCat(c.interval_low()) : "", ",",
+            c.has_count() ? absl::StrCat(c.interval_high()) : "", "\n");
       };
       for (const v1::SiteResult& s : r.sites()) {
         for (const v1::ReleasedCell& c : s.cells()) row(s.site(), c);
@@ -333,9 +342,11 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
       header.push_back("precision");
       rows.push_back(header);
       // Site cells are matched to combined cells by key text.
-      std::vector<std::map<std::string, const v1::ReleasedCell*>> by_key(ok_sites.size());
+      std::vector<std::map<std::string, const v1::ReleasedCell*>> by_key(
+          ok_sites.size());
       for (size_t i = 0; i < ok_sites.size(); ++i) {
-        for (const v1::ReleasedCell& c : ok_sites[i]->cells()) by_key[i][KeyText(c.key())] = &c;
+        for (const v1::ReleasedCell& c : ok_sites[i]->cells())
+          by_key[i][KeyText(c.key())] = &c;
       }
       int64_t total = 0;
       bool any_suppressed = false;
@@ -343,16 +354,22 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
         std::vector<std::string> row = DimCells(c.key());
         for (size_t i = 0; i < ok_sites.size(); ++i) {
           auto it = by_key[i].find(KeyText(c.key()));
-          row.push_back(it == by_key[i].end()
-                            ? (ok_sites[i]->status() == v1::SITE_STATUS_OK ? "" : "n/a")
-                            : ShownCount(*it->second));
+          row.push_back(
+              it == by_key[i].end()
+                  ? (ok_sites[i]->status() == v1::SITE_STATUS_OK ? "" : "n/a")
+                  : ShownCount(*it->second));
         }
         row.push_back(ShownCount(c));
-        row.push_back(c.has_count() && c.precision().kind() == v1::Precision::NOISED
-                          ? absl::StrCat("[", c.interval_low(), ", ", c.interval_high(), "]")
+        row.push_back(c.has_count() &&
+                              c.precision().kind() == v1::Precision::NOISED
+                          ? absl::StrCat("[", c.interval_low(), ", ",
+                                         c.interval_high(), "]")
                           : "");
         row.push_back(PrecisionText(c.precision()));
-        if (c.has_count()) total += c.count(); else any_suppressed = true;
+        if (c.has_count())
+          total += c.count();
+        else
+          any_suppressed = true;
         rows.push_back(row);
       }
       if (r.combined_size() > 1) {
@@ -375,7 +392,8 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
         absl::StrAppend(&out, "repeat of audit entry #", r.first_audit_index(),
                         ": same answer, no budget charged\n");
       }
-      for (const std::string& n : r.notes()) absl::StrAppend(&out, "note: ", n, "\n");
+      for (const std::string& n : r.notes())
+        absl::StrAppend(&out, "note: ", n, "\n");
       return out;
     }
   }

@@ -13,7 +13,8 @@ v1::CountResponse TwoCells() {
   v1::CountResponse r;
   r.set_site("fr");
   r.set_snapshot("fr-20261122T000000Z-1");
-  for (auto [sex, n] : {std::pair<const char*, int>{"female", 12}, {"male", 30}}) {
+  for (auto [sex, n] :
+       {std::pair<const char*, int>{"female", 12}, {"male", 30}}) {
     v1::Cell* c = r.add_cells();
     v1::DimensionValue* v = c->mutable_key()->add_values();
     v->set_dimension("sex");
@@ -24,10 +25,11 @@ v1::CountResponse TwoCells() {
 }
 
 TEST(FormatTest, NodeCountJsonHasTheDocumentedShape) {
-  EXPECT_EQ(FormatNodeCount(TwoCells(), OutputFormat::kJson),
-            "{\"site\": \"fr\", \"snapshot\": \"fr-20261122T000000Z-1\", \"cells\": "
-            "[{\"key\": {\"sex\": \"female\"}, \"count\": 12}, "
-            "{\"key\": {\"sex\": \"male\"}, \"count\": 30}]}\n");
+  EXPECT_EQ(
+      FormatNodeCount(TwoCells(), OutputFormat::kJson),
+      "{\"site\": \"fr\", \"snapshot\": \"fr-20261122T000000Z-1\", \"cells\": "
+      "[{\"key\": {\"sex\": \"female\"}, \"count\": 12}, "
+      "{\"key\": {\"sex\": \"male\"}, \"count\": 30}]}\n");
   v1::CountResponse total;
   total.set_site("qc");
   total.add_cells()->set_count(7);
@@ -67,7 +69,10 @@ TEST(FormatTest, QueryJsonShowsSuppressedAsNullAndPartial) {
   const std::string json = FormatQueryResponse(r, OutputFormat::kJson);
   EXPECT_THAT(json, HasSubstr("\"complete\": false"));
   EXPECT_THAT(json, HasSubstr("\"status\": \"timed_out\""));
-  EXPECT_THAT(json, HasSubstr("\"count\": null, \"precision\": \"suppressed\", \"threshold\": 10"));
+  EXPECT_THAT(
+      json,
+      HasSubstr(
+          "\"count\": null, \"precision\": \"suppressed\", \"threshold\": 10"));
   EXPECT_THAT(json, HasSubstr("\"count\": 120, \"precision\": \"noised\""));
   EXPECT_THAT(json, HasSubstr("\"interval\": [114, 126]"));
   const std::string table = FormatQueryResponse(r, OutputFormat::kTable);

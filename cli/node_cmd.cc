@@ -36,7 +36,8 @@ constexpr char kUsage[] =
 bool ValidSiteId(const std::string& site) {
   if (site.empty() || site.size() > 32) return false;
   for (char c : site) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_')) {
       return false;
     }
   }
@@ -49,7 +50,8 @@ absl::Status Load(const ParsedFlags& flags) {
   }
   const std::string store_dir = flags.Get("store");
   const std::string site = flags.Get("site");
-  if (store_dir.empty()) return absl::InvalidArgumentError("--store is required");
+  if (store_dir.empty())
+    return absl::InvalidArgumentError("--store is required");
   if (!ValidSiteId(site)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--site \"", site, "\" must be 1-32 of [a-z0-9_-]"));
@@ -62,8 +64,8 @@ absl::Status Load(const ParsedFlags& flags) {
                      node::LoaderNamesJoined("|"), ")"));
   }
   node::LoadOptions options;
-  PASSERELLE_ASSIGN_OR_RETURN(options.max_rejected,
-                              flags.GetInt("max-rejected", options.max_rejected));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      options.max_rejected, flags.GetInt("max-rejected", options.max_rejected));
   options.vocabulary_rules_file = flags.Get("vocabulary-rules");
   const std::string future = flags.Get("future-events");
   if (future == "keep") {
@@ -86,7 +88,8 @@ absl::Status Load(const ParsedFlags& flags) {
   absl::Status loaded =
       loader->Load(flags.positional[0], options, &builder, &report);
   for (const node::RejectedRow& r : report.rejected_samples) {
-    std::cerr << "rejected " << r.file << ":" << r.line << ": " << r.reason << "\n";
+    std::cerr << "rejected " << r.file << ":" << r.line << ": " << r.reason
+              << "\n";
   }
   const char* future_verb =
       options.future_events == node::FutureEvents::kKeep     ? "kept"
@@ -100,8 +103,9 @@ absl::Status Load(const ParsedFlags& flags) {
   PASSERELLE_RETURN_IF_ERROR(loaded);
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
                               node::NodeStore::Open(store_dir));
-  PASSERELLE_ASSIGN_OR_RETURN(std::string version,
-                              store->NextVersion(site, absl::ToUnixSeconds(absl::Now())));
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::string version,
+      store->NextVersion(site, absl::ToUnixSeconds(absl::Now())));
   std::shared_ptr<node::Snapshot> snap =
       builder.Build(version, absl::ToUnixSeconds(absl::Now()));
   PASSERELLE_RETURN_IF_ERROR(store->Commit(*snap));
@@ -114,14 +118,16 @@ absl::Status Load(const ParsedFlags& flags) {
             << ", " << snap->tables.size() << " code tables ("
             << absl::StrJoin(snap->Vocabularies(), ", ") << ") in "
             << absl::FormatDuration(absl::Now() - start) << "\n";
-  for (const std::string& note : report.notes) std::cout << "note: " << note << "\n";
+  for (const std::string& note : report.notes)
+    std::cout << "note: " << note << "\n";
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<node::CohortEngine>> OpenEngine(
     const ParsedFlags& flags) {
   const std::string store_dir = flags.Get("store");
-  if (store_dir.empty()) return absl::InvalidArgumentError("--store is required");
+  if (store_dir.empty())
+    return absl::InvalidArgumentError("--store is required");
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
                               node::NodeStore::Open(store_dir));
   PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<node::Snapshot> snap,
@@ -131,16 +137,19 @@ absl::StatusOr<std::unique_ptr<node::CohortEngine>> OpenEngine(
 
 absl::Status Count(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) {
-    return absl::InvalidArgumentError("node count needs exactly one QUERY argument");
+    return absl::InvalidArgumentError(
+        "node count needs exactly one QUERY argument");
   }
   PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format,
                               ParseOutputFormat(flags.Get("format")));
-  PASSERELLE_ASSIGN_OR_RETURN(v1::Query query, query::ParseQuery(flags.positional[0]));
+  PASSERELLE_ASSIGN_OR_RETURN(v1::Query query,
+                              query::ParseQuery(flags.positional[0]));
   // Ages on today's date (UTC) unless the query says `as of`.
   query::PinReferenceDate(absl::Now(), &query);
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::CohortEngine> engine,
                               OpenEngine(flags));
-  PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells, engine->Count(query));
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells,
+                              engine->Count(query));
   v1::CountResponse response;
   response.set_site(engine->meta().site);
   response.set_snapshot(engine->meta().version);
@@ -186,7 +195,8 @@ int RunNodeCommand(const std::vector<std::string>& args) {
   } else if (sub == "serve") {
     status = node::RunNodeServerFromFile(flags->Get("config"));
   } else {
-    std::cerr << "passerelle node: unknown subcommand \"" << sub << "\"\n" << kUsage;
+    std::cerr << "passerelle node: unknown subcommand \"" << sub << "\"\n"
+              << kUsage;
     return 2;
   }
   if (!status.ok()) {

@@ -22,18 +22,22 @@ constexpr char kUsage[] =
     "usage: passerelle query [--config FILE] [--format table|json|csv]\n"
     "                        [--project P] [--purpose DUO:...] [--site S]...\n"
     "                        [--gateway HOST:PORT] [--ca FILE] [--cert FILE]\n"
-    "                        [--key FILE] [--server-name NAME] [--timeout-ms N]\n"
+    "                        [--key FILE] [--server-name NAME] [--timeout-ms "
+    "N]\n"
     "                        [--server-id SPIFFE_ID] 'QUERY'\n"
     "The server must prove the gateway's identity (or --server-id's).\n"
-    "The config file (protobuf text, see deploy/) defaults to $PASSERELLE_CONFIG.\n";
+    "The config file (protobuf text, see deploy/) defaults to "
+    "$PASSERELLE_CONFIG.\n";
 
 absl::Status Run(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) {
     return absl::InvalidArgumentError("expected exactly one QUERY argument");
   }
-  PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format, ParseOutputFormat(flags.Get("format")));
+  PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format,
+                              ParseOutputFormat(flags.Get("format")));
   PASSERELLE_ASSIGN_OR_RETURN(v1::ClientConfig config, ClientConfigFrom(flags));
-  PASSERELLE_ASSIGN_OR_RETURN(int64_t timeout_ms, flags.GetInt("timeout-ms", 30000));
+  PASSERELLE_ASSIGN_OR_RETURN(int64_t timeout_ms,
+                              flags.GetInt("timeout-ms", 30000));
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<v1::GatewayService::Stub> stub,
                               NewGatewayStub(config));
 

@@ -29,8 +29,8 @@ struct LoadReport {
   // gives the date).
   int64_t future_events = 0;
   std::vector<RejectedRow> future_samples;
-  std::vector<std::string> tables;            // Files that were read.
-  std::vector<std::string> notes;             // E.g. codes left without vocabulary.
+  std::vector<std::string> tables;  // Files that were read.
+  std::vector<std::string> notes;   // E.g. codes left without vocabulary.
 };
 
 // What a load does with event rows dated after the load date: a mis-dated

@@ -162,8 +162,7 @@ TEST_F(SharedSndsTest, FakeRowsLoadAsFormatFixturesWithUnlinkedRowsRejected) {
     // kept, as the counts below read them all from the CSV.
     LoadOptions options;
     options.future_events = FutureEvents::kKeep;
-    absl::Status st =
-        LoadSndsDirectory(dir_, options, &builder, &report, snds);
+    absl::Status st = LoadSndsDirectory(dir_, options, &builder, &report, snds);
     ASSERT_TRUE(st.ok()) << st;
     auto snap = builder.Build("v", 0);
 

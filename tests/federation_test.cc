@@ -1,10 +1,11 @@
 // End to end: real node and gateway processes on loopback with mTLS.
+#include "tests/federation.h"
+
 #include <csignal>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "gtest/gtest.h"
-#include "tests/federation.h"
 
 namespace passerelle::testing {
 namespace {
@@ -20,15 +21,19 @@ class FederationTest : public ::testing::Test {
   }
   static absl::Status Prepare() {
     PASSERELLE_RETURN_IF_ERROR(fed_->MintPki());
-    for (const auto& [site, seed] : {std::pair<std::string, int>{"fr", 11}, {"qc", 12}}) {
-      absl::StatusOr<CommandResult> gen = RunCommand(
-          {PasserelleBin(), "generate", "--patients", "3000", "--seed",
-           absl::StrCat(seed), "--site", site, "--out", fed_->Path("data/" + site)});
+    for (const auto& [site, seed] :
+         {std::pair<std::string, int>{"fr", 11}, {"qc", 12}}) {
+      absl::StatusOr<CommandResult> gen =
+          RunCommand({PasserelleBin(), "generate", "--patients", "3000",
+                      "--seed", absl::StrCat(seed), "--site", site, "--out",
+                      fed_->Path("data/" + site)});
       if (!gen.ok()) return gen.status();
       if (gen->exit_code != 0) {
-        return absl::InternalError(absl::StrCat("passerelle generate failed: ", gen->err));
+        return absl::InternalError(
+            absl::StrCat("passerelle generate failed: ", gen->err));
       }
-      PASSERELLE_RETURN_IF_ERROR(fed_->LoadSite(site, fed_->Path("data/" + site)));
+      PASSERELLE_RETURN_IF_ERROR(
+          fed_->LoadSite(site, fed_->Path("data/" + site)));
     }
     return absl::OkStatus();
   }
@@ -50,7 +55,8 @@ Federation* FederationTest::fed_ = nullptr;
 constexpr char kBreakdown[] = "condition icd10:E11* group by sex, age_band(20)";
 constexpr char kTotal[] = "condition icd10:E11* or drug atc:A10*";
 
-TEST_F(FederationTest, FederatedCountEqualsSumOfLocalCountsAndPartialNamesSite) {
+TEST_F(FederationTest,
+       FederatedCountEqualsSumOfLocalCountsAndPartialNamesSite) {
   // Exact local counts first: a node's store is locked while it serves.
   auto fr = fed_->LocalCounts("fr", kBreakdown);
   auto qc = fed_->LocalCounts("qc", kBreakdown);
@@ -132,7 +138,8 @@ TEST_F(FederationTest, FederatedCountEqualsSumOfLocalCountsAndPartialNamesSite) 
   // could be subtracted from the complete one).
   EXPECT_EQ(partial.combined_size(), 0);
   bool noted = false;
-  for (const std::string& n : partial.notes()) noted |= n.find("qc") != std::string::npos;
+  for (const std::string& n : partial.notes())
+    noted |= n.find("qc") != std::string::npos;
   EXPECT_TRUE(noted);
 }
 

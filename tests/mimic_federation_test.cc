@@ -14,8 +14,9 @@
 namespace passerelle::testing {
 namespace {
 
-const char* kTables[] = {"person", "condition_occurrence", "drug_exposure",
-                         "procedure_occurrence", "visit_occurrence", "death"};
+const char* kTables[] = {"person",           "condition_occurrence",
+                         "drug_exposure",    "procedure_occurrence",
+                         "visit_occurrence", "death"};
 
 class Sqlite {
  public:
@@ -33,7 +34,8 @@ class Sqlite {
   int64_t Count(const std::string& sql, const std::string& scratch) {
     std::string out = Run(sql, scratch);
     int64_t v = -1;
-    EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(out), &v)) << sql << " -> " << out;
+    EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(out), &v))
+        << sql << " -> " << out;
     return v;
   }
 
@@ -44,7 +46,8 @@ class Sqlite {
 TEST(MimicFederationTest, SplitByParityMatchesWholeSetAndSqlite) {
   const std::string shared = SharedDir();
   if (shared.empty()) {
-    GTEST_SKIP() << "../shared is absent: the MIMIC-IV demo data is not available";
+    GTEST_SKIP()
+        << "../shared is absent: the MIMIC-IV demo data is not available";
   }
   const std::string mimic = shared + "/data/mimic-iv-demo-omop";
   TempDir dir;
@@ -58,12 +61,14 @@ TEST(MimicFederationTest, SplitByParityMatchesWholeSetAndSqlite) {
     absl::StrAppend(&script, ".import '", mimic, "/", t, ".csv' ", t, "\n");
   }
   absl::StrAppend(&script, ".headers on\n");
-  for (const auto& [site, parity] : {std::pair<std::string, int>{"fr", 0}, {"qc", 1}}) {
+  for (const auto& [site, parity] :
+       {std::pair<std::string, int>{"fr", 0}, {"qc", 1}}) {
     std::filesystem::create_directories(dir.Sub("split/" + site));
     for (const char* t : kTables) {
-      absl::StrAppend(&script, ".output '", dir.Sub("split/" + site), "/", t, ".csv'\n",
-                      "SELECT * FROM ", t, " WHERE abs(CAST(person_id AS INTEGER)) % 2 = ",
-                      parity, ";\n");
+      absl::StrAppend(&script, ".output '", dir.Sub("split/" + site), "/", t,
+                      ".csv'\n", "SELECT * FROM ", t,
+                      " WHERE abs(CAST(person_id AS INTEGER)) % 2 = ", parity,
+                      ";\n");
     }
   }
   absl::StrAppend(&script, ".output stdout\n");
@@ -78,10 +83,12 @@ TEST(MimicFederationTest, SplitByParityMatchesWholeSetAndSqlite) {
 
   // The most widespread condition and drug concepts, chosen from the data.
   auto top = [&](const std::string& table, const std::string& column) {
-    std::string out = db.Run(absl::StrCat(
-        ".mode list\nSELECT ", column, " FROM ", table, " WHERE ", column,
-        " != '0' GROUP BY 1 ORDER BY COUNT(DISTINCT person_id) DESC, 1 LIMIT 1;\n"),
-        dir.Sub("top.sql"));
+    std::string out =
+        db.Run(absl::StrCat(".mode list\nSELECT ", column, " FROM ", table,
+                            " WHERE ", column,
+                            " != '0' GROUP BY 1 ORDER BY COUNT(DISTINCT "
+                            "person_id) DESC, 1 LIMIT 1;\n"),
+               dir.Sub("top.sql"));
     return std::string(absl::StripAsciiWhitespace(out));
   };
   const std::string cond = top("condition_occurrence", "condition_concept_id");
@@ -94,22 +101,29 @@ TEST(MimicFederationTest, SplitByParityMatchesWholeSetAndSqlite) {
     std::vector<std::string> sql;  // One per cell, in cell order.
   };
   const std::string has_cond = absl::StrCat(
-      "person_id IN (SELECT person_id FROM condition_occurrence WHERE condition_concept_id = '",
+      "person_id IN (SELECT person_id FROM condition_occurrence WHERE "
+      "condition_concept_id = '",
       cond, "' OR condition_source_concept_id = '", cond, "')");
   const std::string has_drug = absl::StrCat(
-      "person_id IN (SELECT person_id FROM drug_exposure WHERE drug_concept_id = '", drug,
-      "' OR drug_source_concept_id = '", drug, "')");
+      "person_id IN (SELECT person_id FROM drug_exposure WHERE drug_concept_id "
+      "= '",
+      drug, "' OR drug_source_concept_id = '", drug, "')");
   const std::string base = "SELECT COUNT(*) FROM person WHERE ";
   std::vector<Case> cases = {
       {absl::StrCat("condition concept:", cond), {base + has_cond + ";"}},
-      {absl::StrCat("condition concept:", cond, " and not drug concept:", drug, " group by sex"),
-       {base + has_cond + " AND NOT " + has_drug + " AND gender_concept_id = '8532';",
-        base + has_cond + " AND NOT " + has_drug + " AND gender_concept_id = '8507';",
-        base + has_cond + " AND NOT " + has_drug + " AND gender_concept_id IN ('8521', '8570');",
+      {absl::StrCat("condition concept:", cond, " and not drug concept:", drug,
+                    " group by sex"),
+       {base + has_cond + " AND NOT " + has_drug +
+            " AND gender_concept_id = '8532';",
+        base + has_cond + " AND NOT " + has_drug +
+            " AND gender_concept_id = '8507';",
+        base + has_cond + " AND NOT " + has_drug +
+            " AND gender_concept_id IN ('8521', '8570');",
         base + has_cond + " AND NOT " + has_drug +
             " AND gender_concept_id NOT IN ('8532', '8507', '8521', '8570');"}},
       {"deceased or birth_year < 2070",
-       {base + "(person_id IN (SELECT person_id FROM death) OR CAST(year_of_birth AS INTEGER) < 2070);"}},
+       {base + "(person_id IN (SELECT person_id FROM death) OR "
+               "CAST(year_of_birth AS INTEGER) < 2070);"}},
   };
 
   std::vector<std::vector<int64_t>> whole, sqlite;
@@ -119,7 +133,8 @@ TEST(MimicFederationTest, SplitByParityMatchesWholeSetAndSqlite) {
     whole.push_back(*counts);
     std::vector<int64_t> expected;
     for (const std::string& sql : c.sql) {
-      expected.push_back(db.Count(".mode list\n" + sql + "\n", dir.Sub("count.sql")));
+      expected.push_back(
+          db.Count(".mode list\n" + sql + "\n", dir.Sub("count.sql")));
     }
     sqlite.push_back(expected);
     EXPECT_EQ(*counts, expected) << c.query;

@@ -397,7 +397,8 @@ TEST_F(TlsTest, CheckTlsFilesRefusesKeyReadableByGroupOrOthers) {
     EXPECT_THAT(status.message(), HasSubstr(key));
     EXPECT_THAT(status.message(), HasSubstr("mode " + shown));
     EXPECT_FALSE(MakeServerCredentials(files).ok());
-    EXPECT_FALSE(MakeChannelCredentials(files, "spiffe://passerelle/gateway").ok());
+    EXPECT_FALSE(
+        MakeChannelCredentials(files, "spiffe://passerelle/gateway").ok());
   }
   for (const std::filesystem::perms mode :
        {std::filesystem::perms(0600), std::filesystem::perms(0400)}) {
