@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace passerelle {
 
 void RefusalLimiter::Refill(Bucket& b, absl::Time now) const {
@@ -97,6 +99,18 @@ uint64_t RefusalLimiter::summaries() const {
 size_t RefusalLimiter::tracked() const {
   absl::MutexLock lock(&mu_);
   return buckets_.size();
+}
+
+std::string RefusalLimiter::Describe(const Summary& s) const {
+  return absl::StrCat(
+      s.count, " refused requests from this identity between ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.first, absl::UTCTimeZone()),
+      " and ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.last, absl::UTCTimeZone()),
+      " were answered RESOURCE_EXHAUSTED and are not recorded one by one "
+      "(refusal rate limit: ",
+      options_.burst, " then ", options_.per_second,
+      " per second per identity)");
 }
 
 }  // namespace passerelle

@@ -74,6 +74,10 @@ class RefusalLimiter {
 
   const RefusalLimiterOptions& options() const { return options_; }
 
+  // The reason a summary entry records: how many refusals of the identity,
+  // between which times, and the rate limit that counted them.
+  std::string Describe(const Summary& summary) const;
+
  private:
   struct Bucket {
     double tokens = 0;

@@ -252,7 +252,7 @@ GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
                          privacy::NoiseSource* noise,
                          privacy::RandomSource* ids,
                          std::vector<NodeClient*> nodes, Clock* clock,
-                         ReleaseCache* cache, RefusalLimiter* refusals)
+                         ReleaseCache* cache, RefusalLimiter* refusal_limiter)
     : options_(std::move(options)),
       policy_(std::move(policy)),
       ledger_(ledger),
@@ -261,7 +261,7 @@ GatewayCore::GatewayCore(GatewayOptions options, PolicyProvider policy,
       ids_(ids),
       clock_(clock),
       cache_(cache),
-      refusals_(refusals) {
+      refusal_limiter_(refusal_limiter) {
   for (NodeClient* n : nodes) nodes_[n->site()] = n;
 }
 
@@ -302,9 +302,9 @@ absl::StatusOr<uint64_t> GatewayCore::AppendBounded(v1::AuditEntry& entry) {
 }
 
 absl::Status GatewayCore::FlushRefusalSummaries(bool all) {
-  if (refusals_ == nullptr) return absl::OkStatus();
+  if (refusal_limiter_ == nullptr) return absl::OkStatus();
   std::vector<RefusalLimiter::Summary> due =
-      all ? refusals_->TakeAll() : refusals_->TakeDue();
+      all ? refusal_limiter_->TakeAll() : refusal_limiter_->TakeDue();
   absl::Status result;
   for (const RefusalLimiter::Summary& s : due) {
     v1::AuditEntry entry;
@@ -312,15 +312,7 @@ absl::Status GatewayCore::FlushRefusalSummaries(bool all) {
     entry.set_time_unix_micros(absl::ToUnixMicros(s.last));
     entry.set_caller(s.identity);
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
-    entry.add_reasons(absl::StrCat(
-        s.count, " refused requests from this identity between ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.first, absl::UTCTimeZone()),
-        " and ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.last, absl::UTCTimeZone()),
-        " were answered RESOURCE_EXHAUSTED and are not recorded one by one "
-        "(refusal rate limit: ",
-        refusals_->options().burst, " then ", refusals_->options().per_second,
-        " per second per identity)"));
+    entry.add_reasons(refusal_limiter_->Describe(s));
     absl::StatusOr<uint64_t> index = AppendBounded(entry);
     if (!index.ok() && result.ok()) result = index.status();
   }
@@ -329,10 +321,10 @@ absl::Status GatewayCore::FlushRefusalSummaries(bool all) {
 
 absl::Status GatewayCore::Refuse(v1::AuditEntry& entry, absl::Time start,
                                  absl::Status status, bool limitable) {
-  if (refusals_ != nullptr) {
+  if (refusal_limiter_ != nullptr) {
     // A failure here shows again on this refusal's own append.
     (void)FlushRefusalSummaries();
-    if (limitable && !refusals_->Admit(entry.caller())) {
+    if (limitable && !refusal_limiter_->Admit(entry.caller())) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "too many refused requests from ", entry.caller(),
           "; this refusal is counted in a periodic audit summary instead of "
@@ -437,18 +429,14 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   // The entry records every released cell (combined and per site): a
   // breakdown with more than it may hold is refused before any budget.
   {
-    std::vector<std::string> names;
-    for (NodeClient* c : clients) names.push_back(c->site());
-    size_t cells = query::EnumerateCells(query, names).size();
-    for (const std::string& name : names) {
-      cells += query::EnumerateCells(query, {name}).size();
-    }
+    const size_t cells = query::CountCells(query, clients.size()) +
+                         clients.size() * query::CountCells(query, 1);
     if (cells > limits::kMaxReleasedCells) {
       return Refuse(
           entry, start,
           absl::InvalidArgumentError(absl::StrCat(
               "the breakdown would release ", cells,
-              " cells (combined and per site) from ", names.size(),
+              " cells (combined and per site) from ", clients.size(),
               " sites, over the limit of ", limits::kMaxReleasedCells,
               " an audit entry records; use fewer dimensions or wider "
               "bands")));

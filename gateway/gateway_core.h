@@ -63,7 +63,7 @@ class GatewayCore {
   using PolicyProvider = std::function<std::shared_ptr<const policy::Policy>()>;
 
   // `cache` may be null: no repeat protection (every query costs).
-  // `refusals` may be null: every refusal is recorded in full. Otherwise
+  // `refusal_limiter` may be null: every refusal is recorded in full. Otherwise
   // refusals beyond its per-identity rate are answered RESOURCE_EXHAUSTED
   // and recorded only as one summary entry per identity and period
   // (FlushRefusalSummaries). Refusals after a budget charge are always
@@ -73,7 +73,7 @@ class GatewayCore {
               privacy::NoiseSource* noise, privacy::RandomSource* ids,
               std::vector<NodeClient*> nodes, Clock* clock,
               ReleaseCache* cache = nullptr,
-              RefusalLimiter* refusals = nullptr);
+              RefusalLimiter* refusal_limiter = nullptr);
 
   // `deadline` is the caller's; node calls never outlive it.
   absl::StatusOr<v1::QueryResponse> Query(const std::string& caller,
@@ -133,7 +133,7 @@ class GatewayCore {
   std::map<std::string, NodeClient*> nodes_;
   Clock* const clock_;
   ReleaseCache* const cache_;
-  RefusalLimiter* const refusals_;
+  RefusalLimiter* const refusal_limiter_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::string> known_snapshots_ ABSL_GUARDED_BY(mu_);
 };

@@ -47,34 +47,26 @@ absl::Status AllowListAuthorizer::Authorize(const std::string& caller,
 
 NodeCore::NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
                    const RequestAuthorizer* authorizer, NodeAuditSink* audit,
-                   Clock* clock, RefusalLimiter* refusals)
+                   Clock* clock, RefusalLimiter* refusal_limiter)
     : site_(std::move(site)),
       authorizer_(authorizer),
       audit_(audit),
       clock_(clock),
-      refusals_(refusals),
+      refusal_limiter_(refusal_limiter),
       engine_(std::move(engine)) {}
 
 absl::Status NodeCore::FlushRefusalSummaries(bool all) {
-  if (refusals_ == nullptr || audit_ == nullptr) return absl::OkStatus();
+  if (refusal_limiter_ == nullptr || audit_ == nullptr) return absl::OkStatus();
   std::vector<RefusalLimiter::Summary> due =
-      all ? refusals_->TakeAll() : refusals_->TakeDue();
+      all ? refusal_limiter_->TakeAll() : refusal_limiter_->TakeDue();
   absl::Status result;
   for (const RefusalLimiter::Summary& s : due) {
     NodeAuditRecord record;
     record.time = s.last;
     record.caller = s.identity;
     record.snapshot = engine()->meta().version;
-    record.reason = absl::StrCat(
-        "refusal summary: ", s.count,
-        " refused requests from this identity between ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.first, absl::UTCTimeZone()),
-        " and ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", s.last, absl::UTCTimeZone()),
-        " were answered RESOURCE_EXHAUSTED and are not recorded one by one "
-        "(refusal rate limit: ",
-        refusals_->options().burst, " then ", refusals_->options().per_second,
-        " per second per identity)");
+    record.reason =
+        absl::StrCat("refusal summary: ", refusal_limiter_->Describe(s));
     absl::StatusOr<uint64_t> index = audit_->Record(record);
     if (!index.ok() && result.ok()) result = index.status();
   }
@@ -138,10 +130,10 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   } else {
     record.reason = limits::BoundText(cells.status().ToString());
   }
-  if (refusals_ != nullptr && audit_ != nullptr) {
+  if (refusal_limiter_ != nullptr && audit_ != nullptr) {
     // A failure here shows again on this request's own record.
     (void)FlushRefusalSummaries();
-    if (limitable && !refusals_->Admit(record.caller)) {
+    if (limitable && !refusal_limiter_->Admit(record.caller)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "site ", site_, ": too many refused requests from ", record.caller,
           "; this refusal is counted in a periodic audit summary instead of "

@@ -58,14 +58,14 @@ class NodeAuditSink {
 class NodeCore {
  public:
   // `authorizer` and `audit` must outlive the core; `audit` may be null only
-  // in tests of the evaluation path. `refusals` may be null (every refusal
-  // recorded in full); otherwise refusals of callers the site does not
+  // in tests of the evaluation path. `refusal_limiter` may be null (every
+  // refusal recorded in full); otherwise refusals of callers the site does not
   // answer, and of requests over the limits, beyond its per-identity rate
   // are answered RESOURCE_EXHAUSTED and only counted into a periodic
   // summary record (FlushRefusalSummaries).
   NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
            const RequestAuthorizer* authorizer, NodeAuditSink* audit,
-           Clock* clock, RefusalLimiter* refusals = nullptr);
+           Clock* clock, RefusalLimiter* refusal_limiter = nullptr);
 
   // The caller is authorized first: the request's fields are recorded only
   // for a caller the site answers (the gateway), and only once they are
@@ -89,7 +89,7 @@ class NodeCore {
   const RequestAuthorizer* const authorizer_;
   NodeAuditSink* const audit_;
   Clock* const clock_;
-  RefusalLimiter* const refusals_;
+  RefusalLimiter* const refusal_limiter_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const CohortEngine> engine_ ABSL_GUARDED_BY(mu_);
 };

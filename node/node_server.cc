@@ -74,14 +74,8 @@ class LogAuditSink : public NodeAuditSink {
           "the audit record would be ", std::max(bytes.size(), opening.size()),
           " bytes, over the limit of ", limits::kMaxAuditEntryBytes,
           " bytes; nothing released");
-      record.Clear();
-      e = record.mutable_node();
-      e->set_time_unix_micros(absl::ToUnixMicros(r.time));
-      e->set_request_id(r.request_id);
-      e->set_caller(r.caller);
-      e->set_project(r.project);
-      e->set_snapshot(r.snapshot);
-      e->set_site(site_);
+      e->clear_canonical_query();
+      e->clear_cells_commitment();
       e->set_decision(v1::AUDIT_DECISION_FAILED);
       e->set_reason(why);
       absl::StatusOr<uint64_t> index = log_->Append(record.SerializeAsString());

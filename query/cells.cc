@@ -52,6 +52,27 @@ std::string SexLabel(v1::Sex sex) {
   }
 }
 
+size_t CountCells(const v1::Query& query, size_t site_count) {
+  size_t cells = 1;
+  for (const v1::Dimension& dim : query.group_by()) {
+    switch (dim.kind()) {
+      case v1::Dimension::SEX:
+        cells *= SexLabels().size();
+        break;
+      case v1::Dimension::AGE_BAND:
+        cells *= static_cast<size_t>(AgeBandCount(dim.width()));
+        break;
+      case v1::Dimension::SITE:
+        cells *= site_count;
+        break;
+      default:
+        cells = 0;  // EnumerateCells gives no values, hence no cells.
+        break;
+    }
+  }
+  return cells;
+}
+
 std::vector<v1::CellKey> EnumerateCells(const v1::Query& query,
                                         const std::vector<std::string>& sites) {
   std::vector<v1::CellKey> cells(1);

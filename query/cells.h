@@ -37,6 +37,10 @@ std::string SexLabel(passerelle::v1::Sex sex);
 std::vector<passerelle::v1::CellKey> EnumerateCells(
     const passerelle::v1::Query& query, const std::vector<std::string>& sites);
 
+// EnumerateCells(query, sites).size() for `site_count` sites, without
+// building the keys.
+size_t CountCells(const passerelle::v1::Query& query, size_t site_count);
+
 }  // namespace passerelle::query
 
 #endif  // PASSERELLE_QUERY_CELLS_H_

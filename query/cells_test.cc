@@ -122,6 +122,21 @@ TEST(CellsTest, CrossProductInGroupByOrderLastFastest) {
   EXPECT_EQ(distinct.size(), cells.size());
 }
 
+TEST(CellsTest, CountCellsIsTheNumberEnumerated) {
+  for (const char* text :
+       {"deceased", "deceased group by sex", "deceased group by site",
+        "deceased group by site, sex, age_band(50)",
+        "deceased group by sex, age_band(1)"}) {
+    auto q = ParseQuery(text);
+    ASSERT_TRUE(q.ok()) << q.status();
+    for (const std::vector<std::string>& sites :
+         std::vector<std::vector<std::string>>{{}, {"fr"}, {"fr", "qc", "x"}}) {
+      EXPECT_EQ(CountCells(*q, sites.size()), EnumerateCells(*q, sites).size())
+          << text << " over " << sites.size() << " sites";
+    }
+  }
+}
+
 TEST(CellsTest, SexThenAgeBand) {
   auto q = ParseQuery("deceased group by age_band(10), sex");
   ASSERT_TRUE(q.ok()) << q.status();
