@@ -7,9 +7,10 @@
 namespace passerelle::query {
 namespace {
 
-constexpr std::array<absl::string_view, 13> kVocabularies = {
-    "icd10", "icd10cm", "icd10ca", "cim10", "icd9", "icd9cm", "atc",
-    "ccam",  "snomed",  "rxnorm",  "loinc", "ndc",  "concept"};
+constexpr std::array<absl::string_view, 17> kVocabularies = {
+    "icd10",  "icd10cm", "icd10ca", "cim10", "icd9",   "icd9cm",
+    "atc",    "ccam",    "cci",     "din",   "cip13",  "ucd",
+    "snomed", "rxnorm",  "loinc",   "ndc",   "concept"};
 
 bool IsIcd10Variant(absl::string_view v) {
   return v == "icd10cm" || v == "icd10ca" || v == "cim10";

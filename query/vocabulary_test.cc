@@ -11,7 +11,11 @@ TEST(VocabularyTest, KnownVocabularies) {
         "snomed", "rxnorm", "loinc", "ndc", "concept"}) {
     EXPECT_TRUE(IsKnownVocabulary(v)) << v;
   }
-  EXPECT_EQ(KnownVocabularies().size(), 13u);
+  EXPECT_EQ(KnownVocabularies().size(), 17u);
+  EXPECT_TRUE(IsKnownVocabulary("din"));
+  EXPECT_TRUE(IsKnownVocabulary("cip13"));
+  EXPECT_TRUE(IsKnownVocabulary("ucd"));
+  EXPECT_TRUE(IsKnownVocabulary("cci"));
   for (const char* v : {"", "icd11", "ICD10", "icd-10", "omop", "icd10 "}) {
     EXPECT_FALSE(IsKnownVocabulary(v)) << v;
   }
