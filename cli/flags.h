@@ -41,7 +41,8 @@ struct ParsedFlags {
 
 // `with_value` flags take an argument; `booleans` do not.
 inline absl::StatusOr<ParsedFlags> ParseFlags(
-    const std::vector<std::string>& args, const std::set<std::string>& with_value,
+    const std::vector<std::string>& args,
+    const std::set<std::string>& with_value,
     const std::set<std::string>& booleans = {}) {
   ParsedFlags out;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -66,7 +67,8 @@ inline absl::StatusOr<ParsedFlags> ParseFlags(
         }
         out.values[name].push_back(value);
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown flag --", name));
       }
     } else {
       out.positional.push_back(a);

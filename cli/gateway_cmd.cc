@@ -15,9 +15,9 @@ int RunGatewayCommand(const std::vector<std::string>& args) {
   }
   absl::StatusOr<ParsedFlags> flags =
       ParseFlags({args.begin() + 1, args.end()}, {"config"});
-  absl::Status status = flags.ok()
-                            ? gateway::RunGatewayServerFromFile(flags->Get("config"))
-                            : flags.status();
+  absl::Status status =
+      flags.ok() ? gateway::RunGatewayServerFromFile(flags->Get("config"))
+                 : flags.status();
   if (!status.ok()) {
     std::cerr << "passerelle gateway serve: " << status.message() << "\n";
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;

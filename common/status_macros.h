@@ -6,9 +6,9 @@
 #include "absl/status/statusor.h"
 
 // Returns from the current function if `expr` (an absl::Status) is not OK.
-#define PASSERELLE_RETURN_IF_ERROR(expr)              \
-  do {                                                \
-    ::absl::Status passerelle_status_ = (expr);       \
+#define PASSERELLE_RETURN_IF_ERROR(expr)                     \
+  do {                                                       \
+    ::absl::Status passerelle_status_ = (expr);              \
     if (!passerelle_status_.ok()) return passerelle_status_; \
   } while (0)
 
@@ -17,8 +17,8 @@
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status,
 // otherwise moves the value into `lhs` (which may be a declaration).
-#define PASSERELLE_ASSIGN_OR_RETURN(lhs, rexpr)                              \
-  PASSERELLE_ASSIGN_OR_RETURN_IMPL(                                          \
+#define PASSERELLE_ASSIGN_OR_RETURN(lhs, rexpr) \
+  PASSERELLE_ASSIGN_OR_RETURN_IMPL(             \
       PASSERELLE_MACRO_CONCAT(passerelle_statusor_, __LINE__), lhs, rexpr)
 
 #define PASSERELLE_ASSIGN_OR_RETURN_IMPL(statusor, lhs, rexpr) \

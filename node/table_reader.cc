@@ -6,15 +6,18 @@
 
 namespace passerelle::node {
 
-TableReader::TableReader(std::string path, std::unique_ptr<csv::CsvReader> reader,
+TableReader::TableReader(std::string path,
+                         std::unique_ptr<csv::CsvReader> reader,
                          std::vector<int> indexes)
-    : path_(std::move(path)), reader_(std::move(reader)), indexes_(std::move(indexes)) {}
+    : path_(std::move(path)),
+      reader_(std::move(reader)),
+      indexes_(std::move(indexes)) {}
 TableReader::TableReader(TableReader&&) noexcept = default;
 TableReader::~TableReader() = default;
 
-absl::StatusOr<TableReader> TableReader::Open(const std::string& path,
-                                              const std::vector<std::string>& columns,
-                                              const std::vector<bool>& required) {
+absl::StatusOr<TableReader> TableReader::Open(
+    const std::string& path, const std::vector<std::string>& columns,
+    const std::vector<bool>& required) {
   csv::CsvReaderOptions options;
   absl::StatusOr<std::unique_ptr<csv::CsvReader>> reader =
       csv::CsvReader::Open(path, options);
@@ -23,8 +26,8 @@ absl::StatusOr<TableReader> TableReader::Open(const std::string& path,
   for (size_t i = 0; i < columns.size(); ++i) {
     const int index = (*reader)->ColumnIndex(columns[i]);
     if (index < 0 && required[i]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": required column \"", columns[i], "\" is missing"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": required column \"", columns[i], "\" is missing"));
     }
     indexes.push_back(index);
   }
@@ -39,21 +42,24 @@ absl::Status TableReader::ForEach(const RowFn& row, const RejectFn& reject) {
       if (next.status().code() != absl::StatusCode::kInvalidArgument) {
         return next.status();
       }
-      absl::Status st = reject(reader_->line(), std::string(next.status().message()));
+      absl::Status st =
+          reject(reader_->line(), std::string(next.status().message()));
       if (!st.ok()) return st;
       continue;
     }
     if (!*next) return absl::OkStatus();
     for (size_t i = 0; i < indexes_.size(); ++i) {
-      fields[i] = indexes_[i] < 0 ? absl::string_view()
-                                  : absl::string_view(reader_->field(indexes_[i]));
+      fields[i] = indexes_[i] < 0
+                      ? absl::string_view()
+                      : absl::string_view(reader_->field(indexes_[i]));
     }
     absl::Status st = row(fields, reader_->line());
     if (!st.ok()) return st;
   }
 }
 
-absl::StatusOr<std::string> FindTable(const std::string& dir, absl::string_view name) {
+absl::StatusOr<std::string> FindTable(const std::string& dir,
+                                      absl::string_view name) {
   return csv::FindTableFile(dir, name);
 }
 

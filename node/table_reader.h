@@ -21,13 +21,14 @@ class TableReader {
  public:
   using RowFn = std::function<absl::Status(
       const std::vector<absl::string_view>& fields, int64_t line)>;
-  using RejectFn = std::function<absl::Status(int64_t line, std::string reason)>;
+  using RejectFn =
+      std::function<absl::Status(int64_t line, std::string reason)>;
 
   // `columns` are looked up case-insensitively; a missing required column is
   // an error naming the file, a missing optional one reads as empty.
-  static absl::StatusOr<TableReader> Open(const std::string& path,
-                                          const std::vector<std::string>& columns,
-                                          const std::vector<bool>& required);
+  static absl::StatusOr<TableReader> Open(
+      const std::string& path, const std::vector<std::string>& columns,
+      const std::vector<bool>& required);
   TableReader(TableReader&&) noexcept;
   ~TableReader();
 

@@ -44,6 +44,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libroaring-dev libjemalloc-dev
   sqlite3 postgresql libsqlite3-dev libpq-dev
   python3 iproute2
+  # The suite's format check (scripts/check-format.sh).
+  clang-format-14
   # Sanitizer and fuzz runs (scripts/sanitize.sh, scripts/fuzz.sh): clang,
   # its sanitizer runtimes, libFuzzer, and llvm-symbolizer (in llvm-14) for
   # readable reports.

@@ -22,6 +22,10 @@ if [ -z "$cxx" ]; then
 fi
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# clang checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED
+# annotations here (with -Werror: a member read without its lock fails the
+# build).
+tsa="-Wthread-safety"
 
 start=$(date +%s)
 if [ ! -f "$build/build.ninja" ]; then
@@ -30,7 +34,7 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_COMPILER="$cxx" \
-    -DCMAKE_CXX_FLAGS="$san" \
+    -DCMAKE_CXX_FLAGS="$san $tsa" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
     -DCMAKE_EXE_LINKER_FLAGS="$san" \
     -DCMAKE_SHARED_LINKER_FLAGS="$san" >/dev/null

@@ -46,14 +46,17 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &empty);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid;
   std::vector<char*> args = Argv(argv);
-  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  const int rc =
+      posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+    return absl::InternalError(
+        absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
   }
   return pid;
 }
@@ -74,7 +77,8 @@ std::string ReadFile(const std::string& path) {
 }
 
 void WriteFile(const std::string& path, const std::string& content) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::filesystem::create_directories(
+      std::filesystem::path(path).parent_path());
   std::ofstream(path) << content;
 }
 
@@ -162,18 +166,19 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, Process& process,
       return port;
     }
     if (!process.running()) {
-      return absl::InternalError(absl::StrCat("server exited before listening:\n",
-                                              process.Log()));
+      return absl::InternalError(
+          absl::StrCat("server exited before listening:\n", process.Log()));
     }
     absl::SleepFor(absl::Milliseconds(20));  // Polling a condition, bounded.
   }
-  return absl::DeadlineExceededError(absl::StrCat("no port in ", path, ":\n",
-                                                  process.Log()));
+  return absl::DeadlineExceededError(
+      absl::StrCat("no port in ", path, ":\n", process.Log()));
 }
 
 TempDir::TempDir() {
   std::string tmpl =
-      (std::filesystem::temp_directory_path() / "passerelle-test-XXXXXX").string();
+      (std::filesystem::temp_directory_path() / "passerelle-test-XXXXXX")
+          .string();
   path_ = mkdtemp(tmpl.data());
 }
 
@@ -191,8 +196,10 @@ std::string SourceDir() {
 }
 
 std::string SharedDir() {
-  std::filesystem::path p = std::filesystem::path(SourceDir()) / ".." / "shared";
-  return std::filesystem::exists(p / "data") ? p.lexically_normal().string() : "";
+  std::filesystem::path p =
+      std::filesystem::path(SourceDir()) / ".." / "shared";
+  return std::filesystem::exists(p / "data") ? p.lexically_normal().string()
+                                             : "";
 }
 
 std::string PasserelleBin() {
