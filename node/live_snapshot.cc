@@ -113,7 +113,19 @@ absl::Status LiveSnapshot::Check() {
               (*current != refused_ ||
                clock_->Now() >= refused_at_ + options_.retry_refused_after);
   }
-  // An unreadable pointer is the health probe's to report; nothing changes.
+  // An unreadable pointer changes nothing: the served snapshot, leased and
+  // open, keeps answering (a missing pointer fails the health probe).
+  {
+    const std::string error = current.ok() || absl::IsNotFound(current.status())
+                                  ? ""
+                                  : std::string(current.status().message());
+    absl::MutexLock lock(&mu_);
+    if (error != pointer_error_ && !error.empty()) {
+      Log(absl::StrCat("the store's pointer is unreadable, ", served_,
+                       " keeps serving: ", error));
+    }
+    pointer_error_ = error;
+  }
   if (attempt) {
     const std::string old = served_version();
     Log(absl::StrCat("new current snapshot ", *current, ", opening it beside ",
@@ -164,14 +176,19 @@ absl::Status LiveSnapshot::Check() {
 void LiveSnapshot::Prune() {
   absl::StatusOr<PruneResult> pruned =
       store_->Prune(std::max(options_.snapshots_kept, 1) - 1);
-  if (!pruned.ok()) {
-    // Another writer (a load) holds the store: next time.
-    if (!absl::IsResourceExhausted(pruned.status())) {
-      Log(absl::StrCat("old snapshots not removed: ",
-                       pruned.status().message()));
+  // Another writer (a load) holding the store is no error: next time.
+  const std::string error =
+      pruned.ok() || absl::IsResourceExhausted(pruned.status())
+          ? ""
+          : std::string(pruned.status().message());
+  {
+    absl::MutexLock lock(&mu_);
+    if (error != prune_error_ && !error.empty()) {
+      Log(absl::StrCat("old snapshots not removed: ", error));
     }
-    return;
+    prune_error_ = error;
   }
+  if (!pruned.ok()) return;
   if (!pruned->removed.empty()) {
     Log(absl::StrCat("removed old snapshot(s) ",
                      absl::StrJoin(pruned->removed, ", ")));
@@ -200,8 +217,7 @@ absl::Status LiveSnapshot::CheckReadable() const {
   if (handle == nullptr) {
     return absl::UnavailableError("no snapshot served");
   }
-  PASSERELLE_RETURN_IF_ERROR(handle->CheckReadable());
-  return store_->CheckReadable();
+  return handle->CheckReadable();
 }
 
 int64_t LiveSnapshot::switches() const {

@@ -78,8 +78,9 @@ class LiveSnapshot {
 
   // The version served now.
   std::string served_version() const;
-  // For the health probe: the served snapshot reads back, and the pointer
-  // is readable (naming another snapshot is not a failure).
+  // For the health probe: the served snapshot reads back. (The pointer
+  // naming another snapshot, or being unreadable, is logged by Check and is
+  // not a failure: the served snapshot still answers.)
   absl::Status CheckReadable() const;
   int64_t switches() const;
   int64_t refused() const;
@@ -105,6 +106,9 @@ class LiveSnapshot {
   absl::Time refused_at_ ABSL_GUARDED_BY(mu_);
   int64_t switches_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t refused_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last errors logged, so that a lasting one is logged once.
+  std::string pointer_error_ ABSL_GUARDED_BY(mu_);
+  std::string prune_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace passerelle::node
