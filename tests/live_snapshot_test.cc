@@ -80,9 +80,9 @@ class LiveSnapshotTest : public ::testing::Test {
     // Three versions of fr's data and qc's.
     for (int i = 0; i < 3; ++i) {
       data_[i] = fed_->Path(absl::StrCat("data/fr", i));
-      ASSERT_TRUE(Generate("fr", 900 + 300 * i, 21 + 10 * i, data_[i]).ok());
+      ASSERT_TRUE(Generate("fr", 400 + 100 * i, 21 + 10 * i, data_[i]).ok());
     }
-    ASSERT_TRUE(Generate("qc", 900, 22, fed_->Path("data/qc")).ok());
+    ASSERT_TRUE(Generate("qc", 400, 22, fed_->Path("data/qc")).ok());
     // The exact counts of each, through scratch stores.
     for (int i = 0; i < 3; ++i) {
       const std::string scratch = absl::StrCat("scratch", i);
