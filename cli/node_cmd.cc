@@ -29,8 +29,18 @@ constexpr char kUsage[] =
     "    Events dated after today (UTC) fail the load unless --future-events\n"
     "    says whether they are kept (date-shifted extracts: query them with\n"
     "    `as of`) or left out.\n"
+    "    A load may run while the node serves: the new snapshot becomes\n"
+    "    current when it is complete, and the node switches to it.\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
+    "    The current snapshot and every snapshot the store keeps.\n"
+    "  passerelle node use --store DIR VERSION\n"
+    "    Makes a kept snapshot current again (a rollback); a serving node\n"
+    "    switches to it.\n"
+    "  passerelle node prune --store DIR [--keep N]\n"
+    "    Removes snapshots beyond the current one and the N-1 most recent\n"
+    "    others (default N = 2), skipping any in use (a serving node prunes\n"
+    "    by itself, per its snapshots_kept).\n"
     "  passerelle node serve --config FILE\n";
 
 bool ValidSiteId(const std::string& site) {
@@ -120,6 +130,45 @@ absl::Status Load(const ParsedFlags& flags) {
             << absl::FormatDuration(absl::Now() - start) << "\n";
   for (const std::string& note : report.notes)
     std::cout << "note: " << note << "\n";
+  std::cout << "snapshot " << version
+            << " is current; a node serving this store switches to it\n";
+  return absl::OkStatus();
+}
+
+absl::Status Prune(const ParsedFlags& flags) {
+  const std::string store_dir = flags.Get("store");
+  if (store_dir.empty())
+    return absl::InvalidArgumentError("--store is required");
+  PASSERELLE_ASSIGN_OR_RETURN(int64_t keep, flags.GetInt("keep", 2));
+  if (keep < 1) return absl::InvalidArgumentError("--keep must be >= 1");
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
+                              node::NodeStore::Open(store_dir));
+  PASSERELLE_ASSIGN_OR_RETURN(node::PruneResult pruned,
+                              store->Prune(static_cast<int>(keep - 1)));
+  std::cout << "removed " << pruned.removed.size() << " snapshot(s)"
+            << (pruned.removed.empty()
+                    ? ""
+                    : absl::StrCat(": ", absl::StrJoin(pruned.removed, ", ")))
+            << "\n";
+  if (!pruned.in_use.empty()) {
+    std::cout << "kept because in use: " << absl::StrJoin(pruned.in_use, ", ")
+              << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Use(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) {
+    return absl::InvalidArgumentError("node use needs exactly one VERSION");
+  }
+  const std::string store_dir = flags.Get("store");
+  if (store_dir.empty())
+    return absl::InvalidArgumentError("--store is required");
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
+                              node::NodeStore::Open(store_dir));
+  PASSERELLE_RETURN_IF_ERROR(store->MakeCurrent(flags.positional[0]));
+  std::cout << "snapshot " << flags.positional[0]
+            << " is current; a node serving this store switches to it\n";
   return absl::OkStatus();
 }
 
@@ -168,6 +217,16 @@ absl::Status Info(const ParsedFlags& flags) {
             << "\npersons:      " << m.persons << "\nevents:       " << m.events
             << "\nvocabularies: " << absl::StrJoin(engine->Vocabularies(), ", ")
             << "\n";
+  engine.reset();  // Its lease would show the current snapshot in use.
+  PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::NodeStore> store,
+                              node::NodeStore::Open(flags.Get("store")));
+  PASSERELLE_ASSIGN_OR_RETURN(std::vector<node::StoredSnapshotInfo> kept,
+                              store->List());
+  std::cout << "kept:\n";
+  for (const node::StoredSnapshotInfo& s : kept) {
+    std::cout << "  " << s.version << (s.current ? " (current)" : "")
+              << (s.in_use ? " (in use)" : "") << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -182,7 +241,7 @@ int RunNodeCommand(const std::vector<std::string>& args) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   absl::StatusOr<ParsedFlags> flags =
       ParseFlags(rest, {"store", "site", "format", "vocabulary-rules",
-                        "max-rejected", "future-events", "config"});
+                        "max-rejected", "future-events", "config", "keep"});
   absl::Status status;
   if (!flags.ok()) {
     status = flags.status();
@@ -192,6 +251,10 @@ int RunNodeCommand(const std::vector<std::string>& args) {
     status = Count(*flags);
   } else if (sub == "info") {
     status = Info(*flags);
+  } else if (sub == "use") {
+    status = Use(*flags);
+  } else if (sub == "prune") {
+    status = Prune(*flags);
   } else if (sub == "serve") {
     status = node::RunNodeServerFromFile(flags->Get("config"));
   } else {

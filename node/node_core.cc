@@ -45,7 +45,7 @@ absl::Status AllowListAuthorizer::Authorize(const std::string& caller,
   return absl::OkStatus();
 }
 
-NodeCore::NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
+NodeCore::NodeCore(std::string site, std::shared_ptr<const CohortEngine> engine,
                    const RequestAuthorizer* authorizer, NodeAuditSink* audit,
                    Clock* clock, RefusalLimiter* refusal_limiter)
     : site_(std::move(site)),
@@ -78,9 +78,12 @@ std::shared_ptr<const CohortEngine> NodeCore::engine() const {
   return engine_;
 }
 
-void NodeCore::SetEngine(std::unique_ptr<CohortEngine> engine) {
+void NodeCore::SetEngine(std::shared_ptr<const CohortEngine> engine) {
+  std::shared_ptr<const CohortEngine> old;
   absl::MutexLock lock(&mu_);
+  old = std::move(engine_);
   engine_ = std::move(engine);
+  // `old` is released after the lock, possibly destroying the engine.
 }
 
 absl::StatusOr<v1::CountResponse> NodeCore::Count(

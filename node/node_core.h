@@ -63,7 +63,7 @@ class NodeCore {
   // answer, and of requests over the limits, beyond its per-identity rate
   // are answered RESOURCE_EXHAUSTED and only counted into a periodic
   // summary record (FlushRefusalSummaries).
-  NodeCore(std::string site, std::unique_ptr<CohortEngine> engine,
+  NodeCore(std::string site, std::shared_ptr<const CohortEngine> engine,
            const RequestAuthorizer* authorizer, NodeAuditSink* audit,
            Clock* clock, RefusalLimiter* refusal_limiter = nullptr);
 
@@ -79,8 +79,9 @@ class NodeCore {
   absl::Status FlushRefusalSummaries(bool all = false);
   // The snapshot's description, for the site's callers only.
   absl::StatusOr<v1::NodeInfo> Info(const std::string& caller) const;
-  // Swaps in a new snapshot's engine; in-flight queries finish on the old one.
-  void SetEngine(std::unique_ptr<CohortEngine> engine);
+  // Swaps in a new snapshot's engine; in-flight queries finish on the old
+  // one, which is destroyed when the last of them ends.
+  void SetEngine(std::shared_ptr<const CohortEngine> engine);
 
  private:
   std::shared_ptr<const CohortEngine> engine() const;

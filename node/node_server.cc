@@ -27,6 +27,7 @@
 #include "common/textproto.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "node/live_snapshot.h"
 #include "node/node_service.h"
 #include "node/store.h"
 #include "passerelle/v1/audit.pb.h"
@@ -218,13 +219,34 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   PASSERELLE_RETURN_IF_ERROR(ValidateNodeConfig(config));
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<NodeStore> store,
                               NodeStore::Open(config.store_dir()));
-  PASSERELLE_ASSIGN_OR_RETURN(std::shared_ptr<Snapshot> snap,
-                              store->LoadCurrent());
-  if (snap->meta.site != config.site()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "store ", config.store_dir(), " holds site \"", snap->meta.site,
-        "\" but the config says \"", config.site(), "\""));
+  // Refusals outside the audited path (and refused snapshots), served by
+  // the MetricsService.
+  RefusalCounters refusal_counters;
+  // The served snapshot: opened now, switched live when a load makes
+  // another one current (node/live_snapshot.h).
+  LiveSnapshotOptions live_options;
+  live_options.site = config.site();
+  live_options.snapshots_kept =
+      config.snapshots_kept() > 0 ? config.snapshots_kept() : 2;
+  live_options.verify_contents_at_start = config.verify_snapshot_at_start();
+  if (config.snapshot_check_interval_ms() > 0) {
+    live_options.check_interval =
+        absl::Milliseconds(config.snapshot_check_interval_ms());
   }
+  live_options.count_refused = [&refusal_counters] {
+    refusal_counters.Add(kSnapshotRefused);
+  };
+  LiveSnapshot live(store.get(), live_options, Clock::Real());
+  absl::StatusOr<std::shared_ptr<const CohortEngine>> engine =
+      live.OpenInitial();
+  if (!engine.ok()) {
+    if (absl::IsFailedPrecondition(engine.status())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store ", config.store_dir(), ": ", engine.status().message()));
+    }
+    return engine.status();
+  }
+  const SnapshotMeta start_meta = (*engine)->meta();
   PASSERELLE_ASSIGN_OR_RETURN(
       std::unique_ptr<audit::AuditLog> log,
       audit::AuditLog::Open(config.audit_dir(), config.audit_key_file(),
@@ -261,10 +283,11 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   // requests) are recorded in full up to a per-identity rate, then counted
   // into one summary record per identity and minute.
   RefusalLimiter refusal_limiter(RefusalLimiterOptions(), Clock::Real());
-  NodeCore core(config.site(), NewIndexEngine(snap), authorizer.get(), &sink,
+  NodeCore core(config.site(), *std::move(engine), authorizer.get(), &sink,
                 Clock::Real(), &refusal_limiter);
-  // Refusals outside the audited path, served by the MetricsService.
-  RefusalCounters refusal_counters;
+  live.set_install([&core](std::shared_ptr<const CohortEngine> e) {
+    core.SetEngine(std::move(e));
+  });
   NodeServiceImpl core_service(&core, &refusal_counters);
 
   // Health: store (still the directory opened, a snapshot loaded), site
@@ -275,16 +298,15 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
        v1::AuditService::service_full_name()});
   HealthProbe health(Clock::Real(), HealthInterval(config.health_interval_ms()),
                      health_publisher.Listener());
-  health.AddCheck(
-      "store",
-      [dir = DirectoryCheck(config.store_dir()), snap, store = store.get(),
-       site = config.site()]() -> absl::Status {
-        PASSERELLE_RETURN_IF_ERROR(dir());
-        if (snap == nullptr || snap->meta.site != site) {
-          return absl::UnavailableError("no snapshot of this site loaded");
-        }
-        return store->CheckReadable(snap->meta.version);
-      });
+  // The store: still the directory opened, its pointer readable, and the
+  // served snapshot reads back. A pointer naming a snapshot not (yet)
+  // served, or refused, is not a failure: the served one still answers.
+  health.AddCheck("store",
+                  [dir = DirectoryCheck(config.store_dir(), "current-snapshot"),
+                   &live]() -> absl::Status {
+                    PASSERELLE_RETURN_IF_ERROR(dir());
+                    return live.CheckReadable();
+                  });
   health.AddCheck("audit log",
                   [dir = DirectoryCheck(config.audit_dir()),
                    log = log.get()]() -> absl::Status {
@@ -343,10 +365,11 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
     PASSERELLE_RETURN_IF_ERROR(WritePortFile(config.port_file(), port));
   }
   std::cerr << "passerelle node " << config.site() << ": serving snapshot "
-            << snap->meta.version << " (" << snap->meta.persons
+            << start_meta.version << " (" << start_meta.persons
             << " persons) on port " << port << " with mTLS\n";
   absl::Notification stopping;
   std::thread health_prober([&] { health.RunUntil(&stopping); });
+  std::thread snapshot_watcher([&] { live.RunUntil(&stopping); });
   std::thread reloader([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2))) {
       absl::Status flushed = core.FlushRefusalSummaries();
@@ -370,6 +393,7 @@ absl::Status RunNodeServer(const v1::NodeConfig& config) {
   health_prober.join();  // No probe may mark it SERVING again.
   health.SetDraining();  // Requests still arriving are refused and counted.
   reloader.join();
+  snapshot_watcher.join();  // No switch while draining.
   std::cerr << "passerelle node " << config.site() << ": signal " << sig
             << ", draining\n";
   server->GetHealthCheckService()->SetServingStatus(false);

@@ -21,8 +21,6 @@
 namespace passerelle::node {
 namespace {
 
-constexpr char kCurrentKey[] = "CURRENT";
-constexpr char kSeqKey[] = "SEQ";
 constexpr size_t kPersonChunk = 1 << 16;
 // Size at which a load starts a new SST file.
 constexpr uint64_t kSstFileBytes = uint64_t{1} << 30;
@@ -44,6 +42,9 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound())
     return absl::NotFoundError(absl::StrCat(what, ": ", s.ToString()));
+  if (s.IsCorruption())
+    return absl::DataLossError(
+        absl::StrCat("node store: ", what, ": ", s.ToString()));
   return absl::InternalError(
       absl::StrCat("node store: ", what, ": ", s.ToString()));
 }
@@ -137,9 +138,18 @@ bool DecodePosting(absl::string_view data, uint32_t population, Posting* p) {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the store's columns are written in host order: little-endian");
 
+// Discards RocksDB's info log: a snapshot directory never changes once
+// sealed, and a read-only open would otherwise write (and rotate) LOG files.
+class NullLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
 rocksdb::Options StoreOptions() {
   rocksdb::Options options;
   options.create_if_missing = true;
+  options.info_log = std::make_shared<NullLogger>();
   // Postings are raw integer columns read back in bulk: decompression cost
   // more at open than the disk it saved.
   options.compression = rocksdb::kNoCompression;
@@ -186,59 +196,37 @@ void AppendColumn(const char* src, size_t n, std::vector<T>* column) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
-    const std::string& dir) {
-  const rocksdb::Options options = StoreOptions();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot create node store directory ", dir, ": ", ec.message()));
-  }
+absl::StatusOr<rocksdb::DB*> NodeStore::OpenSnapshotDb(const std::string& path,
+                                                       bool read_only) {
+  rocksdb::Options options = StoreOptions();
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
+  rocksdb::Status s;
+  if (read_only) {
+    options.create_if_missing = false;
+    s = rocksdb::DB::OpenForReadOnly(options, path, &db);
+  } else {
+    s = rocksdb::DB::Open(options, path, &db);
+  }
   if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot open node store at ", dir, ": ", s.ToString()));
-  }
-  return std::unique_ptr<NodeStore>(new NodeStore(db, dir));
-}
-
-NodeStore::~NodeStore() { delete db_; }
-
-absl::StatusOr<std::string> NodeStore::NextVersion(absl::string_view site,
-                                                   int64_t now_unix) {
-  absl::MutexLock lock(&mu_);
-  std::string value;
-  int64_t seq = 0;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kSeqKey, &value);
-  if (s.ok()) {
-    if (!absl::SimpleAtoi(value, &seq)) {
-      return absl::DataLossError("node store: corrupt snapshot sequence");
+    if (s.IsCorruption()) {
+      return absl::DataLossError(absl::StrCat("node store: snapshot database ",
+                                              path,
+                                              " is corrupt: ", s.ToString()));
     }
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "read sequence");
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open node store database ", path, ": ", s.ToString()));
   }
-  ++seq;
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  PASSERELLE_RETURN_IF_ERROR(
-      FromRocks(db_->Put(wo, kSeqKey, absl::StrCat(seq)), "write sequence"));
-  return absl::StrCat(
-      site, "-",
-      absl::FormatTime("%Y%m%dT%H%M%SZ", absl::FromUnixSeconds(now_unix),
-                       absl::UTCTimeZone()),
-      "-", seq);
+  return db;
 }
 
-absl::Status NodeStore::Commit(const Snapshot& snap) {
+absl::Status NodeStore::WriteSnapshotDb(rocksdb::DB* db,
+                                        const std::string& scratch,
+                                        const Snapshot& snap) {
   absl::MutexLock lock(&mu_);
   const std::string prefix = Prefix(snap.meta.version);
   // The snapshot is written as SST files in a scratch directory and ingested
   // in one atomic step (no WAL, no memtable, no compaction: each byte is
-  // written once), then made current by one synced write.
-  const std::string scratch =
-      (std::filesystem::path(dir_) / "ingest.tmp").string();
+  // written once) into the snapshot's own empty database.
   std::error_code ec;
   std::filesystem::remove_all(scratch, ec);
   std::filesystem::create_directories(scratch, ec);
@@ -358,81 +346,18 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
   ingest.write_global_seqno = false;
   PASSERELLE_CRASH_POINT("node.store.commit.before_ingest");
   PASSERELLE_RETURN_IF_ERROR(
-      FromRocks(db_->IngestExternalFile(files, ingest), "ingest snapshot"));
+      FromRocks(db->IngestExternalFile(files, ingest), "ingest snapshot"));
   std::filesystem::remove_all(scratch, ec);
-  // Everything above is durable (ingestion syncs the files and the
-  // manifest); the switch is the one synced write.
-  PASSERELLE_CRASH_POINT("node.store.commit.before_switch");
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(
-      db_->Put(sync, kCurrentKey, snap.meta.version), "switch snapshot"));
-  PASSERELLE_CRASH_POINT("node.store.commit.after_switch");
-  return DropAllExcept(snap.meta.version);
-}
-
-absl::Status NodeStore::DropAllExcept(const std::string& version) {
-  // Snapshot prefixes are "s/<version>/"; delete every other one, including
-  // the leftovers of an interrupted load.
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
-  std::vector<std::string> others;
-  for (it->Seek("s/"); it->Valid() && it->key().starts_with("s/");) {
-    absl::string_view key(it->key().data(), it->key().size());
-    const size_t slash = key.find('/', 2);
-    if (slash == absl::string_view::npos) break;
-    std::string v(key.substr(2, slash - 2));
-    std::string next = absl::StrCat("s/", v, "0");  // '0' follows '/'.
-    if (v != version) others.push_back(v);
-    it->Seek(next);
-  }
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "scan snapshots"));
-  for (const std::string& v : others) {
-    PASSERELLE_RETURN_IF_ERROR(FromRocks(
-        db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(),
-                         Prefix(v), absl::StrCat("s/", v, "0")),
-        "drop old snapshot"));
-  }
   return absl::OkStatus();
 }
 
-absl::Status NodeStore::CheckReadable(absl::string_view version) {
-  absl::MutexLock lock(&mu_);
-  std::string current;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kCurrentKey, &current);
-  if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "node store ", dir_, ": current snapshot unreadable: ", s.ToString()));
-  }
-  if (current != version) {
-    return absl::UnavailableError(absl::StrCat("node store ", dir_,
-                                               ": current snapshot is ",
-                                               current, ", serving ", version));
-  }
-  std::string meta;
-  s = db_->Get(rocksdb::ReadOptions(), Prefix(current) + "meta", &meta);
-  if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("node store ", dir_, ": snapshot ", current,
-                     " metadata unreadable: ", s.ToString()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
-  absl::MutexLock lock(&mu_);
-  std::string version;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kCurrentKey, &version);
-  if (s.IsNotFound()) {
-    return absl::NotFoundError(
-        "node store holds no snapshot yet (run `passerelle node load`)");
-  }
-  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read current snapshot"));
+absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::ReadSnapshotDb(
+    rocksdb::DB* db, const std::string& version) {
   const std::string prefix = Prefix(version);
   auto snap = std::make_shared<Snapshot>();
   std::string meta;
   PASSERELLE_RETURN_IF_ERROR(FromRocks(
-      db_->Get(rocksdb::ReadOptions(), prefix + "meta", &meta), "read meta"));
+      db->Get(rocksdb::ReadOptions(), prefix + "meta", &meta), "read meta"));
   int format = 1;
   PASSERELLE_RETURN_IF_ERROR(DecodeMeta(meta, &snap->meta, &format));
   if (format < 1 || format > kFormat) {
@@ -447,7 +372,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
   snap->birth_keys.reserve(snap->meta.persons);
   snap->sex.reserve(snap->meta.persons);
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
+      db->NewIterator(rocksdb::ReadOptions()));
   const std::string pp = prefix + "p/";
   for (it->Seek(pp); it->Valid() && it->key().starts_with(pp); it->Next()) {
     absl::string_view v(it->value().data(), it->value().size());
@@ -499,7 +424,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     rocksdb::ReadOptions bulk;
     bulk.fill_cache = false;
     bulk.readahead_size = 8 << 20;
-    it.reset(db_->NewIterator(bulk));
+    it.reset(db->NewIterator(bulk));
     std::string current;  // CodeMapKey of the last code read.
     // The posting being filled (null after an alias) and its table slot.
     std::shared_ptr<Posting> posting;

@@ -142,16 +142,41 @@ TEST(NodeStoreTest, CheckReadableNamesWhatIsWrong) {
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   // Nothing loaded: the current pointer is missing.
-  EXPECT_EQ((*store)->CheckReadable("qc-1").code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*store)->CheckReadable().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE((*store)->Commit(*Small("qc-1", 3)).ok());
-  EXPECT_TRUE((*store)->CheckReadable("qc-1").ok());
-  // A store whose current snapshot is not the one served.
-  absl::Status other = (*store)->CheckReadable("qc-0");
-  EXPECT_EQ(other.code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(other.message().find("serving qc-0"), std::string::npos)
-      << other.message();
+  EXPECT_TRUE((*store)->CheckReadable().ok());
+  // A damaged pointer.
+  std::ofstream(dir.path() + "/current-snapshot") << "garbage\n";
+  absl::Status bad = (*store)->CheckReadable();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(bad.message().find("current-snapshot:1"), std::string::npos)
+      << bad.message();
 }
+
+// Opens one snapshot's RocksDB read-write (to damage it), and reseals it
+// afterwards so that the seal does not refuse it before the decoder sees it.
+class RawSnapshotDb {
+ public:
+  RawSnapshotDb(const std::string& store_dir, const std::string& version)
+      : store_dir_(store_dir), version_(version) {
+    auto store = NodeStore::Open(store_dir);
+    EXPECT_TRUE(store.ok());
+    rocksdb::Status s = rocksdb::DB::Open(
+        rocksdb::Options(), (*store)->SnapshotDbDirForTesting(version), &db_);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  ~RawSnapshotDb() {
+    delete db_;
+    auto store = NodeStore::Open(store_dir_);
+    EXPECT_TRUE(store.ok());
+    EXPECT_TRUE((*store)->ResealForTesting(version_).ok());
+  }
+  rocksdb::DB* db() { return db_; }
+
+ private:
+  std::string store_dir_, version_;
+  rocksdb::DB* db_ = nullptr;
+};
 
 TEST(NodeStoreTest, SharedPostingsSurviveRoundTripAsAliases) {
   for (uint32_t chunk : {0u, 2u}) {  // Default, and several chunks a code.
@@ -189,14 +214,13 @@ TEST(NodeStoreTest, Format2StoreIsStillReadWithPostingsShared) {
   }
   {
     // Format 2 stores every code's columns, and says so.
-    rocksdb::DB* db;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
+    RawSnapshotDb raw(dir.path(), "qc-20231114T221320Z-1");
     std::string meta;
     ASSERT_TRUE(
-        db->Get(rocksdb::ReadOptions(), "s/qc-20231114T221320Z-1/meta", &meta)
+        raw.db()
+            ->Get(rocksdb::ReadOptions(), "s/qc-20231114T221320Z-1/meta", &meta)
             .ok());
     EXPECT_NE(meta.find("format=2\n"), std::string::npos);
-    delete db;
   }
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
@@ -213,15 +237,14 @@ TEST(NodeStoreTest, NewerFormatIsRefusedNamingIt) {
     ASSERT_TRUE((*store)->Commit(*Small("qc-1", 2)).ok());
   }
   {
-    rocksdb::DB* db;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
+    RawSnapshotDb raw(dir.path(), "qc-1");
+    rocksdb::DB* db = raw.db();
     std::string meta;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), "s/qc-1/meta", &meta).ok());
     const size_t at = meta.find("format=");
     ASSERT_NE(at, std::string::npos);
     meta = meta.substr(0, at) + "format=9\n";
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "s/qc-1/meta", meta).ok());
-    delete db;
   }
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
@@ -240,8 +263,8 @@ TEST(NodeStoreTest, AliasOfUnknownCodeIsDataLoss) {
   {
     // "1concept\0201826" sorts first and holds the columns: point the alias
     // "1icd10ca\0E119" at a code that does not exist.
-    rocksdb::DB* db;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
+    RawSnapshotDb raw(dir.path(), "qc-1");
+    rocksdb::DB* db = raw.db();
     std::string key = "s/qc-1/c/1icd10ca";
     key.push_back('\0');
     key += "E119";
@@ -253,7 +276,6 @@ TEST(NodeStoreTest, AliasOfUnknownCodeIsDataLoss) {
     EXPECT_EQ(static_cast<uint8_t>(value[0]), 0xA3);  // An alias.
     value.resize(value.size() - 1);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
-    delete db;
   }
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
@@ -361,29 +383,30 @@ TEST(NodeStoreTest, InterruptedLoadLeavesPreviousSnapshotServing) {
     good = *(*store)->NextVersion("qc", 1);
     ASSERT_TRUE((*store)->Commit(*Small(good, 2)).ok());
   }
-  {
-    // Simulate a load killed before its switch: keys of a new version exist
-    // but CURRENT still names the old one.
-    rocksdb::DB* db;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/meta", "site=qc\n")
-            .ok());
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), "s/qc-partial-9/p/0000000000", "x")
-            .ok());
-    delete db;
-  }
+  // Simulate loads killed before their switch: a snapshot being written
+  // (.partial), and one complete but never sealed.
+  std::filesystem::create_directories(dir.path() +
+                                      "/snapshots/qc-partial-9.partial/db");
+  std::ofstream(dir.path() + "/snapshots/qc-partial-9.partial/db/CURRENT")
+      << "MANIFEST-000001\n";
+  std::filesystem::create_directories(dir.path() +
+                                      "/snapshots/qc-unsealed-8/db");
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
   auto snap = (*store)->LoadCurrent();
   ASSERT_TRUE(snap.ok()) << snap.status();
   EXPECT_EQ((*snap)->meta.version, good);
   EXPECT_EQ(CountDiabetic(*snap), 2);
+  // Neither can be made current.
+  EXPECT_FALSE((*store)->MakeCurrent("qc-unsealed-8").ok());
   // The next commit sweeps the leftovers.
   auto next = (*store)->NextVersion("qc", 2);
   ASSERT_TRUE((*store)->Commit(*Small(*next, 5)).ok());
   EXPECT_EQ(CountDiabetic(*(*store)->LoadCurrent()), 5);
+  EXPECT_FALSE(
+      std::filesystem::exists(dir.path() + "/snapshots/qc-partial-9.partial"));
+  EXPECT_FALSE(
+      std::filesystem::exists(dir.path() + "/snapshots/qc-unsealed-8"));
 }
 
 TEST(NodeStoreTest, FailedCommitAndScratchLeftoversLeavePreviousServing) {
@@ -403,8 +426,10 @@ TEST(NodeStoreTest, FailedCommitAndScratchLeftoversLeavePreviousServing) {
   }
   // A load killed while writing its files leaves them in the scratch
   // directory: ignored by the open, swept by the next commit.
-  std::filesystem::create_directories(dir.path() + "/ingest.tmp");
-  std::ofstream(dir.path() + "/ingest.tmp/000000.sst") << "partial";
+  const std::string scratch =
+      dir.path() + "/snapshots/qc-x-7.partial/ingest.tmp";
+  std::filesystem::create_directories(scratch);
+  std::ofstream(scratch + "/000000.sst") << "partial";
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   auto snap = (*store)->LoadCurrent();
@@ -414,7 +439,7 @@ TEST(NodeStoreTest, FailedCommitAndScratchLeftoversLeavePreviousServing) {
   auto next = (*store)->NextVersion("qc", 3);
   ASSERT_TRUE((*store)->Commit(*Small(*next, 5)).ok());
   EXPECT_EQ(CountDiabetic(*(*store)->LoadCurrent()), 5);
-  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/ingest.tmp"));
+  EXPECT_FALSE(std::filesystem::exists(scratch));
 }
 
 TEST(NodeStoreTest, CorruptPostingIsDataLossNotCrash) {
@@ -427,8 +452,8 @@ TEST(NodeStoreTest, CorruptPostingIsDataLossNotCrash) {
     ASSERT_TRUE((*store)->Commit(*Small(version, 2)).ok());
   }
   {
-    rocksdb::DB* db;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &db).ok());
+    RawSnapshotDb raw(dir.path(), version);
+    rocksdb::DB* db = raw.db();
     // The concept id sorts before its vocabulary code and holds the
     // columns the two share.
     std::string key = "s/" + version + "/c/1concept";
@@ -440,7 +465,6 @@ TEST(NodeStoreTest, CorruptPostingIsDataLossNotCrash) {
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), key, &value).ok());
     value.resize(value.size() - 3);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
-    delete db;
   }
   auto store = NodeStore::Open(dir.path());
   ASSERT_TRUE(store.ok());

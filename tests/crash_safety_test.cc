@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <regex>
@@ -559,6 +560,7 @@ TEST_F(CrashSafetyTest, LoadKilledAtEveryStage) {
   const std::vector<Point> points = {{"node.store.commit.put:1", false},
                                      {"node.store.commit.put:40", false},
                                      {"node.store.commit.before_ingest", false},
+                                     {"node.store.commit.before_seal", false},
                                      {"node.store.commit.before_switch", false},
                                      {"node.store.commit.after_switch", true}};
   for (const Point& p : points) {
@@ -594,6 +596,37 @@ TEST_F(CrashSafetyTest, LoadKilledAtEveryStage) {
     } else {
       CheckLoadOutcome(target, std::nullopt);
     }
+  }
+  // A removal of old snapshots killed after moving one out of snapshots/:
+  // the store still opens on its current snapshot, and the next removal
+  // finishes (the loads above left several old and partial snapshots).
+  {
+    SCOPED_TRACE("prune killed");
+    absl::StatusOr<CommandResult> r;
+    {
+      ScopedCrashAt crash("node.store.prune.after_move");
+      r = RunCommand({PasserelleBin(), "node", "prune", "--store",
+                      fed_->Path("fr/store"), "--keep", "1"});
+    }
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->exit_code, kKilled) << r->out << r->err;
+    absl::StatusOr<std::vector<int64_t>> counts =
+        fed_->LocalCounts("fr", kCheckQuery);
+    ASSERT_TRUE(counts.ok()) << counts.status();
+    EXPECT_EQ(*counts, counts_[fr_data_]);
+    EXPECT_EQ(*StoreVersion("fr"), fr_version_);
+    r = RunCommand({PasserelleBin(), "node", "prune", "--store",
+                    fed_->Path("fr/store"), "--keep", "1"});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    int left = 0;
+    for (const auto& e : std::filesystem::directory_iterator(
+             fed_->Path("fr/store/snapshots"))) {
+      EXPECT_EQ(e.path().filename().string(), fr_version_);
+      ++left;
+    }
+    EXPECT_EQ(left, 1);
+    EXPECT_TRUE(std::filesystem::is_empty(fed_->Path("fr/store/trash")));
   }
   // A load after all that works, and the federation serves it.
   const int target = 1 - fr_data_;

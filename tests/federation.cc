@@ -184,8 +184,9 @@ absl::Status Federation::StartNode(const std::string& site,
                    "store_dir: \"", Path(site + "/store"), "\"\n",
                    "audit_dir: \"", Path(site + "/audit"), "\"\n",
                    "audit_key_file: \"", Path(site + "/audit.key"), "\"\n",
-                   callers, "port_file: \"", Path(site + "/port"), "\"\n",
-                   "tls { ca_file: \"", Path("pki/ca.pem"), "\" cert_file: \"",
+                   callers, options.extra_config, "\n", "port_file: \"",
+                   Path(site + "/port"), "\"\n", "tls { ca_file: \"",
+                   Path("pki/ca.pem"), "\" cert_file: \"",
                    Path("pki/node-" + site + ".pem"), "\" key_file: \"",
                    Path("pki/node-" + site + ".key"), "\"", refresh, " }\n"));
   absl::StatusOr<Process> p =

@@ -35,6 +35,8 @@ struct NodeOptions {
   std::string site_policy;
   // TLS file refresh interval; 0: the daemon's default.
   unsigned tls_refresh_interval_sec = 0;
+  // More node config fields, in text format (e.g. "snapshots_kept: 1").
+  std::string extra_config;
 };
 
 // What the gateway is started with beyond the policy.
