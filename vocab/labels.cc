@@ -1,0 +1,232 @@
+#include "vocab/labels.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "query/vocabulary.h"
+#include "vocab/sources.h"
+
+namespace passerelle::vocab {
+namespace {
+
+constexpr VocabularyInfo kLabelled[] = {
+    {"cim10", "CIM-10 (ATIH's French ICD-10, SNDS nomenclatures)"},
+    {"icd10cm", "ICD-10-CM FY2018 (CMS/NCHS code titles)"},
+    {"icd9cm", "ICD-9-CM v32 (CMS diagnosis titles)"},
+    {"atc", "ATC (French: OpenMedic levels 1-5; English: Health Canada DPD)"},
+    {"ccam", "CCAM v63 (French procedures, SNDS nomenclatures)"},
+    {"cip13", "CIP13 presentations (French BDPM)"},
+    {"ucd", "UCD dispensing units (SNDS NU_UCD_R)"},
+    {"din", "DIN products (Health Canada DPD brand names)"},
+};
+
+}  // namespace
+
+absl::string_view LanguageCode(Language language) {
+  return language == Language::kFrench ? "fr" : "en";
+}
+
+std::optional<Language> ParseLanguage(absl::string_view text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "fr") return Language::kFrench;
+  if (lower == "en") return Language::kEnglish;
+  return std::nullopt;
+}
+
+absl::Span<const VocabularyInfo> LabelledVocabularies() { return kLabelled; }
+
+std::string UnlabelledReason(absl::string_view vocabulary) {
+  for (const VocabularyInfo& v : kLabelled) {
+    if (query::VocabularyMatches(vocabulary, v.vocabulary)) return "";
+  }
+  if (vocabulary == "icd10ca") {
+    return "ICD-10-CA is CIHI's licensed Canadian modification of ICD-10: no "
+           "open labels (its categories are ICD-10's: try icd10:CODE for the "
+           "CIM-10 and ICD-10-CM labels)";
+  }
+  if (vocabulary == "cci") {
+    return "CCI (CIHI's Canadian Classification of Health Interventions) has "
+           "no openly licensed labels";
+  }
+  if (vocabulary == "snomed") {
+    return "SNOMED CT is licensed (SNOMED International): no open labels";
+  }
+  if (vocabulary == "rxnorm") {
+    return "RxNorm's full release needs a UMLS licence: no labels in the "
+           "public nomenclatures";
+  }
+  if (vocabulary == "loinc") {
+    return "LOINC's table (Regenstrief licence) is not among the public "
+           "nomenclatures";
+  }
+  if (vocabulary == "ndc") {
+    return "no NDC product file is among the public nomenclatures";
+  }
+  if (vocabulary == "concept") {
+    return "OMOP concept ids need the Athena vocabulary (CONCEPT.csv), which "
+           "is not among the public nomenclatures";
+  }
+  if (query::IsKnownVocabulary(vocabulary)) {
+    return absl::StrCat(vocabulary, " has no open label source");
+  }
+  return absl::StrCat("\"", vocabulary, "\" is not a known vocabulary");
+}
+
+std::string LabelKey(absl::string_view vocabulary, absl::string_view code) {
+  std::string key = query::NormalizeCode(vocabulary, code);
+  if (vocabulary == "ucd" && key.size() == 13 &&
+      absl::StartsWith(key, "000000")) {
+    key.erase(0, 6);
+  }
+  return key;
+}
+
+absl::StatusOr<std::unique_ptr<Labels>> Labels::Load(
+    const std::string& dir, const LoadOptions& options) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("nomenclature directory \"", dir,
+                     "\" does not exist or is not a directory"));
+  }
+  // Which labelled vocabularies are asked for.
+  std::vector<bool> wanted(std::size(kLabelled), options.vocabularies.empty());
+  for (const std::string& v : options.vocabularies) {
+    if (!query::IsKnownVocabulary(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", v, "\" is not a known vocabulary"));
+    }
+    for (size_t i = 0; i < std::size(kLabelled); ++i) {
+      if (query::VocabularyMatches(v, kLabelled[i].vocabulary)) {
+        wanted[i] = true;
+      }
+    }
+  }
+  std::unique_ptr<Labels> labels(new Labels());
+  std::vector<std::string> missing;
+  bool any_present = false;
+  for (size_t i = 0; i < std::size(kLabelled); ++i) {
+    const absl::string_view vocabulary = kLabelled[i].vocabulary;
+    std::vector<SourceReport> reports;
+    Table table;
+    table.vocabulary = std::string(vocabulary);
+    if (wanted[i]) {
+      PASSERELLE_ASSIGN_OR_RETURN(table.codes,
+                                  LoadVocabulary(dir, vocabulary, &reports));
+    } else {
+      reports = DescribeSources(vocabulary, dir);
+    }
+    for (SourceReport& r : reports) {
+      r.requested = wanted[i];
+      if (r.requested && r.present) any_present = true;
+      if (r.requested && !r.present) {
+        missing.push_back((std::filesystem::path(dir) / r.file).string());
+      }
+      labels->sources_.push_back(std::move(r));
+    }
+    if (wanted[i]) labels->tables_.push_back(std::move(table));
+  }
+  if (!missing.empty() && (options.require_all_files || !any_present)) {
+    return absl::NotFoundError(
+        absl::StrCat("nomenclature file", missing.size() > 1 ? "s" : "",
+                     " missing: ", absl::StrJoin(missing, ", "),
+                     any_present ? ""
+                                 : " (the directory must be laid out like "
+                                   "../shared/data: crosswalks/ and "
+                                   "snds/nomenclatures/)"));
+  }
+  return labels;
+}
+
+const Labels::Table* Labels::table(absl::string_view vocabulary) const {
+  for (const Table& t : tables_) {
+    if (t.vocabulary == vocabulary) return &t;
+  }
+  return nullptr;
+}
+
+std::optional<CodeLabels> Labels::Find(absl::string_view vocabulary,
+                                       absl::string_view code) const {
+  std::optional<CodeLabels> out;
+  for (const Table& t : tables_) {
+    if (!query::VocabularyMatches(vocabulary, t.vocabulary)) continue;
+    const std::string key = LabelKey(t.vocabulary, code);
+    auto it = std::lower_bound(
+        t.codes.begin(), t.codes.end(), key,
+        [](const CodeLabels& c, const std::string& k) { return c.code < k; });
+    if (it == t.codes.end() || it->code != key) continue;
+    if (!out) {
+      out.emplace();
+      out->code = key;
+    }
+    for (Language l : kLanguages) {
+      const int i = static_cast<int>(l);
+      if (out->label[i].empty() && !it->label[i].empty()) {
+        out->label[i] = it->label[i];
+        out->source[i] = it->source[i];
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<CodeLabels> Labels::Under(absl::string_view vocabulary,
+                                      absl::string_view prefix, size_t limit,
+                                      int64_t* total) const {
+  // The matching range of each member table, merged by code.
+  struct Cursor {
+    std::vector<CodeLabels>::const_iterator it, end;
+  };
+  std::vector<Cursor> cursors;
+  for (const Table& t : tables_) {
+    if (!query::VocabularyMatches(vocabulary, t.vocabulary)) continue;
+    const std::string key = LabelKey(t.vocabulary, prefix);
+    auto begin = std::lower_bound(
+        t.codes.begin(), t.codes.end(), key,
+        [](const CodeLabels& c, const std::string& k) { return c.code < k; });
+    auto end = begin;
+    while (end != t.codes.end() && absl::StartsWith(end->code, key)) ++end;
+    if (begin != end) cursors.push_back({begin, end});
+  }
+  std::vector<CodeLabels> out;
+  int64_t count = 0;
+  while (true) {
+    const std::string* next = nullptr;
+    for (const Cursor& c : cursors) {
+      if (c.it != c.end && (next == nullptr || c.it->code < *next)) {
+        next = &c.it->code;
+      }
+    }
+    if (next == nullptr) break;
+    const std::string code = *next;
+    ++count;
+    const bool keep = out.size() < limit;
+    if (keep) {
+      out.emplace_back();
+      out.back().code = code;
+    }
+    for (Cursor& c : cursors) {
+      if (c.it == c.end || c.it->code != code) continue;
+      if (keep) {
+        for (Language l : kLanguages) {
+          const int i = static_cast<int>(l);
+          if (out.back().label[i].empty() && !c.it->label[i].empty()) {
+            out.back().label[i] = c.it->label[i];
+            out.back().source[i] = c.it->source[i];
+          }
+        }
+      }
+      ++c.it;
+    }
+  }
+  if (total != nullptr) *total = count;
+  return out;
+}
+
+}  // namespace passerelle::vocab
