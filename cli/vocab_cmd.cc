@@ -15,6 +15,7 @@
 #include "cli/flags.h"
 #include "cli/format.h"
 #include "query/vocabulary.h"
+#include "vocab/index.h"
 #include "vocab/labels.h"
 #include "vocab/search.h"
 
@@ -26,6 +27,7 @@ constexpr char kUsage[] =
                               [--format table|json] TEXT
        passerelle vocab show [--limit N] [--format table|json] VOCAB:CODE[*]...
        passerelle vocab sources [--format table|json]
+       passerelle vocab index --index DIR
 
   Code labels in French and English from the public nomenclatures (CIM-10,
   ICD-10-CM, ICD-9-CM, ATC, CCAM, CIP13, UCD, DIN; docs/labels.md).
@@ -40,10 +42,17 @@ constexpr char kUsage[] =
            ICD-10-CM in English)
   sources  the nomenclature files, what each gave, and the vocabularies
            with no open labels
+  index    reads every nomenclature file once into a compact RocksDB index
+           at DIR (replaced whole if it exists) that the other commands read
+           instead of the files, much faster
 
   --nomenclatures DIR  a directory laid out like ../shared/data (crosswalks/
                        and snds/nomenclatures/); default: the environment
                        variable PASSERELLE_NOMENCLATURES
+  --index DIR          read (or, for index, write) the index at DIR;
+                       default: the environment variable
+                       PASSERELLE_VOCAB_INDEX, which search, show and
+                       sources prefer to PASSERELLE_NOMENCLATURES
   --vocabulary V,...   search only these vocabularies (icd10 = cim10 and
                        icd10cm, icd9 = icd9cm); repeatable
   --lang fr|en         search only the labels in this language
@@ -55,6 +64,7 @@ Exit status: 0 found, 1 nothing found or a file could not be read, 2 usage.
 
 constexpr int kDefaultShowLimit = 50;
 constexpr char kEnvVariable[] = "PASSERELLE_NOMENCLATURES";
+constexpr char kIndexVariable[] = "PASSERELLE_VOCAB_INDEX";
 
 int Usage(std::ostream& err, const std::string& message) {
   err << "passerelle vocab: " << message << "\n\n" << kUsage;
@@ -67,7 +77,8 @@ int Fail(std::ostream& err, absl::string_view message) {
 }
 
 struct Common {
-  std::string dir;
+  std::string dir;    // The nomenclature files, or
+  std::string index;  // an index of them (read instead when set).
   bool json = false;
   int limit = 0;
 };
@@ -94,16 +105,26 @@ std::optional<int> ParseCommon(const ParsedFlags& flags, int default_limit,
                                    vocab::kMaxSearchLimit));
   }
   common->limit = static_cast<int>(*limit);
-  common->dir = flags.Get("nomenclatures");
-  if (common->dir.empty()) {
-    const char* env = std::getenv(kEnvVariable);
-    if (env != nullptr) common->dir = env;
+  // An explicit flag wins over the environment; an index over the files.
+  auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value == nullptr ? "" : value);
+  };
+  if (flags.Has("index")) {
+    common->index = flags.Get("index");
+  } else if (flags.Has("nomenclatures")) {
+    common->dir = flags.Get("nomenclatures");
+  } else {
+    common->index = env(kIndexVariable);
+    if (common->index.empty()) common->dir = env(kEnvVariable);
   }
-  if (common->dir.empty()) {
+  if (common->dir.empty() && common->index.empty()) {
     return Usage(err,
                  "no nomenclature directory: pass --nomenclatures DIR or set "
                  "PASSERELLE_NOMENCLATURES (a directory laid out like "
-                 "../shared/data, with crosswalks/ and snds/nomenclatures/)");
+                 "../shared/data, with crosswalks/ and snds/nomenclatures/), "
+                 "or an index built by passerelle vocab index with --index "
+                 "DIR or PASSERELLE_VOCAB_INDEX");
   }
   return std::nullopt;
 }
@@ -115,6 +136,16 @@ absl::StatusOr<std::unique_ptr<vocab::Labels>> LoadLabels(
     std::ostream& err) {
   vocab::LoadOptions options;
   options.vocabularies = vocabularies;
+  if (!common.index.empty()) {
+    std::string stale;
+    absl::StatusOr<std::unique_ptr<vocab::Labels>> labels =
+        vocab::Labels::LoadIndex(common.index, options, &stale);
+    if (labels.ok() && !stale.empty()) {
+      err << "passerelle vocab: warning: " << common.index << ": " << stale
+          << "\n";
+    }
+    return labels;
+  }
   absl::StatusOr<std::unique_ptr<vocab::Labels>> labels =
       vocab::Labels::Load(common.dir, options);
   if (!labels.ok()) return labels;
@@ -178,7 +209,8 @@ std::vector<std::string> VocabularyList(const ParsedFlags& flags) {
 int RunSearch(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err) {
   absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      args, {"nomenclatures", "vocabulary", "lang", "limit", "format"},
+      args,
+      {"nomenclatures", "index", "vocabulary", "lang", "limit", "format"},
       {"help"});
   if (!flags.ok()) return Usage(err, std::string(flags.status().message()));
   Common common;
@@ -285,7 +317,7 @@ std::string LabelSourcesLine(const vocab::Labels& labels,
 int RunShow(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err) {
   absl::StatusOr<ParsedFlags> flags =
-      ParseFlags(args, {"nomenclatures", "limit", "format"}, {"help"});
+      ParseFlags(args, {"nomenclatures", "index", "limit", "format"}, {"help"});
   if (!flags.ok()) return Usage(err, std::string(flags.status().message()));
   Common common;
   if (auto code = ParseCommon(*flags, kDefaultShowLimit, out, err, &common)) {
@@ -412,7 +444,7 @@ int RunShow(const std::vector<std::string>& args, std::ostream& out,
 int RunSources(const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err) {
   absl::StatusOr<ParsedFlags> flags =
-      ParseFlags(args, {"nomenclatures", "format"}, {"help"});
+      ParseFlags(args, {"nomenclatures", "index", "format"}, {"help"});
   if (!flags.ok()) return Usage(err, std::string(flags.status().message()));
   Common common;
   if (auto code = ParseCommon(*flags, 1, out, err, &common)) return *code;
@@ -456,7 +488,9 @@ int RunSources(const std::vector<std::string>& args, std::ostream& out,
     }
     buffer += "]}\n";
   } else {
-    absl::StrAppend(&buffer, "nomenclatures: ", common.dir, "\n");
+    absl::StrAppend(&buffer, common.index.empty() ? "nomenclatures: "
+                                                  : "index: ",
+                    common.index.empty() ? common.dir : common.index, "\n");
     for (const vocab::SourceReport& s : (*labels)->sources()) {
       absl::StrAppend(&buffer, s.vocabulary, " ",
                       vocab::LanguageCode(s.language), "  ", s.file, ": ");
@@ -483,6 +517,52 @@ int RunSources(const std::vector<std::string>& args, std::ostream& out,
   return 0;
 }
 
+int RunIndex(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err) {
+  absl::StatusOr<ParsedFlags> flags =
+      ParseFlags(args, {"nomenclatures", "index"}, {"help"});
+  if (!flags.ok()) return Usage(err, std::string(flags.status().message()));
+  if (flags->Has("help")) {
+    out << kUsage;
+    return 0;
+  }
+  if (!flags->positional.empty()) {
+    return Usage(err, absl::StrCat("unexpected argument \"",
+                                   flags->positional[0], "\""));
+  }
+  auto pick = [&](const char* flag, const char* variable) {
+    if (flags->Has(flag)) return flags->Get(flag);
+    const char* value = std::getenv(variable);
+    return std::string(value == nullptr ? "" : value);
+  };
+  Common common;
+  common.dir = pick("nomenclatures", kEnvVariable);
+  const std::string index = pick("index", kIndexVariable);
+  if (common.dir.empty()) {
+    return Usage(err,
+                 "index needs the nomenclature directory: --nomenclatures DIR "
+                 "or PASSERELLE_NOMENCLATURES");
+  }
+  if (index.empty()) {
+    return Usage(err,
+                 "index needs where to write: --index DIR or "
+                 "PASSERELLE_VOCAB_INDEX");
+  }
+  absl::StatusOr<std::unique_ptr<vocab::Labels>> labels =
+      LoadLabels(common, {}, err);
+  if (!labels.ok()) return Fail(err, labels.status().message());
+  absl::Status built = vocab::BuildIndex(**labels, common.dir, index);
+  if (!built.ok()) return Fail(err, built.message());
+  size_t codes = 0;
+  for (const vocab::Labels::Table& t : (*labels)->tables()) {
+    codes += t.codes.size();
+  }
+  out << "indexed " << codes << " labelled codes of "
+      << (*labels)->tables().size() << " vocabularies from " << common.dir
+      << " into " << index << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int RunVocabCommand(const std::vector<std::string>& args, std::ostream& out,
@@ -496,6 +576,7 @@ int RunVocabCommand(const std::vector<std::string>& args, std::ostream& out,
   if (args[0] == "search") return RunSearch(rest, out, err);
   if (args[0] == "show") return RunShow(rest, out, err);
   if (args[0] == "sources") return RunSources(rest, out, err);
+  if (args[0] == "index") return RunIndex(rest, out, err);
   return Usage(err, absl::StrCat("unknown command \"", args[0], "\""));
 }
 

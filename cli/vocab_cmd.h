@@ -16,9 +16,11 @@ namespace passerelle::cli {
 //   search [--vocabulary V,...] [--lang fr|en] [--limit N] [--format F] TEXT
 //   show [--limit N] [--format F] VOCAB:CODE[*]...
 //   sources [--format F]
+//   index --index DIR
 //
 // Every command takes --nomenclatures DIR; without it the directory comes
-// from the environment variable PASSERELLE_NOMENCLATURES.
+// from the environment variable PASSERELLE_NOMENCLATURES; --index DIR (or
+// PASSERELLE_VOCAB_INDEX) reads the index `index` wrote instead.
 int RunVocabCommand(const std::vector<std::string>& args);
 
 // Same, with the streams injected (for tests).

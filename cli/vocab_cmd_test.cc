@@ -32,9 +32,13 @@ class VocabCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
     unsetenv("PASSERELLE_NOMENCLATURES");
+    unsetenv("PASSERELLE_VOCAB_INDEX");
     vocab::testing::WriteFixtureNomenclatures(dir_);
   }
-  void TearDown() override { unsetenv("PASSERELLE_NOMENCLATURES"); }
+  void TearDown() override {
+    unsetenv("PASSERELLE_NOMENCLATURES");
+    unsetenv("PASSERELLE_VOCAB_INDEX");
+  }
   std::string Dir() const { return "--nomenclatures=" + dir_.path(); }
 
   vocab::testing::TempDir dir_;
@@ -182,6 +186,56 @@ TEST_F(VocabCommandTest, ErrorsAreClear) {
   r = RunCli({"search", Dir(), "--vocabulary", "icd10ca", "x"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("icd10ca: ICD-10-CA"));
+}
+
+TEST_F(VocabCommandTest, IndexAnswersLikeTheFilesAndSurvivesAFailedRebuild) {
+  vocab::testing::TempDir out;
+  const std::string index = out.path() + "/vocab-index";
+  Result r = RunCli({"index", Dir(), "--index", index});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("labelled codes of 8 vocabularies"));
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"search", "metformin"},
+           {"search", "--lang", "fr", "--format", "json", "diabète"},
+           {"show", "icd10:E11*", "atc:A10BA02", "icd10ca:E11"},
+           {"show", "--format", "json", "ucd:0000009231824"},
+       }) {
+    std::vector<std::string> from_files = args, from_index = args;
+    from_files.insert(from_files.begin() + 1, Dir());
+    from_index.insert(from_index.begin() + 1, "--index=" + index);
+    const Result files = RunCli(from_files), indexed = RunCli(from_index);
+    EXPECT_EQ(files.code, indexed.code);
+    EXPECT_EQ(files.out, indexed.out) << testing::PrintToString(args);
+    EXPECT_EQ(indexed.err, "");
+  }
+  // PASSERELLE_VOCAB_INDEX is preferred to PASSERELLE_NOMENCLATURES.
+  setenv("PASSERELLE_NOMENCLATURES", "/nowhere", 1);
+  setenv("PASSERELLE_VOCAB_INDEX", index.c_str(), 1);
+  EXPECT_EQ(RunCli({"show", "atc:A10BA02"}).code, 0);
+  r = RunCli({"sources"});
+  EXPECT_THAT(r.out, StartsWith("index: " + index + "\n"));
+  unsetenv("PASSERELLE_VOCAB_INDEX");
+  unsetenv("PASSERELLE_NOMENCLATURES");
+
+  // A broken file: the rebuild fails and the old index still answers.
+  dir_.Write("snds/nomenclatures/IR_CIM_V.csv",
+             std::string(vocab::testing::kCimHeader) + "E11;x\n");
+  r = RunCli({"index", Dir(), "--index", index});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("IR_CIM_V.csv:2:"));
+  r = RunCli({"show", "--index", index, "icd10:E11"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Diabète sucré de type 2"));
+  // ... and says the files changed since it was built.
+  EXPECT_THAT(r.err, HasSubstr("have changed or moved since the index was "
+                               "built"));
+  r = RunCli({"show", "--index", out.path() + "/none", "icd10:E11"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no vocabulary index at"));
+  r = RunCli({"index", Dir()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--index DIR or PASSERELLE_VOCAB_INDEX"));
 }
 
 TEST(VocabCommandSharedTest, ShowMetforminOnThePublicNomenclatures) {

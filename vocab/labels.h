@@ -129,6 +129,17 @@ class Labels {
   static absl::StatusOr<std::unique_ptr<Labels>> Load(
       const std::string& dir, const LoadOptions& options = {});
 
+  // Reads the requested vocabularies from an index written by BuildIndex
+  // (vocab/index.h) instead of the files. NotFound when `index_dir` holds no
+  // index; FailedPrecondition for an index of another format; DataLoss
+  // naming the key for a damaged one (rebuild it). When the files the index
+  // was built from have changed since (size or modification time), or are
+  // no longer there, *stale (if given) describes it; the index is used
+  // anyway.
+  static absl::StatusOr<std::unique_ptr<Labels>> LoadIndex(
+      const std::string& index_dir, const LoadOptions& options = {},
+      std::string* stale = nullptr);
+
   // The labels of `code` in `vocabulary` (normalised with LabelKey), or
   // nullopt when neither language has one. A family vocabulary takes each
   // language from the first labelled member that has it (icd10: cim10 for

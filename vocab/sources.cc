@@ -411,6 +411,16 @@ bool HasCodeShape(absl::string_view vocabulary, absl::string_view key) {
   return query::IsValidCode(vocabulary, key);
 }
 
+std::vector<std::string> AllSourceFiles() {
+  std::vector<std::string> out;
+  for (const FileSpec& spec : kFiles) {
+    if (std::find(out.begin(), out.end(), spec.file) == out.end()) {
+      out.push_back(std::string(spec.file));
+    }
+  }
+  return out;
+}
+
 std::vector<SourceReport> DescribeSources(absl::string_view vocabulary,
                                           const std::string& dir) {
   std::vector<SourceReport> out;

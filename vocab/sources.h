@@ -25,6 +25,9 @@ absl::StatusOr<std::vector<CodeLabels>> LoadVocabulary(
     const std::string& dir, absl::string_view vocabulary,
     std::vector<SourceReport>* reports);
 
+// Every nomenclature file (relative path), each once, in a fixed order.
+std::vector<std::string> AllSourceFiles();
+
 // A label as the files write it, made presentable: line breaks and runs of
 // white space become one space, the ends are trimmed, and a label wholly
 // wrapped in a second level of CSV quoting (IR_CIM_V's `"Doigt ""à
