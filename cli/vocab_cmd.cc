@@ -209,8 +209,7 @@ std::vector<std::string> VocabularyList(const ParsedFlags& flags) {
 int RunSearch(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err) {
   absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      args,
-      {"nomenclatures", "index", "vocabulary", "lang", "limit", "format"},
+      args, {"nomenclatures", "index", "vocabulary", "lang", "limit", "format"},
       {"help"});
   if (!flags.ok()) return Usage(err, std::string(flags.status().message()));
   Common common;
@@ -488,8 +487,8 @@ int RunSources(const std::vector<std::string>& args, std::ostream& out,
     }
     buffer += "]}\n";
   } else {
-    absl::StrAppend(&buffer, common.index.empty() ? "nomenclatures: "
-                                                  : "index: ",
+    absl::StrAppend(&buffer,
+                    common.index.empty() ? "nomenclatures: " : "index: ",
                     common.index.empty() ? common.dir : common.index, "\n");
     for (const vocab::SourceReport& s : (*labels)->sources()) {
       absl::StrAppend(&buffer, s.vocabulary, " ",
@@ -555,7 +554,7 @@ int RunIndex(const std::vector<std::string>& args, std::ostream& out,
   if (!built.ok()) return Fail(err, built.message());
   size_t codes = 0;
   for (const vocab::Labels::Table& t : (*labels)->tables()) {
-    codes += t.codes.size();
+    codes += t.entries.size();
   }
   out << "indexed " << codes << " labelled codes of "
       << (*labels)->tables().size() << " vocabularies from " << common.dir

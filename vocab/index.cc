@@ -32,7 +32,6 @@ constexpr char kFormat[] = "passerelle-vocab-index-1";
 constexpr char kSourceDirKey[] = "m:source_dir";
 constexpr char kFingerprintKey[] = "m:fingerprint";
 constexpr char kSourcesKey[] = "m:sources";
-constexpr size_t kChunkBytes = 256 * 1024;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -42,26 +41,6 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 
 std::string ChunkKey(absl::string_view vocabulary, int chunk) {
   return absl::StrFormat("t:%s:%06d", vocabulary, chunk);
-}
-
-void PutField(absl::string_view field, std::string* out) {
-  const uint32_t n = static_cast<uint32_t>(field.size());
-  char len[4] = {static_cast<char>(n & 0xFF), static_cast<char>((n >> 8) & 0xFF),
-                 static_cast<char>((n >> 16) & 0xFF),
-                 static_cast<char>((n >> 24) & 0xFF)};
-  out->append(len, 4);
-  out->append(field.data(), field.size());
-}
-
-bool GetField(absl::string_view* in, std::string* field) {
-  if (in->size() < 4) return false;
-  const auto* p = reinterpret_cast<const unsigned char*>(in->data());
-  const uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) |
-                     (static_cast<uint32_t>(p[3]) << 24);
-  if (in->size() - 4 < n) return false;
-  field->assign(in->data() + 4, n);
-  in->remove_prefix(4 + n);
-  return true;
 }
 
 // One line per file: "file\tsize\tmtime_ns" or "file\t-".
@@ -146,6 +125,9 @@ absl::Status WriteIndex(const Labels& labels,
   rocksdb::Options options;
   options.create_if_missing = true;
   options.error_if_exists = true;
+  // Read whole at every command: decompressing would cost more than the
+  // few megabytes it saves.
+  options.compression = rocksdb::kNoCompression;
   rocksdb::DB* raw = nullptr;
   PASSERELLE_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, path, &raw),
                                        absl::StrCat("create ", path)));
@@ -163,22 +145,12 @@ absl::Status WriteIndex(const Labels& labels,
   PASSERELLE_RETURN_IF_ERROR(
       FromRocks(db->Write(write, &meta), absl::StrCat("write ", path)));
   for (const Labels::Table& table : labels.tables()) {
-    int chunk = 0;
-    std::string value;
-    auto flush = [&]() -> absl::Status {
-      if (value.empty()) return absl::OkStatus();
-      rocksdb::Status s = db->Put(write, ChunkKey(table.vocabulary, chunk++),
-                                  value);
-      value.clear();
-      return FromRocks(s, absl::StrCat("write ", path));
-    };
-    for (const CodeLabels& c : table.codes) {
-      PutField(c.code, &value);
-      PutField(c.fr(), &value);
-      PutField(c.en(), &value);
-      if (value.size() >= kChunkBytes) PASSERELLE_RETURN_IF_ERROR(flush());
+    for (size_t c = 0; c < table.chunks.size(); ++c) {
+      PASSERELLE_RETURN_IF_ERROR(FromRocks(
+          db->Put(write, ChunkKey(table.vocabulary, static_cast<int>(c)),
+                  *table.chunks[c]),
+          absl::StrCat("write ", path)));
     }
-    PASSERELLE_RETURN_IF_ERROR(flush());
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(db->Flush(rocksdb::FlushOptions()),
                                        absl::StrCat("flush ", path)));
@@ -194,9 +166,8 @@ absl::Status BuildIndex(const Labels& labels,
   const bool exists = fs::exists(index_dir, ec);
   if (exists && !(fs::is_directory(index_dir, ec) &&
                   (fs::is_empty(index_dir, ec) || IsIndex(index_dir)))) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(index_dir,
-                     " exists and is not a vocabulary index: not replaced"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        index_dir, " exists and is not a vocabulary index: not replaced"));
   }
   const std::string tmp = absl::StrCat(index_dir, ".tmp-", getpid());
   fs::remove_all(tmp, ec);
@@ -212,9 +183,9 @@ absl::Status BuildIndex(const Labels& labels,
     fs::rename(index_dir, old, ec);
     if (ec) {
       fs::remove_all(tmp, ec);
-      return absl::UnavailableError(absl::StrCat(
-          "vocabulary index: cannot move ", index_dir, " aside: ",
-          ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat("vocabulary index: cannot move ", index_dir,
+                       " aside: ", ec.message()));
     }
   }
   fs::rename(tmp, index_dir, ec);
@@ -222,9 +193,9 @@ absl::Status BuildIndex(const Labels& labels,
     std::error_code ignored;
     if (exists) fs::rename(old, index_dir, ignored);
     fs::remove_all(tmp, ignored);
-    return absl::UnavailableError(absl::StrCat(
-        "vocabulary index: cannot rename ", tmp, " to ", index_dir, ": ",
-        ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("vocabulary index: cannot rename ", tmp, " to ", index_dir,
+                     ": ", ec.message()));
   }
   if (exists) fs::remove_all(old, ec);
   return absl::OkStatus();
@@ -259,19 +230,19 @@ absl::StatusOr<std::unique_ptr<Labels>> Labels::LoadIndex(
                 absl::StrCat("open ", index_dir)));
   std::unique_ptr<rocksdb::DB> db(raw);
   auto damaged = [&](absl::string_view key, absl::string_view what) {
-    return absl::DataLossError(absl::StrCat(
-        "vocabulary index ", index_dir, ": key ", key, " ", what,
-        "; rebuild it with passerelle vocab index"));
+    return absl::DataLossError(
+        absl::StrCat("vocabulary index ", index_dir, ": key ", key, " ", what,
+                     "; rebuild it with passerelle vocab index"));
   };
   std::string value;
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), kFormatKey, &value);
   if (s.IsNotFound()) return damaged(kFormatKey, "is missing");
   PASSERELLE_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("read ", index_dir)));
   if (value != kFormat) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "vocabulary index ", index_dir, " has format \"", value,
-        "\", this passerelle reads \"", kFormat,
-        "\": rebuild it with passerelle vocab index"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("vocabulary index ", index_dir, " has format \"", value,
+                     "\", this passerelle reads \"", kFormat,
+                     "\": rebuild it with passerelle vocab index"));
   }
   std::unique_ptr<Labels> labels(new Labels());
   s = db->Get(rocksdb::ReadOptions(), kSourcesKey, &value);
@@ -290,8 +261,11 @@ absl::StatusOr<std::unique_ptr<Labels>> Labels::LoadIndex(
     Table table;
     table.vocabulary = std::string(LabelledVocabularies()[i].vocabulary);
     const std::string prefix = absl::StrCat("t:", table.vocabulary, ":");
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions()));
+    // Read once, in order: no block cache, large reads.
+    rocksdb::ReadOptions scan;
+    scan.fill_cache = false;
+    scan.readahead_size = 4 << 20;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(scan));
     int expected_chunk = 0;
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
          it->Next()) {
@@ -299,25 +273,16 @@ absl::StatusOr<std::unique_ptr<Labels>> Labels::LoadIndex(
       if (key != ChunkKey(table.vocabulary, expected_chunk++)) {
         return damaged(key, "is out of sequence");
       }
-      absl::string_view in(it->value().data(), it->value().size());
-      while (!in.empty()) {
-        CodeLabels c;
-        if (!GetField(&in, &c.code) || !GetField(&in, &c.label[0]) ||
-            !GetField(&in, &c.label[1])) {
-          return damaged(key, "is truncated");
-        }
-        if (c.code.empty() || !HasCodeShape(table.vocabulary, c.code) ||
-            (!table.codes.empty() && !(table.codes.back().code < c.code))) {
-          return damaged(key, "holds a code out of order or malformed");
-        }
-        for (int l = 0; l < 2; ++l) {
-          if (!c.label[l].empty()) c.source[l] = table.vocabulary;
-        }
-        table.codes.push_back(std::move(c));
-      }
+      table.chunks.push_back(
+          std::make_unique<const std::string>(it->value().ToString()));
     }
     PASSERELLE_RETURN_IF_ERROR(
         FromRocks(it->status(), absl::StrCat("read ", index_dir)));
+    if (absl::Status parsed = ParseChunks(&table); !parsed.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("vocabulary index ", index_dir, ": ", parsed.message(),
+                       "; rebuild it with passerelle vocab index"));
+    }
     labels->tables_.push_back(std::move(table));
   }
   if (stale != nullptr) {

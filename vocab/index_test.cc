@@ -54,11 +54,12 @@ TEST_F(IndexTest, GivesExactlyWhatTheFilesGive) {
     const Labels::Table& a = labels_->tables()[t];
     const Labels::Table& b = (*indexed)->tables()[t];
     EXPECT_EQ(a.vocabulary, b.vocabulary);
-    ASSERT_EQ(a.codes.size(), b.codes.size()) << a.vocabulary;
-    for (size_t i = 0; i < a.codes.size(); ++i) {
-      EXPECT_EQ(a.codes[i].code, b.codes[i].code);
-      EXPECT_EQ(a.codes[i].label, b.codes[i].label);
-      EXPECT_EQ(a.codes[i].source, b.codes[i].source);
+    ASSERT_EQ(a.entries.size(), b.entries.size()) << a.vocabulary;
+    for (size_t i = 0; i < a.entries.size(); ++i) {
+      EXPECT_EQ(a.entries[i].code, b.entries[i].code);
+      EXPECT_EQ(a.entries[i].label, b.entries[i].label);
+      EXPECT_EQ(a.entries[i].folded, b.entries[i].folded);
+      EXPECT_EQ(a.Get(i).source, b.Get(i).source);
     }
   }
   ASSERT_EQ((*indexed)->sources().size(), labels_->sources().size());
@@ -130,20 +131,26 @@ TEST_F(IndexTest, DamagedOrMissingIndexesAreRefusedClearly) {
 
   ASSERT_TRUE(BuildIndex(*labels_, dir_.path(), index_).ok());
   // A chunk cut short.
-  Poke("t:cim10:000000", std::string("\x05\x00\x00\x00" "E1", 6));
+  Poke("t:cim10:000000", std::string("\x05\x00\x00\x00"
+                                     "E1",
+                                     6));
   r = Labels::LoadIndex(index_);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(r.status().message(), HasSubstr("t:cim10:000000 is truncated"));
+  EXPECT_THAT(r.status().message(), HasSubstr("chunk 0 of cim10 is truncated"));
   // A length that claims more than the value holds (4 GiB).
-  Poke("t:cim10:000000", std::string("\xFF\xFF\xFF\xFF" "E11", 7));
+  Poke("t:cim10:000000", std::string("\xFF\xFF\xFF\xFF"
+                                     "E11",
+                                     7));
   EXPECT_EQ(Labels::LoadIndex(index_).status().code(),
             absl::StatusCode::kDataLoss);
   // Codes out of order.
   std::string two;
   for (const char* code : {"E11", "E10"}) {
     two += std::string("\x03\x00\x00\x00", 4) + code;
-    two += std::string("\x01\x00\x00\x00", 4) + "x";
-    two += std::string("\x00\x00\x00\x00", 4);
+    for (int field = 0; field < 2; ++field) {
+      two += std::string("\x01\x00\x00\x00", 4) + "x";
+      two += std::string("\x00\x00\x00\x00", 4);
+    }
   }
   Poke("t:cim10:000000", two);
   EXPECT_THAT(Labels::LoadIndex(index_).status().message(),

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "query/vocabulary.h"
+#include "vocab/fold.h"
 #include "vocab/sources.h"
 
 namespace passerelle::vocab {
@@ -115,10 +116,10 @@ absl::StatusOr<std::unique_ptr<Labels>> Labels::Load(
     const absl::string_view vocabulary = kLabelled[i].vocabulary;
     std::vector<SourceReport> reports;
     Table table;
-    table.vocabulary = std::string(vocabulary);
     if (wanted[i]) {
-      PASSERELLE_ASSIGN_OR_RETURN(table.codes,
+      PASSERELLE_ASSIGN_OR_RETURN(std::vector<CodeLabels> codes,
                                   LoadVocabulary(dir, vocabulary, &reports));
+      table = MakeTable(vocabulary, codes);
     } else {
       reports = DescribeSources(vocabulary, dir);
     }
@@ -151,27 +152,128 @@ const Labels::Table* Labels::table(absl::string_view vocabulary) const {
   return nullptr;
 }
 
+namespace {
+
+// The first entry of `table` whose code is not less than `key`.
+std::vector<Labels::Entry>::const_iterator LowerBound(
+    const Labels::Table& table, absl::string_view key) {
+  return std::lower_bound(
+      table.entries.begin(), table.entries.end(), key,
+      [](const Labels::Entry& e, absl::string_view k) { return e.code < k; });
+}
+
+// Copies the labels `entry` has that `out` lacks.
+void FillFrom(const Labels::Entry& entry, absl::string_view vocabulary,
+              CodeLabels* out) {
+  for (Language l : kLanguages) {
+    const int i = static_cast<int>(l);
+    if (out->label[i].empty() && !entry.label[i].empty()) {
+      out->label[i] = std::string(entry.label[i]);
+      out->source[i] = std::string(vocabulary);
+    }
+  }
+}
+
+void PutField(absl::string_view field, std::string* out) {
+  const uint32_t n = static_cast<uint32_t>(field.size());
+  const char len[4] = {
+      static_cast<char>(n & 0xFF), static_cast<char>((n >> 8) & 0xFF),
+      static_cast<char>((n >> 16) & 0xFF), static_cast<char>((n >> 24) & 0xFF)};
+  out->append(len, 4);
+  out->append(field.data(), field.size());
+}
+
+bool GetField(absl::string_view* in, absl::string_view* field) {
+  if (in->size() < 4) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(in->data());
+  const uint32_t n =
+      p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
+  if (in->size() - 4 < n) return false;
+  *field = in->substr(4, n);
+  in->remove_prefix(4 + n);
+  return true;
+}
+
+constexpr size_t kChunkBytes = 256 * 1024;
+
+}  // namespace
+
+CodeLabels Labels::Table::Get(size_t i) const {
+  CodeLabels out;
+  out.code = std::string(entries[i].code);
+  FillFrom(entries[i], vocabulary, &out);
+  return out;
+}
+
+Labels::Table Labels::MakeTable(absl::string_view vocabulary,
+                                const std::vector<CodeLabels>& codes) {
+  Table table;
+  table.vocabulary = std::string(vocabulary);
+  std::string chunk;
+  std::string folded;
+  auto flush = [&] {
+    if (chunk.empty()) return;
+    table.chunks.push_back(
+        std::make_unique<const std::string>(std::move(chunk)));
+    chunk.clear();
+  };
+  for (const CodeLabels& c : codes) {
+    PutField(c.code, &chunk);
+    PutField(c.label[0], &chunk);
+    PutField(c.label[1], &chunk);
+    for (const std::string& label : c.label) {
+      FoldInto(label, &folded);
+      PutField(folded, &chunk);
+    }
+    if (chunk.size() >= kChunkBytes) flush();
+  }
+  flush();
+  // This code wrote the chunks just now: they parse.
+  ParseChunks(&table).IgnoreError();
+  return table;
+}
+
+absl::Status Labels::ParseChunks(Table* table) {
+  table->entries.clear();
+  size_t bytes = 0;
+  for (const auto& chunk : table->chunks) bytes += chunk->size();
+  table->entries.reserve(bytes / 64);
+  for (size_t c = 0; c < table->chunks.size(); ++c) {
+    absl::string_view in = *table->chunks[c];
+    auto bad = [&](absl::string_view what) {
+      return absl::DataLossError(
+          absl::StrCat("chunk ", c, " of ", table->vocabulary, " ", what));
+    };
+    while (!in.empty()) {
+      Entry e;
+      if (!GetField(&in, &e.code) || !GetField(&in, &e.label[0]) ||
+          !GetField(&in, &e.label[1]) || !GetField(&in, &e.folded[0]) ||
+          !GetField(&in, &e.folded[1])) {
+        return bad("is truncated");
+      }
+      if (!HasCodeShape(table->vocabulary, e.code) ||
+          (!table->entries.empty() && !(table->entries.back().code < e.code))) {
+        return bad("holds a code out of order or malformed");
+      }
+      table->entries.push_back(e);
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::optional<CodeLabels> Labels::Find(absl::string_view vocabulary,
                                        absl::string_view code) const {
   std::optional<CodeLabels> out;
   for (const Table& t : tables_) {
     if (!query::VocabularyMatches(vocabulary, t.vocabulary)) continue;
     const std::string key = LabelKey(t.vocabulary, code);
-    auto it = std::lower_bound(
-        t.codes.begin(), t.codes.end(), key,
-        [](const CodeLabels& c, const std::string& k) { return c.code < k; });
-    if (it == t.codes.end() || it->code != key) continue;
+    auto it = LowerBound(t, key);
+    if (it == t.entries.end() || it->code != key) continue;
     if (!out) {
       out.emplace();
       out->code = key;
     }
-    for (Language l : kLanguages) {
-      const int i = static_cast<int>(l);
-      if (out->label[i].empty() && !it->label[i].empty()) {
-        out->label[i] = it->label[i];
-        out->source[i] = it->source[i];
-      }
-    }
+    FillFrom(*it, t.vocabulary, &*out);
   }
   return out;
 }
@@ -181,47 +283,38 @@ std::vector<CodeLabels> Labels::Under(absl::string_view vocabulary,
                                       int64_t* total) const {
   // The matching range of each member table, merged by code.
   struct Cursor {
-    std::vector<CodeLabels>::const_iterator it, end;
+    const Table* table;
+    std::vector<Entry>::const_iterator it, end;
   };
   std::vector<Cursor> cursors;
   for (const Table& t : tables_) {
     if (!query::VocabularyMatches(vocabulary, t.vocabulary)) continue;
     const std::string key = LabelKey(t.vocabulary, prefix);
-    auto begin = std::lower_bound(
-        t.codes.begin(), t.codes.end(), key,
-        [](const CodeLabels& c, const std::string& k) { return c.code < k; });
+    auto begin = LowerBound(t, key);
     auto end = begin;
-    while (end != t.codes.end() && absl::StartsWith(end->code, key)) ++end;
-    if (begin != end) cursors.push_back({begin, end});
+    while (end != t.entries.end() && absl::StartsWith(end->code, key)) ++end;
+    if (begin != end) cursors.push_back({&t, begin, end});
   }
   std::vector<CodeLabels> out;
   int64_t count = 0;
   while (true) {
-    const std::string* next = nullptr;
+    const absl::string_view* next = nullptr;
     for (const Cursor& c : cursors) {
       if (c.it != c.end && (next == nullptr || c.it->code < *next)) {
         next = &c.it->code;
       }
     }
     if (next == nullptr) break;
-    const std::string code = *next;
+    const absl::string_view code = *next;
     ++count;
     const bool keep = out.size() < limit;
     if (keep) {
       out.emplace_back();
-      out.back().code = code;
+      out.back().code = std::string(code);
     }
     for (Cursor& c : cursors) {
       if (c.it == c.end || c.it->code != code) continue;
-      if (keep) {
-        for (Language l : kLanguages) {
-          const int i = static_cast<int>(l);
-          if (out.back().label[i].empty() && !c.it->label[i].empty()) {
-            out.back().label[i] = c.it->label[i];
-            out.back().source[i] = c.it->source[i];
-          }
-        }
-      }
+      if (keep) FillFrom(*c.it, c.table->vocabulary, &out.back());
       ++c.it;
     }
   }

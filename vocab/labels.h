@@ -112,11 +112,35 @@ struct LoadOptions {
 // so safe for concurrent use from any number of threads.
 class Labels {
  public:
-  // One vocabulary's labelled codes, sorted by code.
+  // One labelled code: views into its table's storage. `folded` is each
+  // label's Fold() (vocab/fold.h), kept so a search folds nothing.
+  struct Entry {
+    absl::string_view code;
+    std::array<absl::string_view, 2> label;   // fr, en; empty when none.
+    std::array<absl::string_view, 2> folded;  // Fold(label[i]).
+  };
+
+  // One vocabulary's labelled codes, sorted by code. The entries point into
+  // `chunks`: records of five fields (code, French, English, their folded
+  // forms), each a 4-byte little-endian length and its bytes, about 256 KiB
+  // per chunk, which is also how the index stores them (vocab/index.h).
   struct Table {
     std::string vocabulary;
-    std::vector<CodeLabels> codes;
+    std::vector<Entry> entries;
+    std::vector<std::unique_ptr<const std::string>> chunks;
+
+    // Entry i as a CodeLabels (a copy, with this vocabulary as the source
+    // of each label it has).
+    CodeLabels Get(size_t i) const;
   };
+
+  // Encodes `codes` (sorted by code, unique) into a table.
+  static Table MakeTable(absl::string_view vocabulary,
+                         const std::vector<CodeLabels>& codes);
+  // Fills table->entries from table->chunks, checking every record (lengths
+  // within the chunk, codes of the vocabulary's shape and strictly
+  // increasing); the error names the chunk.
+  static absl::Status ParseChunks(Table* table);
 
   // Reads the nomenclature files of the requested vocabularies under `dir`.
   // Errors: NotFound if `dir` is not a directory, holds none of the

@@ -50,7 +50,7 @@ struct Candidate {
   MatchKind kind;
   Language language;
   size_t table;  // Index in Labels::tables(), which is the vocabulary order.
-  const CodeLabels* entry;
+  const Labels::Entry* entry;
 };
 
 bool Better(const Candidate& a, const Candidate& b) {
@@ -120,7 +120,6 @@ absl::StatusOr<SearchResult> Search(const Labels& labels,
       raw.find_first_of(" \t\r\n") == absl::string_view::npos;
 
   std::vector<Candidate> matches;
-  std::string folded;
   const std::vector<Labels::Table>& tables = labels.tables();
   for (size_t t = 0; t < tables.size(); ++t) {
     const Labels::Table& table = tables[t];
@@ -133,7 +132,7 @@ absl::StatusOr<SearchResult> Search(const Labels& labels,
     }
     const std::string code_key =
         code_like ? LabelKey(table.vocabulary, raw) : std::string();
-    for (const CodeLabels& entry : table.codes) {
+    for (const Labels::Entry& entry : table.entries) {
       std::optional<Candidate> best;
       if (!code_key.empty()) {
         if (entry.code == code_key) {
@@ -146,8 +145,9 @@ absl::StatusOr<SearchResult> Search(const Labels& labels,
         if (best) {
           // Shown in the requested language, else the first one it has.
           best->language =
-              entry.fr().empty() ? Language::kEnglish : Language::kFrench;
-          if (options.language && !entry.text(*options.language).empty()) {
+              entry.label[0].empty() ? Language::kEnglish : Language::kFrench;
+          if (options.language &&
+              !entry.label[static_cast<int>(*options.language)].empty()) {
             best->language = *options.language;
           }
           matches.push_back(*best);
@@ -156,9 +156,8 @@ absl::StatusOr<SearchResult> Search(const Labels& labels,
       }
       for (Language l : kLanguages) {
         if (options.language && *options.language != l) continue;
-        const std::string& label = entry.text(l);
-        if (label.empty()) continue;
-        FoldInto(label, &folded);
+        const absl::string_view folded = entry.folded[static_cast<int>(l)];
+        if (folded.empty()) continue;
         std::optional<MatchKind> kind = MatchLabel(folded, words, phrase);
         if (kind && (!best || *kind < best->kind)) {
           best = Candidate{*kind, l, t, &entry};
@@ -178,7 +177,8 @@ absl::StatusOr<SearchResult> Search(const Labels& labels,
     hit.vocabulary = tables[matches[i].table].vocabulary;
     hit.kind = matches[i].kind;
     hit.language = matches[i].language;
-    hit.labels = *matches[i].entry;
+    hit.labels = tables[matches[i].table].Get(static_cast<size_t>(
+        matches[i].entry - tables[matches[i].table].entries.data()));
     result.hits.push_back(std::move(hit));
   }
   return result;

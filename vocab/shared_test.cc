@@ -61,13 +61,13 @@ TEST_F(SharedNomenclaturesTest, EveryFileIsPresentAndRead) {
   // Sizes from the files' own documentation (crosswalks/README.md,
   // ../shared/data/README.md): about 18,300 CIM-10 codes, 94,127 ICD-10-CM
   // titles, 14,567 ICD-9-CM titles, 56,865 DINs, 20,882 CIP13.
-  EXPECT_GT(labels_->table("cim10")->codes.size(), 18000u);
-  EXPECT_EQ(labels_->table("icd10cm")->codes.size(), 94127u);
-  EXPECT_EQ(labels_->table("icd9cm")->codes.size(), 14567u);
-  EXPECT_EQ(labels_->table("cip13")->codes.size(), 20882u);
+  EXPECT_GT(labels_->table("cim10")->entries.size(), 18000u);
+  EXPECT_EQ(labels_->table("icd10cm")->entries.size(), 94127u);
+  EXPECT_EQ(labels_->table("icd9cm")->entries.size(), 14567u);
+  EXPECT_EQ(labels_->table("cip13")->entries.size(), 20882u);
   // 56,865 distinct DINs, less the DPD's "Not Applicable" placeholder.
-  EXPECT_EQ(labels_->table("din")->codes.size(), 56864u);
-  EXPECT_GT(labels_->table("ccam")->codes.size(), 8000u);
+  EXPECT_EQ(labels_->table("din")->entries.size(), 56864u);
+  EXPECT_GT(labels_->table("ccam")->entries.size(), 8000u);
 }
 
 TEST_F(SharedNomenclaturesTest, DiabeteFindsE11InFrench) {
