@@ -250,7 +250,8 @@ TEST(VocabCommandSharedTest, ShowMetforminOnThePublicNomenclatures) {
             "atc:A10BA02  (French: atc; English: atc)\n"
             "A10BA02  fr  METFORMINE\n"
             "         en  METFORMIN\n");
-  r = RunCli({"search", "--nomenclatures", dir, "--lang", "fr", "diabète"});
+  r = RunCli({"search", "--nomenclatures", dir, "--vocabulary", "icd10",
+              "--lang", "fr", "diabète"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("cim10:E11"));
 }
