@@ -1,11 +1,17 @@
 #include "cli/vocab_cmd.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/crash_point.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "vocab/test_fixture.h"
@@ -26,6 +32,36 @@ Result RunCli(const std::vector<std::string>& args) {
   std::ostringstream out, err;
   const int code = RunVocabCommand(args, out, err);
   return {code, out.str(), err.str()};
+}
+
+extern "C" char** environ;
+
+// Runs the passerelle binary built beside this test with `args` and
+// PASSERELLE_CRASH_AT=crash_at, output discarded; returns its wait status.
+int RunBinary(std::vector<std::string> args, const std::string& crash_at) {
+  std::string exe =
+      (std::filesystem::read_symlink("/proc/self/exe").parent_path() /
+       "passerelle")
+          .string();
+  std::vector<char*> argv = {exe.data()};
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string crash = "PASSERELLE_CRASH_AT=" + crash_at;
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(crash.data());
+  envp.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    execve(exe.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
 }
 
 class VocabCommandTest : public ::testing::Test {
@@ -236,6 +272,35 @@ TEST_F(VocabCommandTest, IndexAnswersLikeTheFilesAndSurvivesAFailedRebuild) {
   r = RunCli({"index", Dir()});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--index DIR or PASSERELLE_VOCAB_INDEX"));
+}
+
+TEST_F(VocabCommandTest, AKilledIndexBuildLeavesAWholeIndex) {
+  if (!crash_point::kCompiledIn) {
+    GTEST_SKIP() << "crash points are compiled out of this build";
+  }
+  vocab::testing::TempDir out;
+  const std::string index = out.path() + "/vocab-index";
+  ASSERT_EQ(RunCli({"index", Dir(), "--index", index}).code, 0);
+  dir_.Write("snds/nomenclatures/openmedic_ATC2.csv",
+             "ATC2;Libellé ATC2\nA10;MEDICAMENTS UTILISES DANS LE DIABETE\n");
+  // Killed with the new index written but not in place: the old one
+  // answers; killed just after the exchange: the new one does.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"vocab.index.after_write", "A10   fr  MEDICAMENTS DU DIABETE\n"},
+      {"vocab.index.after_swap",
+       "A10   fr  MEDICAMENTS UTILISES DANS LE DIABETE\n"},
+  };
+  for (const auto& [point, expected] : cases) {
+    SCOPED_TRACE(point);
+    const int status = RunBinary(
+        {"vocab", "index", "--nomenclatures", dir_.path(), "--index", index},
+        point);
+    ASSERT_TRUE(WIFSIGNALED(status)) << status;
+    EXPECT_EQ(WTERMSIG(status), SIGKILL);
+    const Result r = RunCli({"show", "--index", index, "atc:A10"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr(expected));
+  }
 }
 
 TEST(VocabCommandSharedTest, ShowMetforminOnThePublicNomenclatures) {

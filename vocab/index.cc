@@ -1,7 +1,10 @@
 #include "vocab/index.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -15,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/crash_point.h"
 #include "common/status_macros.h"
 #include "query/vocabulary.h"
 #include "rocksdb/db.h"
@@ -176,28 +180,30 @@ absl::Status BuildIndex(const Labels& labels,
     fs::remove_all(tmp, ec);
     return written;
   }
-  // Swap: the old index moves aside, the new one takes its name.
-  const std::string old = absl::StrCat(index_dir, ".old-", getpid());
+  PASSERELLE_CRASH_POINT("vocab.index.after_write");
   if (exists) {
-    fs::remove_all(old, ec);
-    fs::rename(index_dir, old, ec);
-    if (ec) {
+    // One atomic step: the new index takes the name, the old one moves to
+    // the temporary name, and is then removed.
+    if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, index_dir.c_str(),
+                  RENAME_EXCHANGE) != 0) {
+      const int error = errno;
       fs::remove_all(tmp, ec);
       return absl::UnavailableError(
-          absl::StrCat("vocabulary index: cannot move ", index_dir,
-                       " aside: ", ec.message()));
+          absl::StrCat("vocabulary index: cannot exchange ", tmp, " and ",
+                       index_dir, ": ", std::strerror(error)));
     }
+    PASSERELLE_CRASH_POINT("vocab.index.after_swap");
+    fs::remove_all(tmp, ec);
+    return absl::OkStatus();
   }
   fs::rename(tmp, index_dir, ec);
   if (ec) {
     std::error_code ignored;
-    if (exists) fs::rename(old, index_dir, ignored);
     fs::remove_all(tmp, ignored);
     return absl::UnavailableError(
         absl::StrCat("vocabulary index: cannot rename ", tmp, " to ", index_dir,
                      ": ", ec.message()));
   }
-  if (exists) fs::remove_all(old, ec);
   return absl::OkStatus();
 }
 

@@ -25,11 +25,13 @@ namespace passerelle::vocab {
 
 // Writes `labels` (loaded from `nomenclature_dir` with every vocabulary)
 // into a new index at `index_dir`. The index is built beside it
-// (`<index_dir>.tmp-<pid>`) and renamed into place, so a reader sees the old
-// index or the new one, never half of one, and a failed build leaves the old
-// one as it was. FailedPrecondition when `index_dir` exists and is not a
-// vocabulary index (nothing there is touched); Unavailable for a RocksDB or
-// file-system failure.
+// (`<index_dir>.tmp-<pid>`), flushed, and exchanged with the old one in one
+// renameat2(RENAME_EXCHANGE), so `index_dir` always holds a whole index, the
+// old or the new, and a build that fails or is killed leaves the old one as
+// it was (a killed build may leave its `.tmp-<pid>` directory behind).
+// FailedPrecondition when `index_dir` exists and is not a vocabulary index
+// (nothing there is touched); Unavailable for a RocksDB or file-system
+// failure (including a file system without RENAME_EXCHANGE).
 absl::Status BuildIndex(const Labels& labels,
                         const std::string& nomenclature_dir,
                         const std::string& index_dir);

@@ -278,6 +278,14 @@ std::optional<CodeLabels> Labels::Find(absl::string_view vocabulary,
   return out;
 }
 
+std::string Labels::Describe(absl::string_view vocabulary,
+                             absl::string_view code, Language preferred) const {
+  std::optional<CodeLabels> labels = Find(vocabulary, code);
+  if (!labels) return "";
+  const std::string& first = labels->text(preferred);
+  return first.empty() ? labels->label[1 - static_cast<int>(preferred)] : first;
+}
+
 std::vector<CodeLabels> Labels::Under(absl::string_view vocabulary,
                                       absl::string_view prefix, size_t limit,
                                       int64_t* total) const {

@@ -12,7 +12,9 @@
 //   std::optional<CodeLabels> l = (*labels)->Find("icd10", "E11.9");
 //   // l->fr() == "Diabète sucré de type 2, sans complication" (cim10)
 //   // l->en() == "Type 2 diabetes mellitus without complications" (icd10cm)
+//   (*labels)->Describe("atc", "A10BA02", Language::kFrench);  // "METFORMINE"
 //
+// Labels::LoadIndex reads the same from an index (vocab/index.h), faster.
 // Vocabularies with no open label source (icd10ca, cci, RAMQ's icd9, WHO
 // icd10 outside CIM-10, snomed, rxnorm, loinc, ndc, concept) have no labels;
 // UnlabelledReason() says why. docs/labels.md is the user's guide.
@@ -170,6 +172,12 @@ class Labels {
   // French, icd10cm for English; icd9: icd9cm).
   std::optional<CodeLabels> Find(absl::string_view vocabulary,
                                  absl::string_view code) const;
+
+  // The one label to print beside `code` (a results table, an explain
+  // line): in `preferred` when the code has one, else in the other
+  // language, else "".
+  std::string Describe(absl::string_view vocabulary, absl::string_view code,
+                       Language preferred) const;
 
   // The labelled codes of `vocabulary` (a family merges its members by
   // code) that start with `prefix` (normalised; empty for all), in code

@@ -82,6 +82,22 @@ TEST_F(LabelsTest, Icd10FamilyShowsCim10InFrenchAndIcd10CmInEnglish) {
   EXPECT_FALSE(labels->Find("icd10", "E12").has_value());
 }
 
+TEST_F(LabelsTest, DescribeGivesThePreferredLanguageElseTheOther) {
+  auto labels = LoadOrDie(dir_.path());
+  ASSERT_NE(labels, nullptr);
+  EXPECT_EQ(labels->Describe("icd10", "E11", Language::kFrench),
+            "Diabète sucré de type 2");
+  EXPECT_EQ(labels->Describe("icd10", "E11", Language::kEnglish),
+            "Type 2 diabetes mellitus");
+  // E1165 has no French label, E110 no English one.
+  EXPECT_EQ(labels->Describe("icd10", "E1165", Language::kFrench),
+            "Type 2 diabetes mellitus with hyperglycemia");
+  EXPECT_EQ(labels->Describe("icd10", "E110", Language::kEnglish),
+            "Diabète sucré de type 2, avec coma");
+  EXPECT_EQ(labels->Describe("icd10ca", "E11", Language::kFrench), "");
+  EXPECT_EQ(labels->Describe("din", "99999999", Language::kEnglish), "");
+}
+
 TEST_F(LabelsTest, VocabulariesWithoutOpenLabelsSaySo) {
   auto labels = LoadOrDie(dir_.path());
   ASSERT_NE(labels, nullptr);
