@@ -12,6 +12,7 @@
 #include "cli/policy_cmd.h"
 #include "cli/privacy_cmd.h"
 #include "cli/query_cmd.h"
+#include "cli/vocab_cmd.h"
 #include "common/signals.h"
 
 namespace {
@@ -22,6 +23,7 @@ constexpr char kUsage[] =
     "researchers:\n"
     "  passerelle query [--format table|json|csv] [--project P] 'QUERY'\n"
     "  passerelle budget show [--project P] [--format table|json]\n"
+    "  passerelle vocab search|show|sources ...   (code labels, fr/en)\n"
     "site stewards and operators:\n"
     "  passerelle generate --patients N --seed S --site ID --out DIR\n"
     "  passerelle node load --store DIR --site ID [--format omop|synthea|snds] "
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
   if (group == "policy") return RunPolicyCommand(args);
   if (group == "audit") return RunAuditCommand(args);
   if (group == "privacy") return RunPrivacyCommand(args);
+  if (group == "vocab") return RunVocabCommand(args);
   if (group == "version" || group == "--version") {
     std::cout << "passerelle 0.1.0\n";
     return 0;
