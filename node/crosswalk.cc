@@ -560,6 +560,10 @@ bool CrosswalkIndex::Expand(const v1::Query& query, const std::string& site,
       // A spec that repeats a code (or two codes reaching the same rows)
       // counts each row once per spec in the engine; the report counts the
       // rows per query code.
+      // A mapped code the spec already lists adds nothing.
+      for (const v1::Code& code : spec.codes()) {
+        codes.erase({code.vocabulary(), code.code(), code.prefix()});
+      }
       added.emplace_back(codes.begin(), codes.end());
       any |= !codes.empty();
     });
