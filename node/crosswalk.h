@@ -119,11 +119,13 @@ absl::Status CheckCrosswalkRow(const CrosswalkRow& row);
 bool IsWellFormedCrosswalkCode(absl::string_view vocab, absl::string_view code);
 
 // A bounded SiteExpansion: at most this many CodeExpansion entries (the
-// first ones in query order) and sample codes in all; the audit entry and
-// the gateway's copy stay small whatever the query.
-inline constexpr int kMaxExpansionEntries = 256;
+// first in (domain, code, site vocabulary, crosswalk) order) and sample
+// codes in all, so that with the longest canonical query (16 KiB) a node's
+// audit entry stays well under limits::kMaxAuditEntryBytes (64 KiB): at
+// most ~22 KiB of entries and ~11 KiB of samples.
+inline constexpr int kMaxExpansionEntries = 128;
 inline constexpr int kMaxExpansionSamples = 20;
-inline constexpr int kMaxExpansionSampleTotal = 1024;
+inline constexpr int kMaxExpansionSampleTotal = 256;
 
 // The target-side index of a crosswalk set, built once per snapshot open.
 // Thread-safe (immutable).

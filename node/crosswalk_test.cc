@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
+#include "common/limits.h"
 #include "gtest/gtest.h"
 #include "node/crosswalk_loader.h"
 #include "query/parser.h"
@@ -484,7 +485,11 @@ TEST_F(ExpansionTest, ReportIsBounded) {
   }
   const std::string path = dir.Write("big.csv", text);
   std::vector<std::string> specs;
-  for (int t = 0; t < 4; ++t) specs.push_back(absl::StrCat(path, ",name=t", t));
+  // Longest table names (64 characters).
+  for (int t = 0; t < 4; ++t) {
+    specs.push_back(
+        absl::StrCat(path, ",name=", std::string(63, 'a' + t), t));
+  }
   const CrosswalkIndex index = Index({{v1::DOMAIN_DRUG, {"din"}}}, specs);
   std::vector<std::string> codes;
   for (int i = 10; i < 100; ++i) codes.push_back(absl::StrCat("atc:A10BA", i));
@@ -499,7 +504,10 @@ TEST_F(ExpansionTest, ReportIsBounded) {
     samples += c.sample_source_codes_size();
   }
   EXPECT_LE(samples, kMaxExpansionSampleTotal);
-  EXPECT_LT(e.ByteSizeLong(), 32u * 1024);
+  // With the longest canonical query and the other fields, a node's audit
+  // entry stays under its bound.
+  EXPECT_LT(e.ByteSizeLong() + limits::kMaxCanonicalQueryBytes + 4096,
+            limits::kMaxAuditEntryBytes);
 }
 
 }  // namespace
