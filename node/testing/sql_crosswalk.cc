@@ -132,11 +132,14 @@ std::vector<std::string> MappedCodeArms(const v1::Code& code, int domain,
   if (mode == v1::CODE_MATCHING_EQUIVALENT) {
     relation = " AND m.rel IN ('equivalent', 'narrower') AND m.rollup = 0";
   }
-  const std::string from =
-      absl::StrCat("SELECT ", columns,
-                   " FROM XA m JOIN SVM s ON s.sv = m.sv JOIN EV x ON "
-                   "x.domain = ",
-                   domain, " AND x.vocab = s.vocab AND ");
+  // CROSS JOIN fixes the join order (sqlite's rule): the mapping rows by
+  // their target first (index XA_target), then the site's events by code
+  // (index EV_code), whatever the planner would estimate.
+  const std::string from = absl::StrCat(
+      "SELECT ", columns,
+      " FROM XA m CROSS JOIN SVM s CROSS JOIN EV x ON s.sv = m.sv AND "
+      "x.domain = ",
+      domain, " AND x.vocab = s.vocab AND ");
   const std::string where = absl::StrCat(
       " WHERE m.tv IN (", absl::StrJoin(tv, ", "), ") AND ", target, relation);
   return {
