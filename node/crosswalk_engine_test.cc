@@ -277,7 +277,7 @@ TEST_F(CrosswalkEngineTest, NodeFillsExpansionAndExplainsToTheGatewayOnly) {
 
   const std::vector<MemorySink::Rec> records = sink.records();
   ASSERT_EQ(records.size(), 5u);
-  EXPECT_EQ(records[0].operation, "count");
+  EXPECT_EQ(records[0].operation, "");
   EXPECT_EQ(records[0].expansion, answer->expansion().SerializeAsString());
   EXPECT_GT(records[0].cells, 0);
   EXPECT_EQ(records[1].operation, "explain");

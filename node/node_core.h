@@ -42,8 +42,8 @@ struct NodeAuditRecord {
   std::string reason;  // Why it was refused or failed.
   // True counts: they never leave the site.
   google::protobuf::RepeatedPtrField<v1::Cell> cells;
-  // "count" or "explain".
-  std::string operation = "count";
+  // "" for a count, "explain" for NodeService.Explain.
+  std::string operation;
   // How the query's codes reached the site's vocabularies (answered
   // requests).
   v1::SiteExpansion expansion;
