@@ -60,6 +60,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "node/crosswalk.h"
 #include "node/snapshot.h"
 
 namespace rocksdb {
@@ -120,6 +121,16 @@ struct PruneResult {
 
 // Thread-safe. Any number of processes may open a store at once: readers
 // (a serving node, `node count`) and at most one writer at a time.
+
+// The version of a snapshot loaded with crosswalk set `mapping_set` (hex
+// SHA-256): `base` + "-m" + its first 12 digits, so that the snapshot
+// identity (the gateway's release cache key, every audit entry) names the
+// mapping set in force. `base` as it is for an empty mapping set.
+std::string VersionWithMappingSet(absl::string_view base,
+                                  absl::string_view mapping_set);
+// The 12 digits a version names ("" when it names none).
+std::string MappingSetOfVersion(absl::string_view version);
+
 class NodeStore {
  public:
   // Creates the directory when missing; migrates a store of the earlier
@@ -200,6 +211,11 @@ class NodeStore {
   absl::Status MigrateEarlierLayout();
   absl::Status RemoveLeftovers(std::vector<std::string>* removed);
   std::string SnapshotDir(const std::string& version) const;
+  // Crosswalk sets (node/crosswalk.h) live in the snapshot's own database
+  // under "x/<version>" = "<id>\n<encoded set>", written before the seal.
+  static absl::Status PutCrosswalks(rocksdb::DB* db, const Snapshot& snap);
+  static absl::StatusOr<std::shared_ptr<const CrosswalkSet>> ReadCrosswalks(
+      rocksdb::DB* db, absl::string_view version);
 
   const std::string dir_;
   mutable absl::Mutex mu_;

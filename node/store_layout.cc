@@ -89,6 +89,11 @@ absl::Status RemoveTree(const std::string& path) {
 }  // namespace
 
 int64_t VersionSequence(absl::string_view version) {
+  // A version loaded with crosswalks ends with "-m<mapping set>"
+  // (VersionWithMappingSet): the sequence comes before it.
+  if (!MappingSetOfVersion(version).empty()) {
+    version = version.substr(0, version.rfind("-m"));
+  }
   const size_t dash = version.rfind('-');
   int64_t seq = -1;
   if (dash == absl::string_view::npos ||
