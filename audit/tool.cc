@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "audit/expansion_text.h"
 #include "audit/merkle.h"
 #include "audit/remote.h"
 #include "common/status_macros.h"
@@ -44,7 +45,8 @@ constexpr char kUsage[] =
     "  verify [--checkpoint FILE]      recompute the tree, check every\n"
     "                                  checkpoint (and one you kept); names\n"
     "                                  the first bad index\n"
-    "  show N                          print entry N as JSON\n"
+    "  show N                          print entry N as JSON (with its\n"
+    "                                  crosswalk expansions as lines)\n"
     "  search [--caller C] [--project P] [--since RFC3339]\n"
     "         [--until RFC3339] [--outcome allowed|denied|failed|partial]\n"
     "  export --format jsonl|fhir      every entry, to stdout\n"
@@ -191,16 +193,52 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
   return st;
 }
 
-absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
-                                      absl::string_view leaf_hash) {
-  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
-                              JsonlRow(index, entry, leaf_hash));
-  // Re-print the row indented.
+std::vector<std::string> ExpansionLines(absl::string_view entry) {
+  std::vector<std::string> lines;
+  absl::StatusOr<v1::AuditRecord> record = DecodeRecord(entry);
+  if (!record.ok()) return lines;
+  auto add = [&lines](const std::string& site, const v1::SiteExpansion& e) {
+    if (ExpansionIsEmpty(e)) return;
+    for (std::string& l : SiteExpansionLines(site, e)) {
+      lines.push_back(std::move(l));
+    }
+  };
+  if (record->has_gateway()) {
+    for (const v1::AuditSiteStatus& s : record->gateway().sites()) {
+      add(s.site(), s.expansion());
+    }
+  } else if (record->has_node()) {
+    add(record->node().site(), record->node().expansion());
+  }
+  return lines;
+}
+
+namespace {
+
+// `row` (a JSON object) indented, with the entry's expansions as readable
+// lines ("expansion_lines") when it records any.
+std::string ShownJson(const std::string& row, absl::string_view entry) {
   google::protobuf::Value v;
   if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
     return row + "\n";
   }
+  std::vector<std::string> lines = ExpansionLines(entry);
+  if (!lines.empty() && v.has_struct_value()) {
+    google::protobuf::ListValue* list =
+        (*v.mutable_struct_value()->mutable_fields())["expansion_lines"]
+            .mutable_list_value();
+    for (std::string& l : lines) list->add_values()->set_string_value(l);
+  }
   return StableJson(v, /*pretty=*/true);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
+                                      absl::string_view leaf_hash) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                              JsonlRow(index, entry, leaf_hash));
+  return ShownJson(row, entry);
 }
 
 absl::StatusOr<std::string> LocalJsonlRow(const AuditLog& log, uint64_t index,
@@ -239,12 +277,7 @@ absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
   PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
   PASSERELLE_ASSIGN_OR_RETURN(std::string row,
                               LocalJsonlRow(log, index, entry, leaf));
-  // Re-print the row indented.
-  google::protobuf::Value v;
-  if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
-    return row + "\n";
-  }
-  return StableJson(v, /*pretty=*/true);
+  return ShownJson(row, entry);
 }
 
 absl::Status OpenCommitments(const AuditLog& log, uint64_t* opened) {
