@@ -301,6 +301,31 @@ TEST(ExpansionFormatTest, ExplainInEveryForm) {
               HasSubstr("\nbe,refused,"));
 }
 
+TEST(ExpansionFormatTest, TheStewardsNodeCountShowsTheExpansion) {
+  v1::CountResponse r;
+  r.set_site("qc");
+  r.set_snapshot("qc-1");
+  r.add_cells()->set_count(7);
+  const std::string plain_json = FormatNodeCount(r, OutputFormat::kJson);
+  EXPECT_THAT(plain_json, Not(HasSubstr("expansion")));
+  *r.mutable_expansion() = Response().sites(1).expansion();
+  const std::string t = FormatNodeCount(r, OutputFormat::kTable);
+  EXPECT_THAT(t, HasSubstr("  qc: icd10:E11* via gem-icd9cm-icd10cm → icd9"));
+  EXPECT_THAT(t, HasSubstr("WARNING: the cohort may be incomplete"));
+  const google::protobuf::Struct json =
+      ParseJson(FormatNodeCount(r, OutputFormat::kJson));
+  EXPECT_EQ(json.fields()
+                .at("expansion")
+                .struct_value()
+                .fields()
+                .at("site")
+                .string_value(),
+            "qc");
+  const std::string csv = FormatNodeCount(r, OutputFormat::kCsv);
+  EXPECT_EQ(csv.substr(0, csv.find("\n\n") + 1), "site,count\nqc,7\n");
+  EXPECT_THAT(csv, HasSubstr("\nqc,code,icd10:E11*,"));
+}
+
 TEST(ExpansionFormatTest, ExplainFlagUsage) {
   // --explain takes the query as its value, and only it.
   EXPECT_EQ(RunQueryCommand({"--explain"}), 2);

@@ -217,9 +217,16 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         cells.push_back(absl::StrCat("{\"key\": ", KeyJson(c.key()),
                                      ", \"count\": ", c.count(), "}"));
       }
-      return absl::StrCat("{\"site\": ", JsonQuote(r.site()),
-                          ", \"snapshot\": ", JsonQuote(r.snapshot()),
-                          ", \"cells\": [", absl::StrJoin(cells, ", "), "]}\n");
+      // The expansion only when the node reports one (it always does once
+      // crosswalks are supported), so older readers see the same object.
+      return absl::StrCat(
+          "{\"site\": ", JsonQuote(r.site()),
+          ", \"snapshot\": ", JsonQuote(r.snapshot()), ", \"cells\": [",
+          absl::StrJoin(cells, ", "), "]",
+          audit::ExpansionIsEmpty(r.expansion())
+              ? ""
+              : absl::StrCat(", \"expansion\": ", ExpansionJson(r.expansion())),
+          "}\n");
     }
     case OutputFormat::kCsv: {
       std::string out;
@@ -231,6 +238,11 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         std::string key = KeyCsv(c.key());
         absl::StrAppend(&out, r.site(), ",", key.empty() ? "" : key + ",",
                         c.count(), "\n");
+      }
+      if (!audit::ExpansionIsEmpty(r.expansion())) {
+        absl::StrAppend(
+            &out, "\n",
+            ExpansionCsv({{r.site(), v1::SITE_STATUS_OK, "", &r.expansion()}}));
       }
       return out;
     }
@@ -254,9 +266,16 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         row.push_back(absl::StrCat(total));
         rows.push_back(row);
       }
-      return absl::StrCat("site ", r.site(), " (snapshot ", r.snapshot(),
-                          "), exact counts of distinct patients\n\n",
-                          RenderTable(rows, left));
+      std::string out = absl::StrCat(
+          "site ", r.site(), " (snapshot ", r.snapshot(),
+          "), exact counts of distinct patients\n\n", RenderTable(rows, left));
+      if (!audit::ExpansionIsEmpty(r.expansion())) {
+        const std::vector<SiteExpansionView> view = {
+            {r.site(), v1::SITE_STATUS_OK, "", &r.expansion()}};
+        absl::StrAppend(&out, "\n", UnreachedWarning(view),
+                        ExpansionTable(view, nullptr));
+      }
+      return out;
     }
   }
   return "";
