@@ -176,5 +176,63 @@ TEST_F(AuditShowExpansionTest, ShowPrintsEachEntrysExpansionsAsLines) {
   EXPECT_TRUE(ExpansionLines("not a record").empty());
 }
 
+// Explains carry no node_audit_index: crosscheck matches them by request
+// id, both ways.
+TEST(CrossCheckExplainTest, ExplainsAreMatchedByRequestId) {
+  std::string tmpl =
+      (fs::temp_directory_path() / "audit_crosscheck_explain.XXXXXX");
+  const std::string dir = ::mkdtemp(tmpl.data());
+  auto open = [&](const std::string& name) {
+    AuditLogOptions options;
+    options.origin = "passerelle.test/" + name;
+    auto key = SigningKey::Generate();
+    EXPECT_TRUE(key.ok());
+    options.signing_key = std::shared_ptr<const SigningKey>(*std::move(key));
+    auto log = AuditLog::OpenDirectory(dir + "/" + name, options);
+    EXPECT_TRUE(log.ok()) << log.status();
+    return *std::move(log);
+  };
+  std::unique_ptr<AuditLog> gateway = open("gateway");
+  std::unique_ptr<AuditLog> node = open("qc");
+  auto explain_at_gateway = [&](const std::string& id, const char* status) {
+    v1::AuditEntry g;
+    g.set_operation("explain");
+    g.set_request_id(id);
+    g.set_decision(v1::AUDIT_DECISION_ALLOWED);
+    v1::AuditSiteStatus* s = g.add_sites();
+    s->set_site("qc");
+    s->set_status(status);
+    ASSERT_TRUE(gateway->Append(EncodeRecord(g)).ok());
+  };
+  auto explain_at_node = [&](const std::string& id) {
+    v1::NodeAuditEntry n;
+    n.set_operation("explain");
+    n.set_site("qc");
+    n.set_request_id(id);
+    n.set_decision(v1::AUDIT_DECISION_ALLOWED);
+    ASSERT_TRUE(node->Append(EncodeRecord(n)).ok());
+  };
+  explain_at_gateway("both", "ok");
+  explain_at_node("both");
+  explain_at_gateway("refused-at-site", "refused");
+  explain_at_gateway("gateway-only", "ok");
+  explain_at_node("node-only");
+  absl::StatusOr<std::vector<CrossCheckIssue>> issues =
+      CrossCheckSite(*gateway, *node, "qc");
+  ASSERT_TRUE(issues.ok()) << issues.status();
+  std::vector<std::string> problems;
+  for (const CrossCheckIssue& i : *issues) problems.push_back(i.problem);
+  EXPECT_THAT(
+      problems,
+      ::testing::UnorderedElementsAre(
+          HasSubstr("site qc explained request 'gateway-only' but the node "
+                    "log has no explain entry"),
+          HasSubstr("node explained request 'node-only' but no gateway "
+                    "explain entry records it")));
+  gateway.reset();
+  node.reset();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace passerelle::audit

@@ -404,6 +404,10 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
   // Requests the gateway recorded without releasing this site's answer:
   // request id -> (gateway index, what it recorded for the site).
   std::map<std::string, std::pair<uint64_t, std::string>> unreleased;
+  // Explains (no count, so no node_audit_index): matched by request id.
+  // Request id -> (gateway index, whether the site explained "ok").
+  std::map<std::string, std::pair<uint64_t, bool>> explains;
+  std::set<std::string> explained_at_node;
   const uint64_t node_size = node.Size();
   const uint64_t n = gateway.Size();
   for (uint64_t i = 0; i < n; ++i) {
@@ -411,6 +415,14 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(bytes);
     if (!record.ok() || !record->has_gateway()) continue;
     const passerelle::v1::AuditEntry& g = record->gateway();
+    if (g.operation() == "explain") {
+      for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
+        if (st.site() == site && !g.request_id().empty()) {
+          explains[g.request_id()] = {i, st.status() == "ok"};
+        }
+      }
+      continue;
+    }
     bool site_listed = false;
     for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
       if (st.site() != site) continue;
@@ -485,6 +497,19 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     if (nr->node().decision() != passerelle::v1::AUDIT_DECISION_ALLOWED) {
       continue;  // Refusals need not reach the gateway's log.
     }
+    if (nr->node().operation() == "explain") {
+      // No data read, nothing released: it must match a gateway explain.
+      auto e = explains.find(nr->node().request_id());
+      if (e == explains.end()) {
+        issues.push_back(
+            {std::nullopt, j,
+             absl::StrCat("node explained request '", nr->node().request_id(),
+                          "' but no gateway explain entry records it")});
+      } else {
+        explained_at_node.insert(nr->node().request_id());
+      }
+      continue;
+    }
     auto u = unreleased.find(nr->node().request_id());
     if (u != unreleased.end()) {
       issues.push_back(
@@ -499,6 +524,14 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
         {std::nullopt, j,
          absl::StrCat("node answered request '", nr->node().request_id(),
                       "' but no gateway entry references it")});
+  }
+  for (const auto& [request_id, at] : explains) {
+    if (at.second && explained_at_node.count(request_id) == 0) {
+      issues.push_back(
+          {at.first, std::nullopt,
+           absl::StrCat("site ", site, " explained request '", request_id,
+                        "' but the node log has no explain entry for it")});
+    }
   }
   return issues;
 }

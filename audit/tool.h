@@ -97,8 +97,11 @@ struct CrossCheckIssue {
 // contacted no node); and every node entry that answered (allowed) must be
 // referenced by some gateway entry (a gateway cannot hide a query the site
 // answered) — or, marked `accounted`, belong to a request the gateway
-// recorded without releasing this site's answer. Verify both logs first:
-// this compares contents only.
+// recorded without releasing this site's answer. An explain (no data read,
+// no node_audit_index) is matched by request id instead: every node explain
+// entry needs a gateway explain entry, and every gateway explain the site
+// answered needs the node's. Verify both logs first: this compares contents
+// only.
 absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     const AuditLog& gateway, const AuditLog& node, const std::string& site);
 

@@ -321,9 +321,8 @@ TEST(ExpansionFormatTest, TheStewardsNodeCountShowsTheExpansion) {
                 .at("site")
                 .string_value(),
             "qc");
-  const std::string csv = FormatNodeCount(r, OutputFormat::kCsv);
-  EXPECT_EQ(csv.substr(0, csv.find("\n\n") + 1), "site,count\nqc,7\n");
-  EXPECT_THAT(csv, HasSubstr("\nqc,code,icd10:E11*,"));
+  // CSV: the counts alone, as scripts have read them.
+  EXPECT_EQ(FormatNodeCount(r, OutputFormat::kCsv), "site,count\nqc,7\n");
 }
 
 TEST(ExpansionFormatTest, ExplainFlagUsage) {

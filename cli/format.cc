@@ -239,11 +239,8 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         absl::StrAppend(&out, r.site(), ",", key.empty() ? "" : key + ",",
                         c.count(), "\n");
       }
-      if (!audit::ExpansionIsEmpty(r.expansion())) {
-        absl::StrAppend(
-            &out, "\n",
-            ExpansionCsv({{r.site(), v1::SITE_STATUS_OK, "", &r.expansion()}}));
-      }
+      // No expansion section here: scripts read these rows to the end
+      // (the table and JSON forms show the expansion).
       return out;
     }
     case OutputFormat::kTable: {

@@ -18,7 +18,7 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name);
 
 // `passerelle node count`: exact counts at one site, and the site's code
 // expansion when the node reports one (table: the code expansion block;
-// JSON: "expansion"; CSV: the expansion section after an empty line).
+// JSON: "expansion"; CSV: the cells only, as scripts read them).
 std::string FormatNodeCount(const v1::CountResponse& response,
                             OutputFormat format);
 struct FormatOptions {
