@@ -324,6 +324,18 @@ TEST_F(ExpansionTest, AQueryCountsTheMappedCodesAndSaysHow) {
                                    .string_value(),
                                &node_index));
   const std::vector<std::string> node_lines = Lines(Show("qc", node_index));
+  // The gateway's log and each site's agree, explains included (matched by
+  // request id: they reference no node entry).
+  for (const char* site : {"fr", "qc"}) {
+    absl::StatusOr<CommandResult> cross =
+        RunCommand({PasserelleBin(), "audit", "crosscheck", "--store",
+                    fed_->Path("gateway/audit"), "--node-store",
+                    fed_->Path(absl::StrCat(site, "/audit")), "--site", site});
+    ASSERT_TRUE(cross.ok());
+    EXPECT_EQ(cross->exit_code, 0) << cross->out << cross->err;
+    EXPECT_THAT(cross->out, HasSubstr("OK: gateway and node logs agree"))
+        << cross->out;
+  }
   EXPECT_TRUE(std::any_of(
       node_lines.begin(), node_lines.end(),
       [](const std::string& l) { return std::regex_search(l, kQcLine); }))
