@@ -422,7 +422,7 @@ RecordView ViewOf(const AuditRecord& record) {
     v.canonical_query = e.canonical_query();
     v.decision = e.decision();
     v.reasons = e.reason();
-    v.operation = "count";
+    v.operation = e.operation().empty() ? "count" : e.operation();
   }
   return v;
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "audit/expansion_text.h"
 #include "audit/merkle.h"
 #include "audit/remote.h"
 #include "common/status_macros.h"
@@ -44,7 +45,8 @@ constexpr char kUsage[] =
     "  verify [--checkpoint FILE]      recompute the tree, check every\n"
     "                                  checkpoint (and one you kept); names\n"
     "                                  the first bad index\n"
-    "  show N                          print entry N as JSON\n"
+    "  show N                          print entry N as JSON (with its\n"
+    "                                  crosswalk expansions as lines)\n"
     "  search [--caller C] [--project P] [--since RFC3339]\n"
     "         [--until RFC3339] [--outcome allowed|denied|failed|partial]\n"
     "  export --format jsonl|fhir      every entry, to stdout\n"
@@ -191,16 +193,52 @@ absl::Status VerifyReport(const AuditLog& log, const VerifyingKey& key,
   return st;
 }
 
-absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
-                                      absl::string_view leaf_hash) {
-  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
-                              JsonlRow(index, entry, leaf_hash));
-  // Re-print the row indented.
+std::vector<std::string> ExpansionLines(absl::string_view entry) {
+  std::vector<std::string> lines;
+  absl::StatusOr<v1::AuditRecord> record = DecodeRecord(entry);
+  if (!record.ok()) return lines;
+  auto add = [&lines](const std::string& site, const v1::SiteExpansion& e) {
+    if (ExpansionIsEmpty(e)) return;
+    for (std::string& l : SiteExpansionLines(site, e)) {
+      lines.push_back(std::move(l));
+    }
+  };
+  if (record->has_gateway()) {
+    for (const v1::AuditSiteStatus& s : record->gateway().sites()) {
+      add(s.site(), s.expansion());
+    }
+  } else if (record->has_node()) {
+    add(record->node().site(), record->node().expansion());
+  }
+  return lines;
+}
+
+namespace {
+
+// `row` (a JSON object) indented, with the entry's expansions as readable
+// lines ("expansion_lines") when it records any.
+std::string ShownJson(const std::string& row, absl::string_view entry) {
   google::protobuf::Value v;
   if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
     return row + "\n";
   }
+  std::vector<std::string> lines = ExpansionLines(entry);
+  if (!lines.empty() && v.has_struct_value()) {
+    google::protobuf::ListValue* list =
+        (*v.mutable_struct_value()->mutable_fields())["expansion_lines"]
+            .mutable_list_value();
+    for (std::string& l : lines) list->add_values()->set_string_value(l);
+  }
   return StableJson(v, /*pretty=*/true);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
+                                      absl::string_view leaf_hash) {
+  PASSERELLE_ASSIGN_OR_RETURN(std::string row,
+                              JsonlRow(index, entry, leaf_hash));
+  return ShownJson(row, entry);
 }
 
 absl::StatusOr<std::string> LocalJsonlRow(const AuditLog& log, uint64_t index,
@@ -239,12 +277,7 @@ absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index) {
   PASSERELLE_ASSIGN_OR_RETURN(std::string leaf, log.LeafHash(index));
   PASSERELLE_ASSIGN_OR_RETURN(std::string row,
                               LocalJsonlRow(log, index, entry, leaf));
-  // Re-print the row indented.
-  google::protobuf::Value v;
-  if (!google::protobuf::util::JsonStringToMessage(row, &v).ok()) {
-    return row + "\n";
-  }
-  return StableJson(v, /*pretty=*/true);
+  return ShownJson(row, entry);
 }
 
 absl::Status OpenCommitments(const AuditLog& log, uint64_t* opened) {
@@ -371,6 +404,10 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
   // Requests the gateway recorded without releasing this site's answer:
   // request id -> (gateway index, what it recorded for the site).
   std::map<std::string, std::pair<uint64_t, std::string>> unreleased;
+  // Explains (no count, so no node_audit_index): matched by request id.
+  // Request id -> (gateway index, whether the site explained "ok").
+  std::map<std::string, std::pair<uint64_t, bool>> explains;
+  std::set<std::string> explained_at_node;
   const uint64_t node_size = node.Size();
   const uint64_t n = gateway.Size();
   for (uint64_t i = 0; i < n; ++i) {
@@ -378,6 +415,14 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     absl::StatusOr<passerelle::v1::AuditRecord> record = DecodeRecord(bytes);
     if (!record.ok() || !record->has_gateway()) continue;
     const passerelle::v1::AuditEntry& g = record->gateway();
+    if (g.operation() == "explain") {
+      for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
+        if (st.site() == site && !g.request_id().empty()) {
+          explains[g.request_id()] = {i, st.status() == "ok"};
+        }
+      }
+      continue;
+    }
     bool site_listed = false;
     for (const passerelle::v1::AuditSiteStatus& st : g.sites()) {
       if (st.site() != site) continue;
@@ -452,6 +497,19 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     if (nr->node().decision() != passerelle::v1::AUDIT_DECISION_ALLOWED) {
       continue;  // Refusals need not reach the gateway's log.
     }
+    if (nr->node().operation() == "explain") {
+      // No data read, nothing released: it must match a gateway explain.
+      auto e = explains.find(nr->node().request_id());
+      if (e == explains.end()) {
+        issues.push_back(
+            {std::nullopt, j,
+             absl::StrCat("node explained request '", nr->node().request_id(),
+                          "' but no gateway explain entry records it")});
+      } else {
+        explained_at_node.insert(nr->node().request_id());
+      }
+      continue;
+    }
     auto u = unreleased.find(nr->node().request_id());
     if (u != unreleased.end()) {
       issues.push_back(
@@ -466,6 +524,14 @@ absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
         {std::nullopt, j,
          absl::StrCat("node answered request '", nr->node().request_id(),
                       "' but no gateway entry references it")});
+  }
+  for (const auto& [request_id, at] : explains) {
+    if (at.second && explained_at_node.count(request_id) == 0) {
+      issues.push_back(
+          {at.first, std::nullopt,
+           absl::StrCat("site ", site, " explained request '", request_id,
+                        "' but the node log has no explain entry for it")});
+    }
   }
   return issues;
 }

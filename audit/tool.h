@@ -36,9 +36,16 @@ absl::Status OpenCommitments(const AuditLog& log, uint64_t* opened);
 // entry also with its opened counts ("cells_opening": salt and cells), read
 // from the store beside it (local reads only: never served).
 absl::StatusOr<std::string> ShowEntry(const AuditLog& log, uint64_t index);
-// The same for given bytes and leaf hash (what `show` prints).
+// The same for given bytes and leaf hash (what `show` prints). Both add
+// "expansion_lines" when the entry records crosswalk expansions.
 absl::StatusOr<std::string> EntryJson(uint64_t index, absl::string_view entry,
                                       absl::string_view leaf_hash);
+// Each site's crosswalk expansion recorded in an entry (a gateway entry's
+// sites, a node entry's own), one readable line each
+// (audit/expansion_text.h: "qc: icd10:E11* via gem-icd9cm-icd10cm → icd9:
+// 48 source codes (99 rows, approximate)", "qc: WARNING: ..."); empty for
+// an entry without any, or bytes that are not a record.
+std::vector<std::string> ExpansionLines(absl::string_view entry);
 // One `search` output line: index, time, kind, operation ("query",
 // "budget", "count"), outcome, caller, project, request id, canonical query,
 // tab-separated, then "repeat_of=N" for a repeated release.
@@ -90,8 +97,11 @@ struct CrossCheckIssue {
 // contacted no node); and every node entry that answered (allowed) must be
 // referenced by some gateway entry (a gateway cannot hide a query the site
 // answered) — or, marked `accounted`, belong to a request the gateway
-// recorded without releasing this site's answer. Verify both logs first:
-// this compares contents only.
+// recorded without releasing this site's answer. An explain (no data read,
+// no node_audit_index) is matched by request id instead: every node explain
+// entry needs a gateway explain entry, and every gateway explain the site
+// answered needs the node's. Verify both logs first: this compares contents
+// only.
 absl::StatusOr<std::vector<CrossCheckIssue>> CrossCheckSite(
     const AuditLog& gateway, const AuditLog& node, const std::string& site);
 

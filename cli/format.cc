@@ -1,12 +1,16 @@
 #include "cli/format.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <algorithm>
 #include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/expansion_format.h"
 
 namespace passerelle::cli {
 namespace {
@@ -213,9 +217,16 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         cells.push_back(absl::StrCat("{\"key\": ", KeyJson(c.key()),
                                      ", \"count\": ", c.count(), "}"));
       }
-      return absl::StrCat("{\"site\": ", JsonQuote(r.site()),
-                          ", \"snapshot\": ", JsonQuote(r.snapshot()),
-                          ", \"cells\": [", absl::StrJoin(cells, ", "), "]}\n");
+      // The expansion only when the node reports one (it always does once
+      // crosswalks are supported), so older readers see the same object.
+      return absl::StrCat(
+          "{\"site\": ", JsonQuote(r.site()),
+          ", \"snapshot\": ", JsonQuote(r.snapshot()), ", \"cells\": [",
+          absl::StrJoin(cells, ", "), "]",
+          audit::ExpansionIsEmpty(r.expansion())
+              ? ""
+              : absl::StrCat(", \"expansion\": ", ExpansionJson(r.expansion())),
+          "}\n");
     }
     case OutputFormat::kCsv: {
       std::string out;
@@ -228,6 +239,8 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         absl::StrAppend(&out, r.site(), ",", key.empty() ? "" : key + ",",
                         c.count(), "\n");
       }
+      // No expansion section here: scripts read these rows to the end
+      // (the table and JSON forms show the expansion).
       return out;
     }
     case OutputFormat::kTable: {
@@ -250,16 +263,23 @@ std::string FormatNodeCount(const v1::CountResponse& r, OutputFormat format) {
         row.push_back(absl::StrCat(total));
         rows.push_back(row);
       }
-      return absl::StrCat("site ", r.site(), " (snapshot ", r.snapshot(),
-                          "), exact counts of distinct patients\n\n",
-                          RenderTable(rows, left));
+      std::string out = absl::StrCat(
+          "site ", r.site(), " (snapshot ", r.snapshot(),
+          "), exact counts of distinct patients\n\n", RenderTable(rows, left));
+      if (!audit::ExpansionIsEmpty(r.expansion())) {
+        const std::vector<SiteExpansionView> view = {
+            {r.site(), v1::SITE_STATUS_OK, "", &r.expansion()}};
+        absl::StrAppend(&out, "\n", UnreachedWarning(view),
+                        ExpansionTable(view, nullptr));
+      }
+      return out;
     }
   }
   return "";
 }
 
-std::string FormatQueryResponse(const v1::QueryResponse& r,
-                                OutputFormat format) {
+std::string FormatQueryResponse(const v1::QueryResponse& r, OutputFormat format,
+                                const FormatOptions& options) {
   switch (format) {
     case OutputFormat::kJson: {
       std::vector<std::string> sites;
@@ -267,12 +287,13 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
         std::vector<std::string> cells;
         for (const v1::ReleasedCell& c : s.cells())
           cells.push_back(ReleasedCellJson(c));
-        sites.push_back(
-            absl::StrCat("{\"site\": ", JsonQuote(s.site()),
-                         ", \"status\": ", JsonQuote(StatusName(s.status())),
-                         ", \"reason\": ", JsonQuote(s.reason()),
-                         ", \"snapshot\": ", JsonQuote(s.snapshot()),
-                         ", \"cells\": [", absl::StrJoin(cells, ", "), "]}"));
+        sites.push_back(absl::StrCat(
+            "{\"site\": ", JsonQuote(s.site()),
+            ", \"status\": ", JsonQuote(StatusName(s.status())),
+            ", \"reason\": ", JsonQuote(s.reason()),
+            ", \"snapshot\": ", JsonQuote(s.snapshot()), ", \"cells\": [",
+            absl::StrJoin(cells, ", "), "]",
+            ", \"expansion\": ", ExpansionJson(s.expansion()), "}"));
       }
       std::vector<std::string> combined;
       for (const v1::ReleasedCell& c : r.combined())
@@ -312,6 +333,9 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
         for (const v1::ReleasedCell& c : s.cells()) row(s.site(), c);
       }
       for (const v1::ReleasedCell& c : r.combined()) row("combined", c);
+      // The expansion section, after an empty line: a reader of the cells
+      // stops at the first empty line (docs/researcher.md).
+      absl::StrAppend(&out, "\n", ExpansionCsv(ExpansionViews(r)));
       return out;
     }
     case OutputFormat::kTable: {
@@ -327,8 +351,14 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
           }
         }
       }
-      absl::StrAppend(&out, "\n");
-      if (r.combined_size() == 0) return out;
+      const std::vector<SiteExpansionView> views = ExpansionViews(r);
+      absl::StrAppend(&out, UnreachedWarning(views), "\n");
+      absl::StrAppend(&out, ExpansionTable(views, options.code_labels), "\n");
+      if (r.combined_size() == 0) {
+        for (const std::string& n : r.notes())
+          absl::StrAppend(&out, "note: ", n, "\n");
+        return out;
+      }
       std::vector<std::vector<std::string>> rows;
       std::vector<std::string> header = DimHeader(r.combined(0).key());
       const size_t left = header.size();
@@ -392,8 +422,51 @@ std::string FormatQueryResponse(const v1::QueryResponse& r,
         absl::StrAppend(&out, "repeat of audit entry #", r.first_audit_index(),
                         ": same answer, no budget charged\n");
       }
-      for (const std::string& n : r.notes())
+      for (const std::string& n : r.notes()) {
+        // Said above, in the code expansion block.
+        if (absl::StartsWith(n, "UNREACHED: ")) continue;
         absl::StrAppend(&out, "note: ", n, "\n");
+      }
+      return out;
+    }
+  }
+  return "";
+}
+
+std::string FormatExplainResponse(const v1::ExplainResponse& r,
+                                  OutputFormat format,
+                                  const FormatOptions& options) {
+  const std::vector<SiteExpansionView> views = ExpansionViews(r);
+  switch (format) {
+    case OutputFormat::kJson: {
+      google::protobuf::util::JsonPrintOptions json_options;
+      json_options.preserve_proto_field_names = true;
+      json_options.always_print_primitive_fields = true;
+      std::string json;
+      if (!google::protobuf::util::MessageToJsonString(r, &json, json_options)
+               .ok()) {
+        return "null\n";
+      }
+      return json + "\n";
+    }
+    case OutputFormat::kCsv:
+      return ExpansionCsv(views);
+    case OutputFormat::kTable: {
+      bool complete = true;
+      for (const SiteExpansionView& v : views)
+        complete &= v.status == v1::SITE_STATUS_OK;
+      std::string out = absl::StrCat(
+          "explain: ", r.canonical_query(), "\n",
+          "nothing was counted and no budget was charged (audit entry #",
+          r.audit_index(), ", policy ", r.policy_version().substr(0, 12),
+          ")\n");
+      if (!complete) {
+        absl::StrAppend(&out,
+                        "PARTIAL: some sites could not explain (listed "
+                        "below); a query would be partial too\n");
+      }
+      absl::StrAppend(&out, UnreachedWarning(views), "\n");
+      absl::StrAppend(&out, ExpansionTable(views, options.code_labels));
       return out;
     }
   }

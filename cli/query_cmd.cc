@@ -25,12 +25,20 @@ constexpr char kUsage[] =
     "                        [--key FILE] [--server-name NAME] [--timeout-ms "
     "N]\n"
     "                        [--server-id SPIFFE_ID] 'QUERY'\n"
+    "       passerelle query [same flags] --explain 'QUERY'\n"
+    "--explain shows how each site would match the query's codes (its\n"
+    "crosswalk expansion) without counting anything: no budget is charged.\n"
     "The server must prove the gateway's identity (or --server-id's).\n"
     "The config file (protobuf text, see deploy/) defaults to "
     "$PASSERELLE_CONFIG.\n";
 
 absl::Status Run(const ParsedFlags& flags) {
-  if (flags.positional.size() != 1) {
+  const bool explain = flags.Has("explain");
+  if (explain && !flags.positional.empty()) {
+    return absl::InvalidArgumentError(
+        "--explain takes the QUERY as its value; no other QUERY argument");
+  }
+  if (!explain && flags.positional.size() != 1) {
     return absl::InvalidArgumentError("expected exactly one QUERY argument");
   }
   PASSERELLE_ASSIGN_OR_RETURN(OutputFormat format,
@@ -42,17 +50,27 @@ absl::Status Run(const ParsedFlags& flags) {
                               NewGatewayStub(config));
 
   v1::QueryRequest request;
-  request.set_text(flags.positional[0]);
+  request.set_text(explain ? flags.Get("explain") : flags.positional[0]);
   request.set_project(config.project());
   request.set_purpose(flags.Get("purpose"));
   for (const std::string& s : flags.GetAll("site")) request.add_sites(s);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(timeout_ms));
+  // Vocabulary labels hook (FormatOptions::code_labels): unset, codes are
+  // shown without labels.
+  const FormatOptions options;
+  if (explain) {
+    v1::ExplainResponse response;
+    grpc::Status status = stub->Explain(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    std::cout << FormatExplainResponse(response, format, options);
+    return absl::OkStatus();
+  }
   v1::QueryResponse response;
   grpc::Status status = stub->Query(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
-  std::cout << FormatQueryResponse(response, format);
+  std::cout << FormatQueryResponse(response, format, options);
   return absl::OkStatus();
 }
 
@@ -64,7 +82,7 @@ int RunQueryCommand(const std::vector<std::string>& args) {
     return 0;
   }
   std::set<std::string> names = ClientFlagNames();
-  names.insert({"format", "purpose", "site"});
+  names.insert({"format", "purpose", "site", "explain"});
   absl::StatusOr<ParsedFlags> flags = ParseFlags(args, names);
   absl::Status status = flags.ok() ? Run(*flags) : flags.status();
   if (!status.ok()) {

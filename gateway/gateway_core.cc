@@ -12,6 +12,7 @@
 #include "common/crash_point.h"
 #include "common/limits.h"
 #include "common/status_macros.h"
+#include "gateway/expansion.h"
 #include "gateway/noise_prewarm.h"
 #include "ledger/ledger.h"
 #include "privacy/cost.h"
@@ -24,16 +25,6 @@
 
 namespace passerelle::gateway {
 namespace {
-
-// The caller hears that the audit log failed, not how: the store's message
-// can name a path. The details go to the gateway's own log.
-absl::Status AuditUnavailable(const absl::Status& why) {
-  std::cerr << "passerelle gateway: audit append failed, nothing released: "
-            << why.message() << "\n";
-  return absl::UnavailableError(
-      "audit log unavailable, nothing released (details in the gateway's "
-      "log)");
-}
 
 v1::SiteStatus ToSiteStatus(SiteState s) {
   switch (s) {
@@ -276,9 +267,24 @@ absl::StatusOr<std::string> GatewayCore::NewRequestId() {
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
+absl::Status GatewayCore::AuditUnavailable(const absl::Status& why) {
+  std::cerr << "passerelle gateway: audit append failed, nothing released: "
+            << why.message() << "\n";
+  return absl::UnavailableError(
+      "audit log unavailable, nothing released (details in the gateway's "
+      "log)");
+}
+
 absl::StatusOr<uint64_t> GatewayCore::AppendBounded(v1::AuditEntry& entry) {
   BoundReasons(entry);
-  const size_t size = entry.ByteSizeLong();
+  size_t size = entry.ByteSizeLong();
+  // Expansions are public metadata (the response carries them whole): the
+  // entry drops what does not fit, and says so, before the entry as a
+  // whole is given up.
+  if (size > limits::kMaxAuditEntryBytes &&
+      FitExpansions(&entry, limits::kMaxAuditEntryBytes)) {
+    size = entry.ByteSizeLong();
+  }
   if (size <= limits::kMaxAuditEntryBytes) return audit_->Append(entry);
   v1::AuditEntry small;
   small.set_operation(entry.operation());
@@ -342,18 +348,9 @@ absl::Status GatewayCore::Refuse(v1::AuditEntry& entry, absl::Time start,
   return status;
 }
 
-absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
+absl::StatusOr<GatewayCore::Admission> GatewayCore::Admit(
     const std::string& caller, const v1::QueryRequest& request,
-    absl::Time deadline) {
-  const absl::Time start = clock_->Now();
-  // On the heap, as the response is: the released cells are lent to it for
-  // the audit append (SwapReleasedCells).
-  v1::AuditEntry entry;
-  entry.set_time_unix_micros(absl::ToUnixMicros(start));
-  entry.set_caller(limits::RecordedIdentity(caller));
-  entry.set_decision(v1::AUDIT_DECISION_FAILED);
-  PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
-  entry.set_request_id(request_id);
+    absl::Time start, v1::AuditEntry& entry) {
   // Nothing the caller sent is recorded before it is checked against the
   // limits; a refusal records only a quoted prefix (in its reason).
   absl::Status within = CheckQueryRequest(request);
@@ -426,6 +423,35 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     entry.set_decision(v1::AUDIT_DECISION_DENIED);
     return Refuse(entry, start, absl::PermissionDeniedError("no site to ask"));
   }
+  Admission admitted;
+  admitted.query = std::move(query);
+  admitted.canonical = canonical;
+  admitted.policy = std::move(policy);
+  admitted.decision = decision;
+  admitted.clients = std::move(clients);
+  return admitted;
+}
+
+absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
+    const std::string& caller, const v1::QueryRequest& request,
+    absl::Time deadline) {
+  const absl::Time start = clock_->Now();
+  // On the heap, as the response is: the released cells are lent to it for
+  // the audit append (SwapReleasedCells).
+  v1::AuditEntry entry;
+  entry.set_time_unix_micros(absl::ToUnixMicros(start));
+  entry.set_caller(limits::RecordedIdentity(caller));
+  entry.set_decision(v1::AUDIT_DECISION_FAILED);
+  PASSERELLE_ASSIGN_OR_RETURN(std::string request_id, NewRequestId());
+  entry.set_request_id(request_id);
+  PASSERELLE_ASSIGN_OR_RETURN(Admission admitted,
+                              Admit(caller, request, start, entry));
+  v1::Query& query = admitted.query;
+  const std::string& canonical = admitted.canonical;
+  const std::shared_ptr<const policy::Policy>& policy = admitted.policy;
+  const v1::Decision& decision = admitted.decision;
+  const v1::Obligations& ob = decision.obligations();
+  const std::vector<NodeClient*>& clients = admitted.clients;
   // The entry records every released cell (combined and per site): a
   // breakdown with more than it may hold is refused before any budget.
   {
@@ -541,8 +567,25 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
   std::vector<int> input_site;  // Index into outcomes.
   bool complete = true;
   const bool by_site = HasSiteDimension(query);
+  // What each site says about its crosswalk expansion (checked: a node
+  // that contradicts the query is treated as failed, as for its cells).
+  std::vector<std::string> expansion_notes;
   for (size_t i = 0; i < outcomes.size(); ++i) {
     SiteOutcome& o = outcomes[i];
+    if (o.state == SiteState::kOk) {
+      std::vector<std::string> cut;
+      absl::Status expansion = CheckSiteExpansion(
+          o.site, query, o.response.mutable_expansion(), &cut);
+      if (expansion.ok()) {
+        for (std::string& n : cut) expansion_notes.push_back(std::move(n));
+        for (std::string& n : UnreachedNotes(o.site, o.response.expansion())) {
+          expansion_notes.push_back(std::move(n));
+        }
+      } else {
+        o.state = SiteState::kFailed;
+        o.reason = std::string(expansion.message());
+      }
+    }
     if (o.state == SiteState::kOk) {
       absl::StatusOr<std::vector<v1::Cell>> cells = AlignCells(
           o.response, query::EnumerateCells(query, {clients[i]->site()}));
@@ -662,6 +705,8 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
     if (o.state == SiteState::kOk) {
       as->set_snapshot(o.response.snapshot());
       as->set_node_audit_index(o.response.audit_index());
+      *s->mutable_expansion() = o.response.expansion();
+      *as->mutable_expansion() = o.response.expansion();
     }
     if (o.state != SiteState::kOk) {
       notes.push_back(absl::StrCat(
@@ -671,6 +716,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::Query(
                             : "; combined counts cover the other sites only"));
     }
   }
+  for (std::string& n : expansion_notes) notes.push_back(std::move(n));
   response.set_complete(complete);
   for (v1::ReleasedCell& c : combined) *response.add_combined() = std::move(c);
   for (std::string& n : notes) response.add_notes(std::move(n));
@@ -740,6 +786,7 @@ absl::StatusOr<v1::QueryResponse> GatewayCore::ServeRepeat(
     as->set_status(SiteStatusName(s.status()));
     as->set_reason(s.reason());
     as->set_snapshot(s.snapshot());
+    *as->mutable_expansion() = s.expansion();
   }
   entry.set_latency_micros(absl::ToInt64Microseconds(clock_->Now() - start));
   SwapReleasedCells(response, entry);

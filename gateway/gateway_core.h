@@ -80,6 +80,17 @@ class GatewayCore {
                                           const v1::QueryRequest& request,
                                           absl::Time deadline);
 
+  // The per-site crosswalk expansion of the query, before anything runs:
+  // the same limits, parsing, policy decision and refusals (audited, and
+  // rate-limited by the refusal limiter) as Query, then each site's
+  // NodeService.Explain; no budget is reserved or charged and no node reads
+  // data. A site that fails or refuses is reported per site, as in Query;
+  // an expansion that contradicts the query is refused (gateway/expansion.h).
+  // One audit entry, operation "explain", with every site's expansion.
+  absl::StatusOr<v1::ExplainResponse> Explain(const std::string& caller,
+                                              const v1::QueryRequest& request,
+                                              absl::Time deadline);
+
   // The project's budget as the caller may see it (audited like a query).
   absl::StatusOr<v1::BudgetResponse> Budget(const std::string& caller,
                                             const v1::BudgetRequest& request);
@@ -101,6 +112,20 @@ class GatewayCore {
 
  private:
   absl::StatusOr<std::string> NewRequestId();
+  // What Query and Explain share: the request's limits, the query (parsed,
+  // or validated when an AST) with its reference date pinned, its canonical
+  // form, the policy decision and the nodes of the sites it allows. Fills
+  // `entry` as it goes; a refusal is recorded (Refuse) and returned.
+  struct Admission {
+    v1::Query query;
+    std::string canonical;
+    std::shared_ptr<const policy::Policy> policy;
+    v1::Decision decision;
+    std::vector<NodeClient*> clients;
+  };
+  absl::StatusOr<Admission> Admit(const std::string& caller,
+                                  const v1::QueryRequest& request,
+                                  absl::Time start, v1::AuditEntry& entry);
   // Appends `entry` (stamped with latency, the status's message as its
   // reason when it has none, reasons bounded) and returns `status`, or the
   // audit failure when the entry could not be written. `limitable`: the
@@ -113,6 +138,9 @@ class GatewayCore {
   // field is bounded on the way in) is replaced by a short FAILED entry and
   // an INTERNAL error is returned, so nothing is released.
   absl::StatusOr<uint64_t> AppendBounded(v1::AuditEntry& entry);
+  // The caller hears that the audit log failed, not how: the store's message
+  // can name a path. The details go to the gateway's own log.
+  static absl::Status AuditUnavailable(const absl::Status& why);
 
   void NoteSnapshot(const std::string& site, const std::string& snapshot);
   // Asks each node for its snapshot now; true when every one answers with

@@ -77,6 +77,12 @@ class GuardedGatewayService : public v1::GatewayService::Service {
     if (!health_->serving()) return NotServing();
     return inner_->Query(context, request, response);
   }
+  grpc::Status Explain(grpc::ServerContext* context,
+                       const v1::QueryRequest* request,
+                       v1::ExplainResponse* response) override {
+    if (!health_->serving()) return NotServing();
+    return inner_->Explain(context, request, response);
+  }
   grpc::Status Budget(grpc::ServerContext* context,
                       const v1::BudgetRequest* request,
                       v1::BudgetResponse* response) override {

@@ -18,6 +18,9 @@ class GatewayServiceImpl final : public v1::GatewayService::Service {
   grpc::Status Query(grpc::ServerContext* context,
                      const v1::QueryRequest* request,
                      v1::QueryResponse* response) override;
+  grpc::Status Explain(grpc::ServerContext* context,
+                       const v1::QueryRequest* request,
+                       v1::ExplainResponse* response) override;
   grpc::Status Budget(grpc::ServerContext* context,
                       const v1::BudgetRequest* request,
                       v1::BudgetResponse* response) override;

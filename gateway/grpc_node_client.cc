@@ -55,6 +55,16 @@ class GrpcNodeClient : public NodeClient {
     return info;
   }
 
+  absl::StatusOr<v1::SiteExpansion> Explain(const v1::ExplainRequest& request,
+                                            absl::Time deadline) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    v1::SiteExpansion expansion;
+    grpc::Status status = stub_->Explain(&context, request, &expansion);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return expansion;
+  }
+
  private:
   const std::string site_;
   std::unique_ptr<v1::NodeService::Stub> stub_;

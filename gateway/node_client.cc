@@ -27,24 +27,31 @@ SiteOutcome Classify(const std::string& site,
     out.response = std::move(*result);
     return out;
   }
-  const absl::Status& s = result.status();
+  ClassifyError(result.status(), &out.state, &out.reason);
+  return out;
+}
+
+}  // namespace
+
+void ClassifyError(const absl::Status& s, SiteState* state,
+                   std::string* reason) {
   switch (s.code()) {
     case absl::StatusCode::kDeadlineExceeded:
-      out.state = SiteState::kTimedOut;
+      *state = SiteState::kTimedOut;
       break;
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
-      out.state = SiteState::kRefused;
+      *state = SiteState::kRefused;
       break;
     default:
-      out.state = SiteState::kFailed;
+      *state = SiteState::kFailed;
   }
-  out.reason =
-      absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
-  return out;
+  *reason = absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
 }
+
+namespace {
 
 // One site's call with its retries; owned by the callbacks it schedules.
 struct Attempt : std::enable_shared_from_this<Attempt> {
@@ -98,7 +105,56 @@ struct Attempt : std::enable_shared_from_this<Attempt> {
   }
 };
 
+// One site's explain call with its retries (the same policy as Attempt),
+// blocking on its own thread.
+ExplainOutcome ExplainWithRetries(NodeClient* client,
+                                  const v1::ExplainRequest& request,
+                                  absl::Time deadline,
+                                  const FanOutOptions& options) {
+  ExplainOutcome out;
+  out.site = client->site();
+  int attempts = 0;
+  absl::StatusOr<v1::SiteExpansion> r;
+  while (true) {
+    ++attempts;
+    r = client->Explain(request, deadline);
+    if (r.ok() || r.status().code() != absl::StatusCode::kUnavailable ||
+        attempts >= options.max_attempts) {
+      break;
+    }
+    const absl::Duration wait = RetryBackoff(options, attempts);
+    if (absl::Now() + wait >= deadline) break;
+    absl::SleepFor(wait);
+    if (absl::Now() >= deadline) break;
+  }
+  if (r.ok()) {
+    out.state = SiteState::kOk;
+    out.expansion = *std::move(r);
+    return out;
+  }
+  ClassifyError(r.status(), &out.state, &out.reason);
+  if (attempts > 1) absl::StrAppend(&out.reason, " (", attempts, " attempts)");
+  return out;
+}
+
 }  // namespace
+
+std::vector<ExplainOutcome> FanOutExplain(
+    const std::vector<NodeClient*>& clients,
+    const std::vector<v1::ExplainRequest>& requests,
+    const std::vector<absl::Time>& deadlines, const FanOutOptions& options) {
+  std::vector<ExplainOutcome> outcomes(clients.size());
+  std::vector<std::thread> callers;
+  callers.reserve(clients.size());
+  for (size_t i = 0; i < clients.size(); ++i) {
+    callers.emplace_back([&, i] {
+      outcomes[i] =
+          ExplainWithRetries(clients[i], requests[i], deadlines[i], options);
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  return outcomes;
+}
 
 absl::Duration RetryBackoff(const FanOutOptions& options, int retry) {
   absl::Duration wait = options.initial_backoff;

@@ -31,6 +31,14 @@ class NodeClient {
     (void)deadline;
     return absl::UnimplementedError("node info not supported by this client");
   }
+  // How the query's codes would reach the node's vocabularies (no data is
+  // read). Blocking; bounded by `deadline`.
+  virtual absl::StatusOr<v1::SiteExpansion> Explain(
+      const v1::ExplainRequest& request, absl::Time deadline) {
+    (void)request;
+    (void)deadline;
+    return absl::UnimplementedError("explain not supported by this client");
+  }
 };
 
 enum class SiteState { kOk, kFailed, kTimedOut, kRefused };
@@ -63,7 +71,30 @@ std::vector<SiteOutcome> FanOut(const std::vector<NodeClient*>& clients,
                                 const std::vector<absl::Time>& deadlines,
                                 const FanOutOptions& options = {});
 
+// The explain fan-out: requests[i] to clients[i] (NodeClient::Explain), in
+// parallel, with the same deadlines and retries as FanOut. An answer is
+// kOk only when it is a SiteExpansion (site names are checked by the
+// caller, against the query; gateway/expansion.h).
+struct ExplainOutcome {
+  std::string site;
+  SiteState state = SiteState::kFailed;
+  std::string reason;
+  v1::SiteExpansion expansion;  // Meaningful when state == kOk.
+};
+std::vector<ExplainOutcome> FanOutExplain(
+    const std::vector<NodeClient*>& clients,
+    const std::vector<v1::ExplainRequest>& requests,
+    const std::vector<absl::Time>& deadlines,
+    const FanOutOptions& options = {});
+
 const char* SiteStateName(SiteState state);
+
+// How a node's error is reported: DEADLINE_EXCEEDED is a timeout;
+// PERMISSION_DENIED, UNAUTHENTICATED, INVALID_ARGUMENT and
+// FAILED_PRECONDITION a refusal; anything else a failure. `reason` is
+// "<CODE>: <message>".
+void ClassifyError(const absl::Status& status, SiteState* state,
+                   std::string* reason);
 
 }  // namespace passerelle::gateway
 
