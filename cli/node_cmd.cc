@@ -9,6 +9,7 @@
 #include "cli/flags.h"
 #include "cli/format.h"
 #include "common/status_macros.h"
+#include "node/crosswalk_loader.h"
 #include "node/engine.h"
 #include "node/loader.h"
 #include "node/node_server.h"
@@ -25,10 +26,14 @@ constexpr char kUsage[] =
     "  passerelle node load --store DIR --site ID\n"
     "                       [--format omop|synthea|snds] [--max-rejected N]\n"
     "                       [--future-events keep|reject]\n"
-    "                       [--vocabulary-rules FILE (omop only)] CSV_DIR\n"
+    "                       [--vocabulary-rules FILE (omop only)]\n"
+    "                       [--crosswalk PATH[,source=VOCAB][,name=NAME]]...\n"
+    "                       [--crosswalk-invalid refuse|skip] CSV_DIR\n"
     "    Events dated after today (UTC) fail the load unless --future-events\n"
     "    says whether they are kept (date-shifted extracts: query them with\n"
-    "    `as of`) or left out.\n"
+    "    `as of`) or left out. Crosswalk tables (docs/vocabulary.md) are\n"
+    "    loaded with the data; an invalid row refuses the load unless\n"
+    "    --crosswalk-invalid skip (the skipped rows are listed).\n"
     "  passerelle node count --store DIR [--format table|json|csv] 'QUERY'\n"
     "  passerelle node info --store DIR\n"
     "  passerelle node serve --config FILE\n";
@@ -77,6 +82,33 @@ absl::Status Load(const ParsedFlags& flags) {
         "--future-events \"", future, "\" must be keep or reject"));
   }
 
+  // Crosswalks first: a bad table refuses the load before the data is read.
+  node::InvalidCrosswalkRows invalid = node::InvalidCrosswalkRows::kRefuse;
+  const std::string invalid_flag = flags.Get("crosswalk-invalid", "refuse");
+  if (invalid_flag == "skip") {
+    invalid = node::InvalidCrosswalkRows::kSkip;
+  } else if (invalid_flag != "refuse") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--crosswalk-invalid \"", invalid_flag, "\" must be refuse or skip"));
+  }
+  node::CrosswalkLoadReport crosswalk_report;
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<const node::CrosswalkSet> crosswalks,
+      node::LoadCrosswalks(flags.GetAll("crosswalk"), invalid,
+                           &crosswalk_report));
+  for (const node::RejectedRow& r : crosswalk_report.invalid_samples) {
+    std::cerr << "crosswalk row skipped " << r.file << ":" << r.line << ": "
+              << r.reason << "\n";
+  }
+  if (crosswalk_report.invalid >
+      static_cast<int64_t>(crosswalk_report.invalid_samples.size())) {
+    std::cerr << "... and "
+              << crosswalk_report.invalid -
+                     static_cast<int64_t>(
+                         crosswalk_report.invalid_samples.size())
+              << " more crosswalk rows skipped\n";
+  }
+
   node::SnapshotBuilder builder(site);
   node::LoadReport report;
   const absl::Time start = absl::Now();
@@ -106,8 +138,11 @@ absl::Status Load(const ParsedFlags& flags) {
   PASSERELLE_ASSIGN_OR_RETURN(
       std::string version,
       store->NextVersion(site, absl::ToUnixSeconds(absl::Now())));
+  // The snapshot identity names the mapping set in force.
+  version = node::VersionWithMappingSet(version, crosswalks->id());
   std::shared_ptr<node::Snapshot> snap =
       builder.Build(version, absl::ToUnixSeconds(absl::Now()));
+  if (!crosswalks->empty()) snap->crosswalks = crosswalks;
   PASSERELLE_RETURN_IF_ERROR(store->Commit(*snap));
   std::cout << "loaded site " << site << " snapshot " << version << ": "
             << report.persons << " persons, " << report.events << " events, "
@@ -120,6 +155,18 @@ absl::Status Load(const ParsedFlags& flags) {
             << absl::FormatDuration(absl::Now() - start) << "\n";
   for (const std::string& note : report.notes)
     std::cout << "note: " << note << "\n";
+  if (!crosswalks->empty()) {
+    std::cout << "mapping set " << crosswalks->id() << ":\n";
+    for (const node::CrosswalkTable& t : crosswalks->tables()) {
+      std::cout << "  crosswalk " << t.name << " (" << t.form
+                << "): " << absl::StrJoin(t.SourceVocabularies(), ",") << " -> "
+                << absl::StrJoin(t.TargetVocabularies(), ",") << ", "
+                << t.rows.size() << " rows, " << t.skipped_rows
+                << " invalid rows skipped, " << t.no_map_rows
+                << " no-map rows, " << t.merged_rows
+                << " repeated mappings merged\n";
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -148,9 +195,10 @@ absl::Status Count(const ParsedFlags& flags) {
   query::PinReferenceDate(absl::Now(), &query);
   PASSERELLE_ASSIGN_OR_RETURN(std::unique_ptr<node::CohortEngine> engine,
                               OpenEngine(flags));
-  PASSERELLE_ASSIGN_OR_RETURN(std::vector<v1::Cell> cells,
-                              engine->Count(query));
   v1::CountResponse response;
+  PASSERELLE_ASSIGN_OR_RETURN(
+      std::vector<v1::Cell> cells,
+      engine->CountExpanded(query, response.mutable_expansion()));
   response.set_site(engine->meta().site);
   response.set_snapshot(engine->meta().version);
   for (v1::Cell& c : cells) *response.add_cells() = std::move(c);
@@ -168,6 +216,18 @@ absl::Status Info(const ParsedFlags& flags) {
             << "\npersons:      " << m.persons << "\nevents:       " << m.events
             << "\nvocabularies: " << absl::StrJoin(engine->Vocabularies(), ", ")
             << "\n";
+  std::shared_ptr<const node::CrosswalkSet> set = engine->crosswalks();
+  std::cout << "mapping set:  " << (set == nullptr ? "(none)" : set->id())
+            << "\n";
+  if (set != nullptr) {
+    for (const node::CrosswalkTable& t : set->tables()) {
+      std::cout << "crosswalk:    " << t.name << " (" << t.form << ") "
+                << absl::StrJoin(t.SourceVocabularies(), ",") << " -> "
+                << absl::StrJoin(t.TargetVocabularies(), ",") << ": "
+                << t.rows.size() << " rows, " << t.skipped_rows << " skipped, "
+                << t.no_map_rows << " no-map, " << t.merged_rows << " merged\n";
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -180,9 +240,9 @@ int RunNodeCommand(const std::vector<std::string>& args) {
   }
   const std::string sub = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
-  absl::StatusOr<ParsedFlags> flags =
-      ParseFlags(rest, {"store", "site", "format", "vocabulary-rules",
-                        "max-rejected", "future-events", "config"});
+  absl::StatusOr<ParsedFlags> flags = ParseFlags(
+      rest, {"store", "site", "format", "vocabulary-rules", "max-rejected",
+             "future-events", "config", "crosswalk", "crosswalk-invalid"});
   absl::Status status;
   if (!flags.ok()) {
     status = flags.status();

@@ -8,6 +8,12 @@
 // trap_dataset.h, one of them entirely before 1970) and, when ../shared is
 // present, the MIMIC-IV demo.
 //
+// Crosswalks: some sites load crosswalk tables (random ones drawn from the
+// data's codes in the Passerelle form, the real CMS GEMs for the MIMIC
+// demo); the reference imports the same files into sqlite3 and applies them
+// by a join (node/testing/sql_crosswalk.h), and each query is drawn with
+// `codes mapped`, `codes equivalent` or `codes exact`.
+//
 // Replay: PASSERELLE_DIFF_SEED=<seed> runs only that query (and prints its
 // text, AST, SQL and cells); PASSERELLE_DIFF_QUERIES=<n> changes the number
 // of queries per site; PASSERELLE_DIFF_BASE_SEED=<s> draws other queries.
@@ -19,6 +25,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,17 +35,20 @@
 #include "common/clock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "node/crosswalk_loader.h"
 #include "node/engine.h"
 #include "node/omop_loader.h"
 #include "node/snapshot.h"
 #include "node/store.h"
 #include "node/testing/query_generator.h"
 #include "node/testing/rng.h"
+#include "node/testing/sql_crosswalk.h"
 #include "node/testing/sql_reference.h"
 #include "node/testing/trap_dataset.h"
 #include "query/cells.h"
 #include "query/parser.h"
 #include "query/validate.h"
+#include "query/vocabulary.h"
 #include "synth/generator.h"
 #include "synth/omop_writer.h"
 
@@ -112,7 +123,89 @@ struct Site {
   std::vector<SqlVocabularyRule> rules;
   int queries = 0;
   uint64_t tag = 0;  // Separates the query streams of the sites.
+  // Crosswalks: random ones drawn from the data's codes, and files.
+  bool random_crosswalks = false;
+  std::vector<difftest::SqlCrosswalkFile> crosswalks;
+  // Queries run before the random ones (text, with `as of` pinned).
+  std::vector<std::string> fixed_queries;
 };
+
+// Random crosswalk tables in the Passerelle form over the data's codes:
+// each of a third of the codes maps to one to three target codes
+// (snomed, or rxnorm for drugs) from a small pool, so that targets are
+// shared (many-to-many) and prefixes of targets span several; every
+// relation, combination flags, source-prefix rows, family source
+// vocabularies (icd10, icd9), ICD codes long enough to roll up, and rows
+// chaining a target to another target (which must not be followed: one
+// hop). The targets join the profile so that queries name them.
+std::vector<difftest::SqlCrosswalkFile> WriteRandomCrosswalks(
+    DataProfile* profile, uint64_t seed, const TempDir& work) {
+  difftest::Rng rng(seed);
+  const char* kRelations[] = {"equivalent", "narrower", "broader",
+                              "approximate"};
+  std::map<std::string, std::set<std::string>> tables;  // name -> lines
+  std::map<std::tuple<int, std::string, std::string>, difftest::ProfileCode>
+      targets;
+  std::vector<std::string> chained;
+  const std::vector<difftest::ProfileCode> codes = profile->codes;
+  for (const difftest::ProfileCode& c : codes) {
+    if (!query::IsKnownVocabulary(c.vocabulary) ||
+        !IsWellFormedCrosswalkCode(c.vocabulary, c.code) || rng.Below(3) != 0) {
+      continue;
+    }
+    const int rows = 1 + static_cast<int>(rng.Below(3));
+    for (int k = 0; k < rows; ++k) {
+      const bool drug = c.domain == v1::DOMAIN_DRUG;
+      const std::string tv = drug ? "rxnorm" : "snomed";
+      std::string tc = absl::StrCat(drug ? "8" : "7", 100 + rng.Below(30));
+      if (rng.Below(4) == 0) absl::StrAppend(&tc, rng.Below(10));
+      std::string sv = c.vocabulary;
+      if (rng.Below(4) == 0) {
+        if (sv == "cim10" || sv == "icd10cm" || sv == "icd10ca") sv = "icd10";
+        if (sv == "icd9cm") sv = "icd9";
+      }
+      std::string sc = c.code;
+      if (rng.Below(8) == 0 && sc.size() > 3) sc = sc.substr(0, 3) + "*";
+      const std::string flags =
+          rng.Below(6) == 0 ? "combination;scenario=1;choice=1" : "";
+      tables[rng.Below(2) == 0 ? "xa" : "xb"].insert(
+          absl::StrCat(sv, ",", sc, ",", tv, ",", tc, ",",
+                       kRelations[rng.Below(4)], ",", flags));
+      difftest::ProfileCode& t = targets[{c.domain, tv, tc}];
+      t.domain = c.domain;
+      t.vocabulary = tv;
+      t.code = tc;
+      t.patients += c.patients;
+      if (t.values.empty()) t.values = c.values;
+      if (rng.Below(10) == 0) chained.push_back(absl::StrCat(tv, ",", tc));
+    }
+  }
+  // A target mapped again: a query for the second target reaches the
+  // first target's site codes only if hops were chained.
+  for (const std::string& t : chained) {
+    const std::string second = absl::StrCat("9", t.substr(t.size() - 3));
+    tables["xb"].insert(absl::StrCat(t, ",snomed,", second, ",equivalent,"));
+    for (int domain : {v1::DOMAIN_CONDITION, v1::DOMAIN_DRUG}) {
+      difftest::ProfileCode& p = targets[{domain, "snomed", second}];
+      p.domain = static_cast<v1::Domain>(domain);
+      p.vocabulary = "snomed";
+      p.code = second;
+      p.patients = std::max<int64_t>(p.patients, 1);
+    }
+  }
+  std::vector<difftest::SqlCrosswalkFile> files;
+  for (const auto& [name, lines] : tables) {
+    const std::string path = work.Sub(absl::StrCat("crosswalk-", name, ".csv"));
+    std::string text =
+        "source_vocabulary,source_code,target_vocabulary,target_code,"
+        "relation,flags\n";
+    for (const std::string& l : lines) absl::StrAppend(&text, l, "\n");
+    EXPECT_TRUE(WriteFile(path, text));
+    files.push_back({path, "passerelle", name, ""});
+  }
+  for (auto& [key, t] : targets) profile->codes.push_back(std::move(t));
+  return files;
+}
 
 struct Case {
   uint64_t seed = 0;
@@ -141,6 +234,37 @@ void RunDifferential(const Site& site) {
   ASSERT_TRUE(profile_text.ok()) << profile_text.status();
   absl::StatusOr<DataProfile> profile = difftest::ParseProfile(*profile_text);
   ASSERT_TRUE(profile.ok()) << profile.status();
+  // The crosswalks, imported into the reference and loaded by the node.
+  std::vector<difftest::SqlCrosswalkFile> crosswalk_files = site.crosswalks;
+  if (site.random_crosswalks) {
+    for (difftest::SqlCrosswalkFile& f : WriteRandomCrosswalks(
+             &*profile, difftest::MixSeed(site.tag, 77), work)) {
+      crosswalk_files.push_back(std::move(f));
+    }
+  }
+  std::shared_ptr<const CrosswalkSet> crosswalks;
+  if (!crosswalk_files.empty()) {
+    absl::StatusOr<std::string> xsql =
+        difftest::CrosswalkImportScript(crosswalk_files);
+    ASSERT_TRUE(xsql.ok()) << xsql.status();
+    ASSERT_TRUE(WriteFile(work.Sub("crosswalks.sql"), *xsql));
+    absl::StatusOr<std::string> xout =
+        difftest::RunSqlite(db, work.Sub("crosswalks.sql"), work.path());
+    ASSERT_TRUE(xout.ok()) << xout.status();
+    std::vector<std::string> specs;
+    for (const difftest::SqlCrosswalkFile& f : crosswalk_files) {
+      std::string spec = absl::StrCat(f.path, ",name=", f.name);
+      if (!f.source_vocabulary.empty()) {
+        absl::StrAppend(&spec, ",source=", f.source_vocabulary);
+      }
+      specs.push_back(std::move(spec));
+    }
+    CrosswalkLoadReport xreport;
+    absl::StatusOr<std::shared_ptr<const CrosswalkSet>> set =
+        LoadCrosswalks(specs, InvalidCrosswalkRows::kRefuse, &xreport);
+    ASSERT_TRUE(set.ok()) << set.status();
+    crosswalks = *set;
+  }
   const auto imported = std::chrono::steady_clock::now();
 
   // The node's snapshot from the same files, in memory and read back from
@@ -159,8 +283,11 @@ void RunDifferential(const Site& site) {
   absl::Status loaded =
       LoadOmopDirectory(site.csv_dir, options, &builder, &report);
   ASSERT_TRUE(loaded.ok()) << loaded;
-  std::shared_ptr<Snapshot> snap =
-      builder.Build(absl::StrCat(site.site_id, "-diff-1"), 0);
+  std::shared_ptr<Snapshot> snap = builder.Build(
+      VersionWithMappingSet(absl::StrCat(site.site_id, "-diff-1"),
+                            crosswalks == nullptr ? "" : crosswalks->id()),
+      0);
+  snap->crosswalks = crosswalks;
   std::string rejected;
   for (const RejectedRow& r : report.rejected_samples) {
     absl::StrAppend(&rejected, "\n  ", r.file, ":", r.line, ": ", r.reason);
@@ -200,10 +327,11 @@ void RunDifferential(const Site& site) {
   uint64_t base = kDefaultBaseSeed, replay = 0, n = 0;
   EnvU64("PASSERELLE_DIFF_BASE_SEED", &base);
   const bool replaying = EnvU64("PASSERELLE_DIFF_SEED", &replay);
-  const int count =
-      replaying ? 1
-                : (EnvU64("PASSERELLE_DIFF_QUERIES", &n) ? static_cast<int>(n)
-                                                         : site.queries);
+  const int fixed = replaying ? 0 : static_cast<int>(site.fixed_queries.size());
+  const int count = fixed + (replaying ? 1
+                                       : (EnvU64("PASSERELLE_DIFF_QUERIES", &n)
+                                              ? static_cast<int>(n)
+                                              : site.queries));
   QueryGenerator generator(*profile);
   std::vector<Case> cases(count);
   std::vector<v1::Query> asts;
@@ -215,7 +343,28 @@ void RunDifferential(const Site& site) {
     c.seed = replaying
                  ? replay
                  : difftest::MixSeed(difftest::MixSeed(base, site.tag), i);
-    c.generated = generator.Generate(c.seed);
+    if (i < fixed) {
+      // A fixed query: its own text and AST.
+      c.generated.text = site.fixed_queries[i];
+      absl::StatusOr<v1::Query> ast = query::ParseQuery(c.generated.text);
+      ASSERT_TRUE(ast.ok()) << ast.status() << "\n  " << c.generated.text;
+      c.generated.ast = *std::move(ast);
+    } else {
+      c.generated = generator.Generate(c.seed);
+    }
+    if (crosswalks != nullptr && i >= fixed) {
+      // Each matching mode: mapped (half), equivalent, exact.
+      const uint64_t mode = difftest::MixSeed(c.seed, 12) % 4;
+      if (mode == 2) {
+        c.generated.ast.set_code_matching(v1::CODE_MATCHING_EQUIVALENT);
+        absl::StrAppend(&c.generated.text, " codes equivalent");
+      } else if (mode == 3) {
+        c.generated.ast.set_code_matching(v1::CODE_MATCHING_EXACT);
+        absl::StrAppend(&c.generated.text, " CODES exact");
+      } else if (mode == 1) {
+        absl::StrAppend(&c.generated.text, " codes mapped");
+      }
+    }
     for (const std::string& f : c.generated.features) ++features[f];
     const v1::Query& ast = c.generated.ast;
     const std::string replay_hint =
@@ -371,7 +520,9 @@ TEST(DifferentialTest, SynthQc) {
   auto generator = synth::Generator::Create(options);
   ASSERT_TRUE(generator.ok()) << generator.status();
   ASSERT_TRUE(synth::WriteOmopCsv(**generator, data.path()).ok());
-  RunDifferential({"synth qc", "SynthQc", data.path(), "qc", {}, 200, 2});
+  Site site{"synth qc", "SynthQc", data.path(), "qc", {}, 200, 2};
+  site.random_crosswalks = true;
+  RunDifferential(site);
 }
 
 TEST(DifferentialTest, Traps) {
@@ -382,7 +533,9 @@ TEST(DifferentialTest, Traps) {
   options.upper_case_files = true;
   auto rules = difftest::WriteTrapDataset(data.path(), options);
   ASSERT_TRUE(rules.ok()) << rules.status();
-  RunDifferential({"traps", "Traps", data.path(), "trap", *rules, 300, 3});
+  Site site{"traps", "Traps", data.path(), "trap", *rules, 300, 3};
+  site.random_crosswalks = true;
+  RunDifferential(site);
 }
 
 TEST(DifferentialTest, TrapsBefore1970) {
@@ -393,8 +546,15 @@ TEST(DifferentialTest, TrapsBefore1970) {
   options.before_1970 = true;
   auto rules = difftest::WriteTrapDataset(data.path(), options);
   ASSERT_TRUE(rules.ok()) << rules.status();
-  RunDifferential({"traps before 1970", "TrapsBefore1970", data.path(), "old",
-                   *rules, 200, 4});
+  Site site{"traps before 1970",
+            "TrapsBefore1970",
+            data.path(),
+            "old",
+            *rules,
+            200,
+            4};
+  site.random_crosswalks = true;
+  RunDifferential(site);
 }
 
 TEST(DifferentialTest, MimicDemo) {
@@ -416,7 +576,102 @@ TEST(DifferentialTest, MimicDemo) {
       {"condition", "456*", "icd10cm"},
       {"drug", "4*", "ndc"},
   };
-  RunDifferential({"mimic demo", "MimicDemo", mimic, "mimic", rules, 300, 5});
+  Site site{"mimic demo", "MimicDemo", mimic, "mimic", rules, 300, 5};
+  // Its mixed ICD-9-CM / ICD-10-CM conditions, reached through the CMS GEMs
+  // in both directions (the real files, as published).
+  const std::string gems = shared + "/data/crosswalks/";
+  site.crosswalks = {{gems + "cms_gem2018_icd9cm_to_icd10cm.csv", "gem-forward",
+                      "gem-fwd", ""},
+                     {gems + "cms_gem2018_icd10cm_to_icd9cm.csv",
+                      "gem-backward", "gem-bwd", ""}};
+  site.fixed_queries = {
+      "condition icd10:E11*",
+      "condition icd10:E11* codes equivalent",
+      "condition icd10:E11* codes exact",
+      "condition icd10cm:E11* group by sex",
+      "condition icd9cm:250* group by age_band(20)",
+      "condition icd10:I10 at least 2 times",
+      "condition icd10:E11* before condition icd10:N18* within 3650 days",
+      "condition icd9:4* and not condition icd10:E* codes equivalent",
+  };
+  RunDifferential(site);
+}
+
+// The MIMIC demo's ICD-9-CM diabetes records are reached by an ICD-10
+// query through the forward GEM: `condition icd10:E11*` finds the 250.x0
+// and 250.x2 patients that `codes exact` misses (the differential test
+// above checks the counts against SQL).
+TEST(DifferentialTest, MimicDemoGemReachesIcd9Diabetes) {
+  const std::string shared = SharedDir();
+  if (shared.empty()) {
+    GTEST_SKIP() << "../shared is absent (looked in $PASSERELLE_SOURCE_DIR/"
+                    "../shared): the MIMIC-IV demo data is not available";
+  }
+  const std::string mimic = shared + "/data/mimic-iv-demo-omop";
+  if (!fs::exists(fs::path(mimic) / "person.csv")) {
+    GTEST_SKIP() << mimic << "/person.csv is absent";
+  }
+  TempDir work;
+  LoadOptions options;
+  options.future_events = FutureEvents::kKeep;
+  options.vocabulary_rules_file = work.Sub("rules.txt");
+  ASSERT_TRUE(WriteFile(options.vocabulary_rules_file,
+                        "condition source_concept_id 448* icd9cm\n"
+                        "condition source_concept_id 352* icd10cm\n"
+                        "condition source_concept_id 455* icd10cm\n"
+                        "condition source_concept_id 456* icd10cm\n"));
+  SnapshotBuilder builder("mimic");
+  LoadReport report;
+  ASSERT_TRUE(LoadOmopDirectory(mimic, options, &builder, &report).ok());
+  CrosswalkLoadReport xreport;
+  absl::StatusOr<std::shared_ptr<const CrosswalkSet>> gem = LoadCrosswalks(
+      {shared + "/data/crosswalks/cms_gem2018_icd9cm_to_icd10cm.csv"},
+      InvalidCrosswalkRows::kRefuse, &xreport);
+  ASSERT_TRUE(gem.ok()) << gem.status();
+  // As published: 24,860 rows, 422 of them no-map (NoDx).
+  EXPECT_EQ((*gem)->tables()[0].rows.size() + (*gem)->tables()[0].no_map_rows,
+            24860u);
+  EXPECT_EQ((*gem)->tables()[0].no_map_rows, 422);
+  std::shared_ptr<Snapshot> snap = builder.Build("mimic-1", 0);
+  snap->crosswalks = *gem;
+  const std::unique_ptr<CohortEngine> engine = NewIndexEngine(snap);
+  auto count = [&](const std::string& text) -> int64_t {
+    absl::StatusOr<v1::Query> q = query::ParseQuery(text + " as of 2200-01-01");
+    EXPECT_TRUE(q.ok()) << q.status();
+    if (!q.ok()) return -1;
+    absl::StatusOr<std::vector<v1::Cell>> cells = engine->Count(*q);
+    EXPECT_TRUE(cells.ok()) << cells.status();
+    return cells.ok() ? (*cells)[0].count() : -1;
+  };
+  const int64_t icd9_type2 = count(
+      "condition [icd9cm:25000, icd9cm:25002, icd9cm:25040, icd9cm:25042, "
+      "icd9cm:25050, icd9cm:25060, icd9cm:25062, icd9cm:25080, "
+      "icd9cm:25092]");
+  const int64_t exact = count("condition icd10:E11* codes exact");
+  const int64_t mapped = count("condition icd10:E11*");
+  EXPECT_GT(icd9_type2, 0) << "the demo holds ICD-9-CM type 2 diabetes";
+  EXPECT_GT(mapped, exact);
+  // Every patient with one of those codes is in the mapped cohort.
+  EXPECT_EQ(count("condition [icd9cm:25000, icd9cm:25002, icd9cm:25040, "
+                  "icd9cm:25042, icd9cm:25050, icd9cm:25060, icd9cm:25062, "
+                  "icd9cm:25080, icd9cm:25092] and not condition icd10:E11*"),
+            0);
+  // And none of them under `codes exact` unless also coded in ICD-10-CM.
+  EXPECT_EQ(count("condition icd10:E11* codes exact and not condition "
+                  "icd10:E11*"),
+            0);
+  absl::StatusOr<v1::Query> q =
+      query::ParseQuery("condition icd10:E11* as of 2200-01-01");
+  ASSERT_TRUE(q.ok());
+  const v1::SiteExpansion e = engine->Explain(*q);
+  ASSERT_EQ(e.codes_size(), 1) << e.ShortDebugString();
+  EXPECT_EQ(e.codes(0).site_vocabulary(), "icd9cm");
+  EXPECT_EQ(e.codes(0).crosswalk(), "cms_gem2018_icd9cm_to_icd10cm");
+  // The README's count: 48 forward rows from 250.* to E11 (plus other
+  // ICD-9-CM codes mapped into E11, and the rollups 250 and 250x).
+  EXPECT_GE(e.codes(0).rows(), 48);
+  EXPECT_GE(e.codes(0).approximate_rows(), 48);
+  EXPECT_EQ(e.codes(0).sample_source_codes(0), "250");
 }
 
 // Without `as of` the reference date is the engine's clock's date, whatever

@@ -46,7 +46,8 @@ class IndexEngine : public CohortEngine {
               const IndexEngineOptions& options)
       : snap_(std::move(snap)),
         options_(options),
-        clock_(options.clock != nullptr ? options.clock : Clock::Real()) {
+        clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+        crosswalk_index_(snap_->crosswalks, SiteVocabularies(*snap_)) {
     BuildPrefixUnions();
     BuildRepeatBitmaps();
     // The most frequent of the four sexes of the cells (see Breakdown).
@@ -63,8 +64,30 @@ class IndexEngine : public CohortEngine {
     return snap_->Vocabularies();
   }
 
+  v1::SiteExpansion Explain(const v1::Query& query) const override {
+    v1::SiteExpansion e;
+    crosswalk_index_.Expand(query, snap_->meta.site, nullptr, &e);
+    return e;
+  }
+
+  std::shared_ptr<const CrosswalkSet> crosswalks() const override {
+    return snap_->crosswalks;
+  }
+
   absl::StatusOr<std::vector<v1::Cell>> Count(
       const v1::Query& query) const override {
+    return CountExpanded(query, nullptr);
+  }
+
+  absl::StatusOr<std::vector<v1::Cell>> CountExpanded(
+      const v1::Query& written, v1::SiteExpansion* expansion) const override {
+    // The mapped site codes join the event specs' code sets; everything
+    // below reads the expanded query as if they had been written.
+    v1::Query expanded;
+    const v1::Query& query =
+        crosswalk_index_.Expand(written, snap_->meta.site, &expanded, expansion)
+            ? expanded
+            : written;
     // The reference date for ages: the query's, else today on the engine's
     // clock; never a date of the data (privacy.md requirement 1).
     const v1::Date ref =
@@ -1400,9 +1423,19 @@ class IndexEngine : public CohortEngine {
     return cells;
   }
 
+  // The vocabularies of the snapshot's code tables, per domain.
+  static CrosswalkIndex::SiteVocabularies SiteVocabularies(const Snapshot& s) {
+    CrosswalkIndex::SiteVocabularies out;
+    for (const auto& [key, table] : s.tables)
+      out[key.first].push_back(key.second);
+    return out;
+  }
+
   std::shared_ptr<const Snapshot> snap_;
   const IndexEngineOptions options_;
   Clock* const clock_;
+  // The target-side index of the snapshot's crosswalks (built at open).
+  const CrosswalkIndex crosswalk_index_;
   int largest_sex_ = 1;  // In 1..4.
   mutable absl::Mutex unique_mu_;
   mutable absl::flat_hash_map<const Posting*, bool> unique_events_

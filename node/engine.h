@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "node/crosswalk.h"
 #include "node/snapshot.h"
 #include "passerelle/v1/node.pb.h"
 #include "passerelle/v1/query.pb.h"
@@ -29,6 +30,28 @@ class CohortEngine {
       const v1::Query& query) const = 0;
   virtual const SnapshotMeta& meta() const = 0;
   virtual std::vector<std::string> Vocabularies() const = 0;
+
+  // Count, and the query's crosswalk expansion at this snapshot in
+  // `*expansion` (when not null). The mapped site codes join each event
+  // spec's code set (docs/vocabulary.md); Count(query) counts the same.
+  virtual absl::StatusOr<std::vector<v1::Cell>> CountExpanded(
+      const v1::Query& query, v1::SiteExpansion* expansion) const {
+    if (expansion != nullptr) *expansion = Explain(query);
+    return Count(query);
+  }
+  // How the query's codes reach this snapshot's vocabularies through its
+  // crosswalk tables: a pure function of (query, tables, the vocabularies
+  // held per domain), never of the data.
+  virtual v1::SiteExpansion Explain(const v1::Query& query) const {
+    v1::SiteExpansion e;
+    e.set_site(meta().site);
+    e.set_code_matching(query.code_matching());
+    return e;
+  }
+  // The crosswalk set in force (null: none).
+  virtual std::shared_ptr<const CrosswalkSet> crosswalks() const {
+    return nullptr;
+  }
 };
 
 // The index-based engine: compressed bitmaps per code, contiguous patient

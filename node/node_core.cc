@@ -14,7 +14,8 @@ namespace passerelle::node {
 namespace {
 
 // The fields of a caller's request against common/limits.h.
-absl::Status CheckCountRequest(const v1::CountRequest& r) {
+template <typename Request>
+absl::Status CheckCountRequest(const Request& r) {
   PASSERELLE_RETURN_IF_ERROR(
       limits::CheckRequestId("request_id", r.request_id()));
   PASSERELLE_RETURN_IF_ERROR(limits::CheckId("project", r.project()));
@@ -120,7 +121,7 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
     status = authorizer_->Authorize(caller, request, record.time);
   }
   absl::StatusOr<std::vector<v1::Cell>> cells =
-      status.ok() ? eng->Count(*query)
+      status.ok() ? eng->CountExpanded(*query, &record.expansion)
                   : absl::StatusOr<std::vector<v1::Cell>>(status);
   if (cells.ok()) {
     record.answered = true;
@@ -166,7 +167,63 @@ absl::StatusOr<v1::CountResponse> NodeCore::Count(
   response.set_snapshot(eng->meta().version);
   response.set_audit_index(audit_index);
   response.mutable_cells()->Swap(&record.cells);  // Both on the heap: O(1).
+  *response.mutable_expansion() = std::move(record.expansion);
   return response;
+}
+
+absl::StatusOr<v1::SiteExpansion> NodeCore::Explain(
+    const std::string& caller, const v1::ExplainRequest& request) {
+  const std::shared_ptr<const CohortEngine> eng = engine();
+  NodeAuditRecord record;
+  record.operation = "explain";
+  record.time = clock_->Now();
+  record.caller = limits::RecordedIdentity(caller);
+  record.snapshot = eng->meta().version;
+  absl::Status status = authorizer_->AuthorizeCaller(caller);
+  if (status.ok()) status = CheckCountRequest(request);
+  const bool limitable = !status.ok();
+  if (status.ok()) {
+    record.request_id = request.request_id();
+    record.project = request.project();
+    status = query::ValidateQuery(request.query());
+  }
+  if (status.ok()) {
+    std::string canonical = query::CanonicalText(request.query());
+    status = limits::CheckSize("canonical query", canonical.size(),
+                               limits::kMaxCanonicalQueryBytes);
+    if (status.ok()) record.canonical_query = std::move(canonical);
+  }
+  if (status.ok()) {
+    // The tables and the vocabularies held only: no data is read.
+    record.expansion = eng->Explain(request.query());
+    record.answered = true;
+  } else {
+    record.reason = limits::BoundText(status.ToString());
+  }
+  if (refusal_limiter_ != nullptr && audit_ != nullptr) {
+    (void)FlushRefusalSummaries();
+    if (limitable && !refusal_limiter_->Admit(record.caller)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "site ", site_, ": too many refused requests from ", record.caller,
+          "; this refusal is counted in a periodic audit summary instead of "
+          "its own record: ",
+          limits::BoundText(status.ToString(), 256)));
+    }
+  }
+  if (audit_ != nullptr) {
+    absl::StatusOr<uint64_t> index = audit_->Record(record);
+    if (!index.ok()) {
+      std::cerr << "passerelle node: site " << site_
+                << ": audit append failed, nothing released: "
+                << index.status().message() << "\n";
+      return absl::UnavailableError(absl::StrCat(
+          "site ", site_,
+          " audit log unavailable, nothing released (details in the node's "
+          "log)"));
+    }
+  }
+  if (!status.ok()) return status;
+  return std::move(record.expansion);
 }
 
 absl::StatusOr<v1::NodeInfo> NodeCore::Info(const std::string& caller) const {
@@ -178,6 +235,9 @@ absl::StatusOr<v1::NodeInfo> NodeCore::Info(const std::string& caller) const {
   info.set_snapshot(eng->meta().version);
   info.set_loaded_at_unix(eng->meta().loaded_at_unix);
   for (const std::string& v : eng->Vocabularies()) info.add_vocabularies(v);
+  if (std::shared_ptr<const CrosswalkSet> set = eng->crosswalks()) {
+    set->Describe(&info);
+  }
   return info;
 }
 

@@ -42,6 +42,11 @@ struct NodeAuditRecord {
   std::string reason;  // Why it was refused or failed.
   // True counts: they never leave the site.
   google::protobuf::RepeatedPtrField<v1::Cell> cells;
+  // "count" or "explain".
+  std::string operation = "count";
+  // How the query's codes reached the site's vocabularies (answered
+  // requests).
+  v1::SiteExpansion expansion;
 };
 
 // The node's own tamper-evident log. Thread-safe.
@@ -77,6 +82,12 @@ class NodeCore {
   // pending ones when `all`). Called on every refusal and periodically by
   // the daemon.
   absl::Status FlushRefusalSummaries(bool all = false);
+  // The query's crosswalk expansion at the served snapshot, without reading
+  // the data: the same caller check, request limits and validation as
+  // Count (the gateway's identity only), and its own audit record
+  // (operation "explain"). No min_cell_size: nothing is released.
+  absl::StatusOr<v1::SiteExpansion> Explain(const std::string& caller,
+                                            const v1::ExplainRequest& request);
   // The snapshot's description, for the site's callers only.
   absl::StatusOr<v1::NodeInfo> Info(const std::string& caller) const;
   // Swaps in a new snapshot's engine; in-flight queries finish on the old one.

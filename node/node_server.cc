@@ -56,11 +56,13 @@ class LogAuditSink : public NodeAuditSink {
     e->set_decision(r.answered ? v1::AUDIT_DECISION_ALLOWED
                                : v1::AUDIT_DECISION_DENIED);
     e->set_reason(r.reason);
+    e->set_operation(r.operation);
+    *e->mutable_expansion() = r.expansion;
     // The true counts stay at the site: the hashed entry (what the
     // AuditService serves) holds a salted commitment to them, and their
     // opening is stored beside it in the same batch.
     std::string opening;
-    if (r.answered) {
+    if (r.answered && r.operation != "explain") {
       PASSERELLE_ASSIGN_OR_RETURN(std::string salt, audit::NewCellsSalt());
       PASSERELLE_ASSIGN_OR_RETURN(opening,
                                   audit::CommitNodeCells(r.cells, salt, e));
@@ -160,6 +162,12 @@ class GuardedNodeService : public v1::NodeService::Service {
                        v1::NodeInfo* response) override {
     if (!health_->serving()) return NotServing();
     return inner_->GetInfo(context, request, response);
+  }
+  grpc::Status Explain(grpc::ServerContext* context,
+                       const v1::ExplainRequest* request,
+                       v1::SiteExpansion* response) override {
+    if (!health_->serving()) return NotServing();
+    return inner_->Explain(context, request, response);
   }
 
  private:

@@ -35,4 +35,19 @@ grpc::Status NodeServiceImpl::GetInfo(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status NodeServiceImpl::Explain(grpc::ServerContext* context,
+                                      const v1::ExplainRequest* request,
+                                      v1::SiteExpansion* response) {
+  absl::StatusOr<std::string> caller =
+      tls::PeerIdentity(*context->auth_context());
+  if (!caller.ok()) {
+    CountRefusal(refusals_, refusal::kNoIdentity);
+    return ToGrpcStatus(caller.status());
+  }
+  absl::StatusOr<v1::SiteExpansion> result = core_->Explain(*caller, *request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
 }  // namespace passerelle::node

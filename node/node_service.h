@@ -21,6 +21,9 @@ class NodeServiceImpl final : public v1::NodeService::Service {
   grpc::Status GetInfo(grpc::ServerContext* context,
                        const v1::NodeInfoRequest* request,
                        v1::NodeInfo* response) override;
+  grpc::Status Explain(grpc::ServerContext* context,
+                       const v1::ExplainRequest* request,
+                       v1::SiteExpansion* response) override;
 
  private:
   NodeCore* const core_;

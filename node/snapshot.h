@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "node/crosswalk.h"
 #include "passerelle/v1/query.pb.h"
 #include "roaring/roaring.hh"
 
@@ -103,6 +104,9 @@ class Snapshot {
   roaring::Roaring deceased;
   roaring::Roaring population;
   std::map<TableKey, CodeTable> tables;
+  // The crosswalk tables loaded with the data (null: none); its id is named
+  // by meta.version (node/store.h VersionWithMappingSet).
+  std::shared_ptr<const CrosswalkSet> crosswalks;
 
   uint32_t size() const { return static_cast<uint32_t>(birth_keys.size()); }
   std::vector<std::string> Vocabularies() const;

@@ -362,13 +362,15 @@ absl::Status NodeStore::Commit(const Snapshot& snap) {
   std::filesystem::remove_all(scratch, ec);
   // Everything above is durable (ingestion syncs the files and the
   // manifest); the switch is the one synced write.
+  PASSERELLE_RETURN_IF_ERROR(PutCrosswalksLocked(snap));
   PASSERELLE_CRASH_POINT("node.store.commit.before_switch");
   rocksdb::WriteOptions sync;
   sync.sync = true;
   PASSERELLE_RETURN_IF_ERROR(FromRocks(
       db_->Put(sync, kCurrentKey, snap.meta.version), "switch snapshot"));
   PASSERELLE_CRASH_POINT("node.store.commit.after_switch");
-  return DropAllExcept(snap.meta.version);
+  PASSERELLE_RETURN_IF_ERROR(DropAllExcept(snap.meta.version));
+  return DropOrphanCrosswalksLocked();
 }
 
 absl::Status NodeStore::DropAllExcept(const std::string& version) {
@@ -606,8 +608,109 @@ absl::StatusOr<std::shared_ptr<Snapshot>> NodeStore::LoadCurrent() {
     PASSERELLE_RETURN_IF_ERROR(finish_posting());
   }
   PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "read snapshot"));
+  PASSERELLE_ASSIGN_OR_RETURN(snap->crosswalks, ReadCrosswalksLocked(version));
   snap->Finish();
   return snap;
+}
+
+// ---------------------------------------------------------------------------
+// Crosswalk sets: one value per snapshot, "x/<version>" = "<id>\n<encoded
+// set>" (node/crosswalk.h), written before the snapshot is made current.
+
+namespace {
+constexpr char kCrosswalkPrefix[] = "x/";
+constexpr size_t kMappingSetDigits = 12;
+}  // namespace
+
+std::string VersionWithMappingSet(absl::string_view base,
+                                  absl::string_view mapping_set) {
+  if (mapping_set.empty()) return std::string(base);
+  return absl::StrCat(base, "-m", mapping_set.substr(0, kMappingSetDigits));
+}
+
+std::string MappingSetOfVersion(absl::string_view version) {
+  const size_t dash = version.rfind("-m");
+  if (dash == absl::string_view::npos ||
+      version.size() - dash - 2 != kMappingSetDigits) {
+    return "";
+  }
+  const absl::string_view digits = version.substr(dash + 2);
+  for (char c : digits) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return "";
+  }
+  return std::string(digits);
+}
+
+absl::Status NodeStore::PutCrosswalksLocked(const Snapshot& snap) {
+  const std::string named = MappingSetOfVersion(snap.meta.version);
+  const std::string id =
+      snap.crosswalks == nullptr ? "" : snap.crosswalks->id();
+  if (named != id.substr(0, kMappingSetDigits)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node store: snapshot ", snap.meta.version,
+                     " does not name its mapping set ",
+                     id.empty() ? "(none)" : id, " (VersionWithMappingSet)"));
+  }
+  if (id.empty()) return absl::OkStatus();
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(
+      db_->Put(sync, absl::StrCat(kCrosswalkPrefix, snap.meta.version),
+               absl::StrCat(id, "\n", snap.crosswalks->Encode())),
+      "write crosswalk set");
+}
+
+absl::StatusOr<std::shared_ptr<const CrosswalkSet>>
+NodeStore::ReadCrosswalksLocked(absl::string_view version) {
+  const std::string named = MappingSetOfVersion(version);
+  if (named.empty()) return std::shared_ptr<const CrosswalkSet>();
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(),
+                               absl::StrCat(kCrosswalkPrefix, version), &value);
+  if (s.IsNotFound()) {
+    return absl::DataLossError(absl::StrCat(
+        "node store: snapshot ", version, " names mapping set ", named,
+        " but its crosswalk tables are missing; reload the data"));
+  }
+  PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "read crosswalk set"));
+  const size_t nl = value.find('\n');
+  if (nl == std::string::npos || value.compare(0, named.size(), named) != 0) {
+    return absl::DataLossError(absl::StrCat(
+        "node store: crosswalk set of snapshot ", version, " is corrupt"));
+  }
+  return CrosswalkSet::Decode(absl::string_view(value).substr(nl + 1),
+                              absl::string_view(value).substr(0, nl));
+}
+
+absl::StatusOr<std::shared_ptr<const CrosswalkSet>> NodeStore::ReadCrosswalks(
+    absl::string_view version) {
+  absl::MutexLock lock(&mu_);
+  return ReadCrosswalksLocked(version);
+}
+
+absl::Status NodeStore::DropOrphanCrosswalksLocked() {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  std::vector<std::string> orphans;
+  for (it->Seek(kCrosswalkPrefix);
+       it->Valid() && it->key().starts_with(kCrosswalkPrefix); it->Next()) {
+    const std::string key = it->key().ToString();
+    const std::string version = key.substr(2);
+    std::string meta;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), Prefix(version) + "meta", &meta);
+    if (s.IsNotFound()) {
+      orphans.push_back(key);
+    } else {
+      PASSERELLE_RETURN_IF_ERROR(FromRocks(s, "scan crosswalk sets"));
+    }
+  }
+  PASSERELLE_RETURN_IF_ERROR(FromRocks(it->status(), "scan crosswalk sets"));
+  for (const std::string& key : orphans) {
+    PASSERELLE_RETURN_IF_ERROR(FromRocks(
+        db_->Delete(rocksdb::WriteOptions(), key), "drop crosswalk set"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace passerelle::node

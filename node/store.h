@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "node/crosswalk.h"
 #include "node/snapshot.h"
 
 namespace rocksdb {
@@ -26,6 +27,15 @@ class DB;
 }
 
 namespace passerelle::node {
+
+// The version of a snapshot loaded with crosswalk set `mapping_set` (hex
+// SHA-256): `base` + "-m" + its first 12 digits, so that the snapshot
+// identity (the gateway's release cache key, every audit entry) names the
+// mapping set in force. `base` as it is for an empty mapping set.
+std::string VersionWithMappingSet(absl::string_view base,
+                                  absl::string_view mapping_set);
+// The 12 digits a version names ("" when it names none).
+std::string MappingSetOfVersion(absl::string_view version);
 
 // Thread-safe; one process opens a store directory at a time (RocksDB lock).
 class NodeStore {
@@ -47,6 +57,14 @@ class NodeStore {
   // still names `version`. UNAVAILABLE naming what failed otherwise.
   absl::Status CheckReadable(absl::string_view version);
 
+  // The crosswalk set stored with snapshot `version` (null: none). Commit
+  // writes Snapshot::crosswalks under its own key before the switch and
+  // LoadCurrent reads it back; a version that names a mapping set
+  // (MappingSetOfVersion) without its stored set is DATA_LOSS, so tables are
+  // never dropped silently.
+  absl::StatusOr<std::shared_ptr<const CrosswalkSet>> ReadCrosswalks(
+      absl::string_view version);
+
   // Events per stored posting chunk; smaller values exercise multi-chunk
   // postings in tests. Call before Commit.
   void set_posting_chunk_for_testing(uint32_t events) {
@@ -63,6 +81,13 @@ class NodeStore {
  private:
   NodeStore(rocksdb::DB* db, std::string dir) : db_(db), dir_(std::move(dir)) {}
   absl::Status DropAllExcept(const std::string& version);
+  // Crosswalk keys ("x/<version>"), beside the snapshot's own keys.
+  absl::Status PutCrosswalksLocked(const Snapshot& snap)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<const CrosswalkSet>> ReadCrosswalksLocked(
+      absl::string_view version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the crosswalk sets of snapshots the store no longer holds.
+  absl::Status DropOrphanCrosswalksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   rocksdb::DB* const db_;

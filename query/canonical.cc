@@ -392,6 +392,7 @@ v1::Query Canonicalize(const v1::Query& query) {
     if (d.kind() != v1::Dimension::AGE_BAND) c->clear_width();
   }
   if (query.has_as_of()) *out.mutable_as_of() = query.as_of();
+  out.set_code_matching(query.code_matching());
   return out;
 }
 
@@ -420,6 +421,14 @@ std::string CanonicalText(const v1::Query& query) {
     absl::StrAppend(&out, " group by ", absl::StrJoin(dims, ", "));
   }
   if (q.has_as_of()) absl::StrAppend(&out, " as of ", DateText(q.as_of()));
+  // The default (codes mapped) is not written.
+  if (q.code_matching() == v1::CODE_MATCHING_EQUIVALENT) {
+    absl::StrAppend(&out, " codes equivalent");
+  } else if (q.code_matching() == v1::CODE_MATCHING_EXACT) {
+    absl::StrAppend(&out, " codes exact");
+  } else if (q.code_matching() != v1::CODE_MATCHING_MAPPED) {
+    absl::StrAppend(&out, " codes <invalid>");
+  }
   return out;
 }
 

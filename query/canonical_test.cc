@@ -110,6 +110,12 @@ TEST(CanonicalTest, ExpectedTexts) {
        "age >= 3 and birth_year between 1950 and 1959"},
       {"deceased group by site, age_band(5) as of 2020-02-29",
        "deceased group by site, age_band(5) as of 2020-02-29"},
+      // The default matching is not written; the others are, last.
+      {"condition icd10:E11* codes mapped", "condition icd10:E11*"},
+      {"condition icd10:E11* CODES EQUIVALENT",
+       "condition icd10:E11* codes equivalent"},
+      {"condition icd10:E11* group by sex as of 2020-02-29 codes exact",
+       "condition icd10:E11* group by sex as of 2020-02-29 codes exact"},
   };
   for (const auto& [text, canonical] : cases) {
     EXPECT_EQ(Canon(text), canonical) << text;
@@ -147,6 +153,11 @@ TEST(CanonicalTest, SameCohortWrittenDifferently) {
             Canon("deceased group by site, sex"));
   EXPECT_NE(Canon("condition icd10:E11*"), Canon("condition icd10:E11"));
   EXPECT_NE(Canon("condition icd10:E11"), Canon("condition icd10cm:E11"));
+  // The three matchings are three cohorts (and three cache keys).
+  EXPECT_NE(Canon("condition icd10:E11*"),
+            Canon("condition icd10:E11* codes exact"));
+  EXPECT_NE(Canon("condition icd10:E11* codes equivalent"),
+            Canon("condition icd10:E11* codes exact"));
 }
 
 TEST(CanonicalTest, CanonicalizeIsTotalOnInvalidAsts) {
@@ -182,6 +193,7 @@ class RandomQueries {
       if (kinds[i] == v1::Dimension::AGE_BAND) d->set_width(Uniform(1, 120));
     }
     if (Coin()) *q.mutable_as_of() = Date();
+    q.set_code_matching(static_cast<v1::CodeMatching>(Uniform(0, 2)));
     return q;
   }
 

@@ -134,7 +134,8 @@ class Parser {
     PASSERELLE_ASSIGN_OR_RETURN(Node where, ParseOr(0));
     *query.mutable_where() = std::move(where.expr);
     const char* expected =
-        "\"and\", \"or\", \"group by\", \"as of\" or end of input";
+        "\"and\", \"or\", \"group by\", \"as of\", \"codes\" or end of "
+        "input";
     if (PeekWord("group")) {
       Next();
       PASSERELLE_RETURN_IF_ERROR(ExpectWord("by"));
@@ -144,12 +145,28 @@ class Parser {
         Next();
         PASSERELLE_RETURN_IF_ERROR(ParseDimension(query, seen));
       }
-      expected = "\",\", \"as of\" or end of input";
+      expected = "\",\", \"as of\", \"codes\" or end of input";
     }
     if (PeekWord("as")) {
       Next();
       PASSERELLE_RETURN_IF_ERROR(ExpectWord("of"));
       PASSERELLE_RETURN_IF_ERROR(ParseDate(query.mutable_as_of()));
+      expected = "\"codes\" or end of input";
+    }
+    if (PeekWord("codes")) {
+      // codes mapped|equivalent|exact: how codes reach a site's other
+      // vocabularies through its crosswalks (docs/vocabulary.md).
+      Next();
+      if (PeekWord("mapped")) {
+        query.set_code_matching(v1::CODE_MATCHING_MAPPED);
+      } else if (PeekWord("equivalent")) {
+        query.set_code_matching(v1::CODE_MATCHING_EQUIVALENT);
+      } else if (PeekWord("exact")) {
+        query.set_code_matching(v1::CODE_MATCHING_EXACT);
+      } else {
+        return Expected("mapped, equivalent or exact", Peek());
+      }
+      Next();
       expected = "end of input";
     }
     if (Peek().kind != Tok::kEnd) return Expected(expected, Peek());

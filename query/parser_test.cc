@@ -203,6 +203,23 @@ TEST(ParserTest, GroupByAndAsOf) {
   EXPECT_EQ(q.as_of().year(), 2020);
 }
 
+TEST(ParserTest, CodeMatchingEndsTheQuery) {
+  EXPECT_EQ(MustParse("condition icd10:E11*").code_matching(),
+            v1::CODE_MATCHING_MAPPED);
+  EXPECT_EQ(MustParse("condition icd10:E11* codes mapped").code_matching(),
+            v1::CODE_MATCHING_MAPPED);
+  EXPECT_EQ(MustParse("condition icd10:E11* CODES Equivalent").code_matching(),
+            v1::CODE_MATCHING_EQUIVALENT);
+  v1::Query q = MustParse(
+      "condition icd10:E11* group by sex as of 2020-06-30 codes exact");
+  EXPECT_EQ(q.code_matching(), v1::CODE_MATCHING_EXACT);
+  EXPECT_EQ(q.group_by_size(), 1);
+  EXPECT_EQ(q.as_of().year(), 2020);
+  // "codes" is a keyword only at the end: a vocabulary is still a code.
+  q = MustParse("condition icd10:E11 codes exact");
+  EXPECT_EQ(q.where().criterion().event().event().codes_size(), 1);
+}
+
 TEST(ParserTest, WhitespaceAndLinesAreFree) {
   v1::Query a = MustParse("condition icd10:E11* and sex = female");
   v1::Query b = MustParse("\n  condition\ticd10:E11*\r\n and\n\nsex=female  ");
@@ -284,12 +301,24 @@ TEST(ParserTest, ErrorsNamePositionAndExpectation) {
       {"(deceased",
        "1:10: expected \"and\", \"or\" or \")\", found end of input"},
       {"deceased)",
-       "1:9: expected \"and\", \"or\", \"group by\", \"as of\" or end of "
-       "input, found \")\""},
+       "1:9: expected \"and\", \"or\", \"group by\", \"as of\", \"codes\" or "
+       "end of input, found \")\""},
       {"deceased group by sex sex",
-       "1:23: expected \",\", \"as of\" or end of input, found \"sex\""},
+       "1:23: expected \",\", \"as of\", \"codes\" or end of input, found "
+       "\"sex\""},
       {"deceased as of 2020-01-01 x",
-       "1:27: expected end of input, found \"x\""},
+       "1:27: expected \"codes\" or end of input, found \"x\""},
+      {"deceased codes",
+       "1:15: expected mapped, equivalent or exact, found "
+       "end of input"},
+      {"deceased codes strict",
+       "1:16: expected mapped, equivalent or exact, found \"strict\""},
+      {"deceased codes exact as of 2020-01-01",
+       "1:22: expected end of input, found \"as\""},
+      {"deceased codes exact codes mapped",
+       "1:22: expected end of input, found \"codes\""},
+      {"deceased group by sex codes equivalent sex",
+       "1:40: expected end of input, found \"sex\""},
       {"drug atc:A10 value > 3",
        "1:14: a value filter applies only to measurement or observation"},
       {"measurement loinc:1-1 value > x",
@@ -299,8 +328,8 @@ TEST(ParserTest, ErrorsNamePositionAndExpectation) {
       {"visit concept:92a01",
        "1:15: malformed concept code \"92a01\" (concept ids are digits)"},
       {"deceased # comment",
-       "1:10: expected \"and\", \"or\", \"group by\", \"as of\" or end of "
-       "input, found \"#\""},
+       "1:10: expected \"and\", \"or\", \"group by\", \"as of\", \"codes\" or "
+       "end of input, found \"#\""},
       {"deceased\nand sex = femme",
        "2:11: expected female, male, other or unknown, found \"femme\""},
       {"deceased and \xC3\xA9",

@@ -297,6 +297,11 @@ absl::Status ValidateQuery(const v1::Query& query) {
   if (query.has_as_of()) {
     PASSERELLE_RETURN_IF_ERROR(ValidateDate("as_of", query.as_of()));
   }
+  if (!v1::CodeMatching_IsValid(query.code_matching())) {
+    return Error("code_matching",
+                 absl::StrCat("unknown code matching ", query.code_matching(),
+                              " (mapped, equivalent or exact)"));
+  }
   return absl::OkStatus();
 }
 

@@ -80,6 +80,8 @@ TEST(ValidateTest, MalformedAsts) {
       {"where { criterion { sex: SEX_UNSPECIFIED } }",
        "where.criterion.sex: invalid sex 0"},
       {"where { criterion { sex: 9 } }", "where.criterion.sex: invalid sex 9"},
+      {"where { criterion { deceased: true } } code_matching: 7",
+       "code_matching: unknown code matching 7 (mapped, equivalent or exact)"},
       {"where { criterion { birth_year {} } }",
        "where.criterion.birth_year: range has neither min nor max"},
       {"where { criterion { age { min: 65 max: 40 } } }",

@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "node/testing/sql_crosswalk.h"
 #include "query/cells.h"
 
 extern char** environ;
@@ -214,8 +215,8 @@ const char* SqlOp(v1::Comparison op) {
 // The rows of EV matching the event spec (domain, any code of the set, the
 // value condition, and `extra`), as `SELECT <columns> FROM EV x ...`: one
 // SELECT per code, combined with UNION ALL so that each is an index lookup.
-std::string SpecRows(const v1::EventSpec& spec, const std::string& columns,
-                     const std::string& extra) {
+std::string SpecRows(const v1::EventSpec& spec, v1::CodeMatching matching,
+                     const std::string& columns, const std::string& extra) {
   std::string common;
   if (spec.has_value()) {
     absl::StrAppend(&common, " AND x.value IS NOT NULL AND x.value ",
@@ -244,6 +245,11 @@ std::string SpecRows(const v1::EventSpec& spec, const std::string& columns,
         absl::StrCat("SELECT ", columns, " FROM EV x WHERE x.domain = ",
                      static_cast<int>(spec.domain()), " AND x.vocab IN (",
                      absl::StrJoin(vocabs, ", "), ") AND ", match, common));
+    // The site codes the crosswalks map to it (sql_crosswalk.h).
+    for (std::string& arm : MappedCodeArms(c, static_cast<int>(spec.domain()),
+                                           matching, columns, common)) {
+      arms.push_back(std::move(arm));
+    }
   }
   return absl::StrJoin(arms, " UNION ALL ");
 }
@@ -265,6 +271,7 @@ std::string RangeSql(const std::string& column, const v1::IntRange& r,
 // Statements a query's SELECT needs first (and the clean-up after it).
 struct SqlContext {
   int query = 0;
+  v1::CodeMatching matching = v1::CODE_MATCHING_MAPPED;
   int sequences = 0;
   std::string setup;
   std::string teardown;
@@ -299,15 +306,16 @@ std::string CriterionSql(const v1::Criterion& c, SqlContext* ctx) {
       }
       const int n = std::max(1, ev.min_count());
       if (n == 1) {
-        return absl::StrCat("p.pid IN (", SpecRows(ev.event(), "x.pid", window),
-                            ")");
+        return absl::StrCat(
+            "p.pid IN (", SpecRows(ev.event(), ctx->matching, "x.pid", window),
+            ")");
       }
       // At least n distinct event rows (a row carrying several codes of the
       // set counts once).
-      return absl::StrCat("p.pid IN (SELECT pid FROM (",
-                          SpecRows(ev.event(), "x.pid, x.eid", window),
-                          ") GROUP BY pid HAVING COUNT(DISTINCT eid) >= ", n,
-                          ")");
+      return absl::StrCat(
+          "p.pid IN (SELECT pid FROM (",
+          SpecRows(ev.event(), ctx->matching, "x.pid, x.eid", window),
+          ") GROUP BY pid HAVING COUNT(DISTINCT eid) >= ", n, ")");
     }
     case v1::Criterion::kSequence: {
       const v1::SequenceCriterion& s = c.sequence();
@@ -326,10 +334,10 @@ std::string CriterionSql(const v1::Criterion& c, SqlContext* ctx) {
       ++ctx->sequences;
       absl::StrAppend(&ctx->setup, "CREATE TEMP TABLE ", a,
                       " AS SELECT DISTINCT pid, d FROM (",
-                      SpecRows(s.first(), "x.pid, x.d", ""),
+                      SpecRows(s.first(), ctx->matching, "x.pid, x.d", ""),
                       ");\nCREATE TEMP TABLE ", b,
                       " AS SELECT DISTINCT pid, d FROM (",
-                      SpecRows(s.second(), "x.pid, x.d", ""),
+                      SpecRows(s.second(), ctx->matching, "x.pid, x.d", ""),
                       ");\nCREATE INDEX temp.", b, "_i ON ", b, "(pid, d);\n");
       absl::StrAppend(&ctx->teardown, "DROP TABLE temp.", a,
                       ";\nDROP TABLE temp.", b, ";\n");
@@ -529,6 +537,8 @@ absl::StatusOr<std::string> OmopImportScript(
       Strip("e.sv"),
       " != '' AND NOT (e.scid != 0 AND e.scid IN (SELECT id FROM C));\n"
       "CREATE INDEX EV_code ON EV(domain, vocab, code, pid, d, eid, value);\n");
+  // The crosswalk tables, empty until CrosswalkImportScript fills them.
+  s += CrosswalkTablesSql();
 
   // Deaths of known persons with a valid date.
   absl::StatusOr<std::vector<std::string>> death = import("death", "raw_death");
@@ -650,6 +660,7 @@ std::string QueryToSql(const v1::Query& query, int index,
   }
   SqlContext ctx;
   ctx.query = index;
+  ctx.matching = query.code_matching();
   std::string where = ExprSql(query.where(), &ctx);
   if (by_age) where = absl::StrCat("(", where, ") AND p.age >= 0");
   std::string sql = absl::StrCat(ctx.setup, "SELECT ", index);
