@@ -19,9 +19,15 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: passerelle generate --patients N --seed S --site ID\n"
+    "           [--coding site|uniform]\n"
     "           (--out DIR | --into-store STORE_DIR) [--progress]\n"
     "  Generates N synthetic patients of site ID (\"fr\" or \"qc\" profiles;\n"
     "  any other [a-z0-9_-] id gets a neutral one).\n"
+    "  --coding site:      (default) each site in its real coding: fr CIM-10,\n"
+    "                      CCAM, drugs as CIP13 (UCD in hospital); qc ICD-9\n"
+    "                      claims beside ICD-10-CA stays, drugs as DINs.\n"
+    "  --coding uniform:   ICD-10 / ATC everywhere (the same patients and\n"
+    "                      events; what the benchmarks use).\n"
     "  --out DIR:          OMOP CDM 5.4 CSV files in DIR; the same N, S and "
     "ID\n"
     "                      always give byte-identical files.\n"
@@ -73,10 +79,11 @@ int GenerateIntoStore(const synth::Generator& generator, const std::string& dir,
   if (absl::Status st = (*store)->Commit(*snap); !st.ok()) return fail(st);
   const double committed = Since(commit_start);
   std::cout << "generated " << persons << " patients, " << events
-            << " events for site " << site << " into store " << dir
-            << " as snapshot " << *version << " in " << Since(start)
-            << " s (generate " << generated << " s, index " << built
-            << " s, write " << committed << " s)\n";
+            << " events for site " << site << " ("
+            << synth::CodingName(generator.options().coding)
+            << " coding) into store " << dir << " as snapshot " << *version
+            << " in " << Since(start) << " s (generate " << generated
+            << " s, index " << built << " s, write " << committed << " s)\n";
   return 0;
 }
 
@@ -90,7 +97,8 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
     }
   }
   auto flags = ParseFlags(
-      args, {"patients", "seed", "site", "out", "into-store"}, {"progress"});
+      args, {"patients", "seed", "site", "coding", "out", "into-store"},
+      {"progress"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()));
   if (!flags->positional.empty()) {
     return UsageError(
@@ -112,6 +120,11 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
                                    "\" is not an unsigned 64-bit integer"));
   }
   options.site = flags->Get("site");
+  if (flags->Has("coding") &&
+      !synth::ParseCoding(flags->Get("coding"), &options.coding)) {
+    return UsageError(absl::StrCat("--coding: \"", flags->Get("coding"),
+                                   "\" is not \"site\" or \"uniform\""));
+  }
   if (flags->Has("out") == flags->Has("into-store")) {
     return UsageError(
         "exactly one of --out DIR and --into-store DIR is required");
@@ -145,7 +158,8 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   std::cout << "wrote " << stats->persons << " patients, " << events
             << " events, " << stats->concepts << " concepts ("
             << stats->bytes / (1024 * 1024) << " MiB) for site " << options.site
-            << " to " << out << " in " << seconds << " s\n";
+            << " (" << synth::CodingName(options.coding) << " coding) to "
+            << out << " in " << seconds << " s\n";
   return 0;
 }
 

@@ -74,7 +74,42 @@ TEST_F(GenerateCommandTest, UsageErrorsNameTheBadFlag) {
                 &err),
             2);
   EXPECT_THAT(err, HasSubstr("--colour"));
+  EXPECT_EQ(Run({"--patients", "5", "--seed", "1", "--site", "fr", "--coding",
+                 "icd10", "--out", dir_ + "/o"},
+                &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--coding: \"icd10\""));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/o"));
+}
+
+// Site coding is the default; --coding uniform gives ICD-10 / ATC for the
+// same patients (same persons and event ids, other codes).
+TEST_F(GenerateCommandTest, CodingSelectsTheSiteOrUniformVocabularies) {
+  std::string err;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> runs = {
+      {"default", {}},
+      {"site", {"--coding", "site"}},
+      {"uniform", {"--coding=uniform"}}};
+  for (const auto& [name, coding] : runs) {
+    std::vector<std::string> args = {"--patients", "200",    "--seed",
+                                     "4",          "--site", "qc"};
+    args.insert(args.end(), coding.begin(), coding.end());
+    args.push_back("--out=" + dir_ + "/" + name);
+    ASSERT_EQ(Run(args, &err), 0) << err;
+  }
+  const std::string site = Slurp(dir_ + "/site/concept.csv");
+  EXPECT_EQ(Slurp(dir_ + "/default/concept.csv"), site);
+  EXPECT_EQ(Slurp(dir_ + "/default/drug_exposure.csv"),
+            Slurp(dir_ + "/site/drug_exposure.csv"));
+  const std::string uniform = Slurp(dir_ + "/uniform/concept.csv");
+  EXPECT_THAT(site, HasSubstr(",ICD9,"));
+  EXPECT_THAT(site, HasSubstr(",DIN,"));
+  EXPECT_THAT(uniform, ::testing::Not(HasSubstr(",ICD9,")));
+  EXPECT_THAT(uniform, ::testing::Not(HasSubstr(",DIN,")));
+  EXPECT_EQ(Slurp(dir_ + "/site/person.csv"),
+            Slurp(dir_ + "/uniform/person.csv"));
+  EXPECT_NE(Slurp(dir_ + "/site/drug_exposure.csv"),
+            Slurp(dir_ + "/uniform/drug_exposure.csv"));
 }
 
 TEST_F(GenerateCommandTest, WritesIdenticalTablesForTheSameFlags) {

@@ -2,15 +2,25 @@
 # The main job: a local two-site federation end to end.
 #   1. installs what is missing and builds `passerelle`;
 #   2. mints a fresh federation CA and certificates (deploy/pki/mint.sh);
-#   3. generates synthetic OMOP data for sites fr and qc and loads each into
-#      its node's RocksDB store;
+#   3. generates synthetic OMOP data for sites fr and qc, each in its real
+#      coding (fr: CIM-10, CCAM, CIP13/UCD drugs; qc: ICD-9 physician claims
+#      beside ICD-10-CA stays, DIN drugs), and loads each into its node's
+#      RocksDB store with the public crosswalks from ../shared (qc: the CMS
+#      ICD-9-CM -> ICD-10-CM GEM applied to RAMQ ICD-9, Health Canada DIN ->
+#      ATC; fr: BDPM CIP13 -> ATC);
 #   4. starts node fr, node qc and the gateway, all over mTLS on loopback;
-#   5. runs a cross-border cohort count with a breakdown as researcher alice,
-#      printing the per-site and combined result;
+#   5. shows how one query's ICD-10 and ATC codes reach each site's codes
+#      (`query --explain`, free), then runs cross-border cohort counts as
+#      researcher alice, printing the per-site and combined results and how
+#      each site was reached;
 #   6. verifies the audit logs and shuts everything down cleanly.
 # Usage: deploy/demo.sh [--patients N] [--workdir DIR] [--keep]
+# The crosswalks are read from $PASSERELLE_SHARED_DIR (default: ../shared
+# beside the repository). Without them the sites are generated in uniform
+# ICD-10 / ATC coding instead, and the demo says so.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+shared="${PASSERELLE_SHARED_DIR:-$root/../shared}"
 patients=20000
 work=""
 keep=0
@@ -53,11 +63,31 @@ for log in gateway fr qc; do
   openssl pkey -in "$work/$log/audit.key" -pubout -out "$work/pki/audit-$log.pub"
 done
 
-echo "== generating $patients synthetic patients per site and loading the node stores"
+crosswalks="$shared/data/crosswalks"
+if [ -f "$crosswalks/cms_gem2018_icd9cm_to_icd10cm.csv" ] &&
+   [ -f "$crosswalks/hc_dpd_din_to_atc.csv" ] &&
+   [ -f "$crosswalks/fr_bdpm_cip13_to_atc.csv" ]; then
+  coding=site
+  # RAMQ claims carry WHO ICD-9: the steward applies the ICD-9-CM GEM to
+  # them (source=icd9). The DPD table has known bad rows (UNASSIGN,
+  # L04AA40*): load anyway, listing the skipped rows in the load report.
+  crosswalk_qc=(--crosswalk "$crosswalks/cms_gem2018_icd9cm_to_icd10cm.csv,source=icd9"
+                --crosswalk "$crosswalks/hc_dpd_din_to_atc.csv" --crosswalk-invalid skip)
+  crosswalk_fr=(--crosswalk "$crosswalks/fr_bdpm_cip13_to_atc.csv")
+else
+  coding=uniform
+  crosswalk_qc=()
+  crosswalk_fr=()
+  echo "== $crosswalks is absent: generating both sites in uniform ICD-10 / ATC"
+  echo "   coding, without crosswalks (set PASSERELLE_SHARED_DIR to use them)"
+fi
+
+echo "== generating $patients synthetic patients per site ($coding coding) and loading the node stores"
 for site in fr qc; do
   seed=$([ "$site" = fr ] && echo 33 || echo 1608)
-  "$bin" generate --patients "$patients" --seed "$seed" --site "$site" --out "$work/data/$site"
-  "$bin" node load --store "$work/$site/store" --site "$site" --format omop "$work/data/$site"
+  "$bin" generate --patients "$patients" --seed "$seed" --site "$site" --coding "$coding" --out "$work/data/$site"
+  if [ "$site" = fr ]; then xw=("${crosswalk_fr[@]}"); else xw=("${crosswalk_qc[@]}"); fi
+  "$bin" node load --store "$work/$site/store" --site "$site" --format omop ${xw[@]+"${xw[@]}"} "$work/data/$site"
 done
 
 # Configuration files (protobuf text format), one per process.
@@ -121,6 +151,16 @@ tls { ca_file: "$work/pki/ca.pem" cert_file: "$work/pki/alice.pem" key_file: "$w
 CFG
 
 query='condition icd10:E11* and age between 40 and 79 group by sex, age_band(20)'
+treated='condition icd10:E11* before drug atc:A10BA02 within 365 days group by sex'
+if [ "$coding" = site ]; then
+  echo
+  echo "== before spending anything, alice asks how her codes reach each site's own codes"
+  echo "   (qc claims are ICD-9 and its drugs DINs; fr drugs are CIP13 presentations):"
+  echo "   $treated"
+  echo
+  "$bin" query --config "$work/alice.textproto" --explain "$treated"
+fi
+
 echo
 echo "== alice (researcher, project diabetes-fr-qc) asks across the border:"
 echo "   $query"
@@ -128,7 +168,13 @@ echo
 "$bin" query --config "$work/alice.textproto" "$query"
 
 echo
-echo "== the project's privacy budget after that query:"
+echo "== alice asks for type 2 diabetes treated with metformin within a year:"
+echo "   $treated"
+echo
+"$bin" query --config "$work/alice.textproto" "$treated"
+
+echo
+echo "== the project's privacy budget after those queries:"
 "$bin" budget show --config "$work/alice.textproto"
 
 echo
@@ -164,6 +210,11 @@ for site in fr qc; do
   echo
   "$bin" node count --store "$work/$site/store" 'condition icd10:E11* and age between 40 and 79'
 done
+if [ "$coding" = site ]; then
+  echo
+  echo "== and without the crosswalks (codes exact), qc's ICD-9 claims are missed:"
+  "$bin" node count --store "$work/qc/store" 'condition icd10:E11* and age between 40 and 79 codes exact'
+fi
 
 echo
 echo "== verifying the audit logs (gateway, fr, qc)"

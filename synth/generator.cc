@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "synth/catalog.h"
 #include "synth/rng.h"
+#include "synth/site_codes.h"
 
 namespace passerelle::synth {
 
@@ -44,6 +45,21 @@ CivilDay CivilFromDays(int32_t days) {
 const int32_t kFirstEventDay = DaysFromCivil(2010, 1, 1);
 const int32_t kLastEventDay = DaysFromCivil(2024, 12, 31);
 
+bool ParseCoding(absl::string_view text, Coding* coding) {
+  if (text == "uniform") {
+    *coding = Coding::kUniform;
+  } else if (text == "site") {
+    *coding = Coding::kSite;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+absl::string_view CodingName(Coding coding) {
+  return coding == Coding::kUniform ? "uniform" : "site";
+}
+
 double Event::value() const {
   double divisor = 1;
   for (int i = 0; i < value_decimals; ++i) divisor *= 10;
@@ -69,6 +85,11 @@ enum VocabularyBlock {
   kBlockLoinc = 5,
   kBlockCcam = 6,
   kBlockSnomed = 7,
+  kBlockIcd9 = 8,
+  kBlockDin = 9,
+  kBlockCip13 = 10,
+  kBlockUcd = 11,
+  kNumBlocks
 };
 
 enum Profile { kFr = 0, kQc = 1, kOther = 2 };
@@ -255,6 +276,16 @@ struct internal::GeneratorTables {
           i63_9 = -1, c34_9 = -1, r99 = -1, o80 = -1, s72_0 = -1, k35_8 = -1,
           k80_2 = -1, n18_5 = -1;
   int32_t warfarin = -1;
+
+  // Site coding (Coding::kSite at "fr" or "qc"), by concept index; empty
+  // under uniform coding.
+  bool site_coding = false;
+  // Condition concept -> its ICD-9 concept for claims (qc), or -1.
+  std::vector<int32_t> icd9;
+  // Drug (ATC) concept -> the products it is dispensed as, and (fr) the
+  // hospital units it is given as during a stay.
+  std::vector<WeightedTable> products;
+  std::vector<WeightedTable> hospital_products;
 };
 
 Generator::Generator(const GeneratorOptions& options) : options_(options) {}
@@ -280,6 +311,7 @@ absl::Status Generator::Init() {
   site_profile_ = options_.site == "fr"   ? kFr
                   : options_.site == "qc" ? kQc
                                           : kOther;
+  site_coding_ = options_.coding == Coding::kSite && site_profile_ != kOther;
   const uint64_t site_hash = Fnv1a64(options_.site);
   const int64_t prefix = site_profile_ == kFr ? 1
                          : site_profile_ == kQc
@@ -293,7 +325,7 @@ absl::Status Generator::Init() {
   // Build the concept list. Within a vocabulary, a code's position (its
   // first appearance in the catalog) fixes its id, independently of the site.
   std::map<std::pair<int, std::string>, int32_t> index;  // (block, code)
-  int block_count[8] = {};
+  int block_count[kNumBlocks] = {};
   auto add = [&](int block, absl::string_view code, absl::string_view name,
                  absl::string_view domain, absl::string_view vocabulary,
                  absl::string_view concept_class, absl::string_view standard,
@@ -364,6 +396,51 @@ absl::Status Generator::Init() {
     t.visit[v.type] = static_cast<int32_t>(concepts_.size() - 1);
   }
 
+  // The site's own codes: (catalog concept, site concept, weight, hospital).
+  struct SiteCode {
+    int32_t from;
+    int32_t to;
+    uint16_t weight;
+    bool hospital;
+  };
+  std::vector<SiteCode> site_codes;
+  if (site_coding_ && site_profile_ == kQc) {
+    for (const catalog::Icd9Code& c : catalog::Icd9Codes()) {
+      auto it =
+          index.find(std::make_pair(condition_block, std::string(c.icd10)));
+      if (it == index.end()) {
+        return absl::InternalError(absl::StrCat("ICD-9 table names ", c.icd10,
+                                                ", not in the catalog"));
+      }
+      const int32_t i = add(kBlockIcd9, c.icd9, c.name, "Condition", "ICD9",
+                            "ICD9 code", "", "");
+      site_codes.push_back({it->second, i, 1, false});
+    }
+  }
+  if (site_coding_) {
+    for (const catalog::DrugProduct& d : catalog::DrugProducts()) {
+      const bool wanted = site_profile_ == kQc ? d.vocabulary == catalog::kDin
+                                               : d.vocabulary != catalog::kDin;
+      if (!wanted) continue;
+      auto it = index.find(std::make_pair(int{kBlockAtc}, std::string(d.atc)));
+      if (it == index.end()) {
+        return absl::InternalError(absl::StrCat("product table names ", d.atc,
+                                                ", not in the catalog"));
+      }
+      const int block = d.vocabulary == catalog::kDin     ? kBlockDin
+                        : d.vocabulary == catalog::kCip13 ? kBlockCip13
+                                                          : kBlockUcd;
+      const absl::string_view vocabulary = d.vocabulary == catalog::kDin ? "DIN"
+                                           : d.vocabulary == catalog::kCip13
+                                               ? "CIP13"
+                                               : "UCD";
+      const int32_t i = add(block, d.code, d.name, "Drug", vocabulary,
+                            "Drug Product", "", "");
+      site_codes.push_back(
+          {it->second, i, d.weight, d.vocabulary == catalog::kUcd});
+    }
+  }
+
   // Sort by concept_id and remap every stored index.
   std::vector<int32_t> order(concepts_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
@@ -421,6 +498,40 @@ absl::Status Generator::Init() {
   for (const WeightedTable& table : t.px) {
     if (table.empty()) return absl::InternalError("empty procedure class");
   }
+  if (site_coding_) {
+    t.site_coding = true;
+    if (site_profile_ == kQc) t.icd9.assign(concepts_.size(), -1);
+    t.products.resize(concepts_.size());
+    t.hospital_products.resize(concepts_.size());
+    for (const SiteCode& c : site_codes) {
+      const int32_t from = new_index[c.from], to = new_index[c.to];
+      if (concepts_[to].domain_id == "Condition") {
+        t.icd9[from] = to;
+      } else {
+        (c.hospital ? t.hospital_products : t.products)[from].Add(to, c.weight);
+      }
+    }
+    // Every code a claim or dispensing can carry has its site code.
+    if (site_profile_ == kQc) {
+      for (int g = 0; g < catalog::kSevere; ++g) {
+        for (int32_t i : t.conditions[g].items) {
+          if (t.icd9[i] < 0) {
+            return absl::InternalError(
+                absl::StrCat("no ICD-9 code for ", concepts_[i].code));
+          }
+        }
+      }
+    }
+    for (const WeightedTable& table : t.rx) {
+      for (int32_t i : table.items) {
+        if (t.products[i].empty()) {
+          return absl::InternalError(
+              absl::StrCat("no ", site_profile_ == kQc ? "DIN" : "CIP13",
+                           " for ", concepts_[i].code));
+        }
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -433,9 +544,15 @@ namespace {
 // Everything the model knows about one patient while generating.
 class PatientBuilder {
  public:
+  // `product_seed` picks the patient's products of each drug under site
+  // coding (apart from `rng`, so both codings draw the same numbers).
   PatientBuilder(const internal::GeneratorTables& t, int profile, Rng& rng,
-                 PatientRecord* record)
-      : t_(t), profile_(profile), rng_(rng), record_(record) {}
+                 uint64_t product_seed, PatientRecord* record)
+      : t_(t),
+        profile_(profile),
+        rng_(rng),
+        product_seed_(product_seed),
+        record_(record) {}
 
   void Build(int64_t person_id, int64_t index);
 
@@ -478,11 +595,14 @@ class PatientBuilder {
   void Stay(int32_t day);
   void Therapies();
   void Dispense(RxClass rx, int32_t start, bool chronic);
+  // Recodes the catalog's codes into the site's (Coding::kSite).
+  void ApplySiteCoding();
   void Finish(int64_t person_id);
 
   const internal::GeneratorTables& t_;
   const int profile_;
   Rng& rng_;
+  const uint64_t product_seed_;
   PatientRecord* const record_;
 
   CivilDay birth_{};
@@ -1060,8 +1180,52 @@ void PatientBuilder::Build(int64_t person_id, int64_t index) {
   }
 }
 
+void PatientBuilder::ApplySiteCoding() {
+  std::vector<Event>& events = record_->events;
+  // Until Finish(), an event's sequence is its index and visit_id holds the
+  // visit's sequence + 1.
+  const int32_t inpatient = t_.visit[catalog::kInpatient];
+  std::vector<int32_t>& stays = record_->scratch;  // start, end, ...
+  stays.clear();
+  for (const Event& e : events) {
+    if (e.domain == Domain::kVisit && e.concept == inpatient) {
+      stays.push_back(e.start_day);
+      stays.push_back(e.end_day);
+    }
+  }
+  auto during_stay = [&stays](int32_t day) {
+    for (size_t i = 0; i < stays.size(); i += 2) {
+      if (stays[i] <= day && day <= stays[i + 1]) return true;
+    }
+    return false;
+  };
+  for (Event& e : events) {
+    if (e.domain == Domain::kCondition) {
+      // Claims (outpatient and emergency visits) in ICD-9; stays keep
+      // ICD-10-CA.
+      if (!t_.icd9.empty() && e.visit_id > 0 &&
+          events[e.visit_id - 1].concept != inpatient &&
+          t_.icd9[e.concept] >= 0) {
+        e.concept = t_.icd9[e.concept];
+      }
+    } else if (e.domain == Domain::kDrug) {
+      const int32_t atc = e.concept;
+      const bool hospital =
+          !t_.hospital_products[atc].empty() && during_stay(e.start_day);
+      const WeightedTable& products =
+          hospital ? t_.hospital_products[atc] : t_.products[atc];
+      if (products.empty()) continue;
+      // The same product of a drug for the patient each time.
+      Rng pick(MixSeed(product_seed_,
+                       static_cast<uint64_t>(atc) * 2 + (hospital ? 1 : 0)));
+      e.concept = products.Pick(pick);
+    }
+  }
+}
+
 void PatientBuilder::Finish(int64_t person_id) {
   std::vector<Event>& events = record_->events;
+  if (t_.site_coding) ApplySiteCoding();
   std::sort(events.begin(), events.end(), [](const Event& a, const Event& b) {
     if (a.start_day != b.start_day) return a.start_day < b.start_day;
     if (a.domain != b.domain) return a.domain < b.domain;
@@ -1086,8 +1250,11 @@ void PatientBuilder::Finish(int64_t person_id) {
 
 void Generator::GeneratePatient(int64_t index, PatientRecord* record) const {
   record->events.clear();
-  Rng rng(MixSeed(stream_seed_, static_cast<uint64_t>(index)));
-  PatientBuilder builder(*tables_, site_profile_, rng, record);
+  const uint64_t patient_seed =
+      MixSeed(stream_seed_, static_cast<uint64_t>(index));
+  Rng rng(patient_seed);
+  PatientBuilder builder(*tables_, site_profile_, rng,
+                         MixSeed(patient_seed, 0x70726f64756374ULL), record);
   builder.Build(PersonId(index), index);
 }
 

@@ -9,12 +9,29 @@
 // frequencies and clinical correlations: diabetes raises the odds of
 // metformin, HbA1c tests and high HbA1c values; hypertension of
 // antihypertensives and high blood pressure; and so on. The site shifts
-// prevalences and prescribing habits, and picks the vocabularies:
+// prevalences and prescribing habits, and the coding picks the vocabularies.
+//
+// Coding::kUniform (one ICD-10 / ATC world, what the benchmarks measure):
 //   site "fr": conditions CIM10, procedures CCAM;
 //   site "qc": conditions ICD10CA, procedures SNOMED;
 //   any other site: conditions ICD10, procedures SNOMED;
-// everywhere: drugs ATC, measurements LOINC, observations SNOMED, visits
-// Visit (standard OMOP ids 9201/9202/9203), sex Gender (8507/8532).
+//   everywhere: drugs ATC.
+// Coding::kSite (the default: each site in its real coding, see
+// synth/site_codes.h):
+//   site "fr": conditions CIM10, procedures CCAM, drugs CIP13 (community
+//     pharmacy), or UCD when the drug has a hospital unit and is given
+//     during a hospital stay;
+//   site "qc": conditions of outpatient and emergency visits ICD9 (RAMQ
+//     physician claims, 3-4 characters), of hospital stays and deaths
+//     ICD10CA (MED-ECHO), drugs DIN, procedures SNOMED (no CCI code could be
+//     checked against a public table, so none is invented);
+//   any other site: as kUniform.
+// Both codings describe the same patients: the clinical model draws the
+// same random numbers, so the two outputs have the same persons and events
+// (ids, dates, values), and differ only in codes and concept ids. A
+// patient keeps the same product of a drug across refills.
+// Everywhere: measurements LOINC, observations SNOMED, visits Visit
+// (standard OMOP ids 9201/9202/9203), sex Gender (8507/8532).
 #ifndef PASSERELLE_SYNTH_GENERATOR_H_
 #define PASSERELLE_SYNTH_GENERATOR_H_
 
@@ -35,11 +52,19 @@ namespace internal {
 struct GeneratorTables;
 }  // namespace internal
 
+// How events are coded (see the file comment).
+enum class Coding : uint8_t { kUniform, kSite };
+
+// Parses "uniform" / "site"; false for anything else.
+bool ParseCoding(absl::string_view text, Coding* coding);
+absl::string_view CodingName(Coding coding);
+
 struct GeneratorOptions {
   int64_t patients = 1000;
   uint64_t seed = 1;
   // 1-32 characters of [a-z0-9_-]. "fr" and "qc" have their own profiles.
   std::string site = "fr";
+  Coding coding = Coding::kSite;
 };
 
 // Event kinds, one per OMOP table.
@@ -60,7 +85,7 @@ struct Concept {
   absl::string_view code;  // concept_code and *_source_value, e.g. "E11.9".
   absl::string_view name;
   absl::string_view domain_id;      // "Condition", "Drug", ...
-  absl::string_view vocabulary_id;  // "CIM10", "ATC", "LOINC", ...
+  absl::string_view vocabulary_id;  // "CIM10", "ATC", "DIN", "ICD9", ...
   absl::string_view concept_class_id;
   absl::string_view standard_concept;  // "S" or "".
   absl::string_view unit;              // Measurements only.
@@ -172,7 +197,8 @@ class Generator {
   absl::Status Init();
 
   GeneratorOptions options_;
-  int site_profile_ = 0;  // 0 fr, 1 qc, 2 other.
+  int site_profile_ = 0;      // 0 fr, 1 qc, 2 other.
+  bool site_coding_ = false;  // Coding::kSite at a site that has one.
   int64_t person_id_base_ = 0;
   uint64_t stream_seed_ = 0;
   std::vector<Concept> concepts_;

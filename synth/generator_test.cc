@@ -9,19 +9,25 @@
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "synth/catalog.h"
 #include "synth/rng.h"
+#include "synth/site_codes.h"
 
 namespace passerelle::synth {
 namespace {
 
 using ::testing::HasSubstr;
 
+// The clinical-model tests below read ICD-10 / ATC codes, so they ask for
+// uniform coding; the site coding has its own tests at the end.
 std::unique_ptr<Generator> Make(int64_t patients, uint64_t seed,
-                                const std::string& site) {
+                                const std::string& site,
+                                Coding coding = Coding::kUniform) {
   GeneratorOptions options;
   options.patients = patients;
   options.seed = seed;
   options.site = site;
+  options.coding = coding;
   auto generator = Generator::Create(options);
   EXPECT_TRUE(generator.ok()) << generator.status();
   return generator.ok() ? std::move(*generator) : nullptr;
@@ -337,6 +343,185 @@ TEST(GeneratorTest, SinkErrorStopsGeneration) {
   EXPECT_EQ(sink.calls, 3);
   EXPECT_EQ(generator->Generate(sink, 5, 2).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A digest of the concept table (ids, codes, vocabularies).
+uint64_t ConceptDigest(const Generator& generator) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](absl::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+  };
+  for (const Concept& c : generator.concepts()) {
+    mix(std::to_string(c.concept_id));
+    mix(c.code);
+    mix(c.vocabulary_id);
+    mix(c.domain_id);
+  }
+  return h;
+}
+
+TEST(GeneratorCodingTest, ParsesAndNamesCodings) {
+  Coding coding = Coding::kUniform;
+  EXPECT_TRUE(ParseCoding("site", &coding));
+  EXPECT_EQ(coding, Coding::kSite);
+  EXPECT_EQ(CodingName(coding), "site");
+  EXPECT_TRUE(ParseCoding("uniform", &coding));
+  EXPECT_EQ(coding, Coding::kUniform);
+  EXPECT_EQ(CodingName(coding), "uniform");
+  for (const char* bad : {"", "Site", "icd10", "uniform "}) {
+    EXPECT_FALSE(ParseCoding(bad, &coding)) << bad;
+  }
+  EXPECT_EQ(GeneratorOptions().coding, Coding::kSite);
+}
+
+// Uniform coding is what the benchmarks measure: its output must not move.
+// The digests were taken from the generator before site coding existed.
+TEST(GeneratorCodingTest, UniformCodingIsUnchanged) {
+  const std::map<std::string, std::pair<uint64_t, uint64_t>> golden = {
+      {"fr", {0x65224ec51e9bc1faULL, 0x3bb371a65416b435ULL}},
+      {"qc", {0xb38c2a8d1c748676ULL, 0x9b88a07c92ca0aa6ULL}},
+      {"site-3", {0xc96998d9da9b69d5ULL, 0x68aa799c90b8928bULL}}};
+  for (const auto& [site, digests] : golden) {
+    auto g = Make(300, 20240601, site, Coding::kUniform);
+    EXPECT_EQ(Digest(RunAll(*g)), digests.first) << site;
+    EXPECT_EQ(ConceptDigest(*g), digests.second) << site;
+  }
+}
+
+TEST(GeneratorCodingTest, SitesWithoutARealCodingIgnoreIt) {
+  auto site = Make(300, 9, "site-3", Coding::kSite);
+  auto uniform = Make(300, 9, "site-3", Coding::kUniform);
+  EXPECT_EQ(Digest(RunAll(*site)), Digest(RunAll(*uniform)));
+  EXPECT_EQ(ConceptDigest(*site), ConceptDigest(*uniform));
+}
+
+// The ATC a product code stands for, from the embedded table.
+std::map<std::pair<std::string, std::string>, std::string> ProductAtcs() {
+  std::map<std::pair<std::string, std::string>, std::string> atc;
+  for (const catalog::DrugProduct& d : catalog::DrugProducts()) {
+    const char* vocabulary = d.vocabulary == catalog::kDin     ? "DIN"
+                             : d.vocabulary == catalog::kCip13 ? "CIP13"
+                                                               : "UCD";
+    atc[{vocabulary, d.code}] = d.atc;
+  }
+  return atc;
+}
+
+// Site coding recodes the very same patients: every event is the uniform
+// run's event (ids, dates, visits, values) with its code replaced by the
+// site's code for it, by the rules in generator.h.
+TEST(GeneratorCodingTest, SiteCodingRecodesTheSamePatientsAndEvents) {
+  std::map<std::string, std::string> icd9_of;
+  for (const catalog::Icd9Code& c : catalog::Icd9Codes()) {
+    icd9_of[c.icd10] = c.icd9;
+  }
+  const auto product_atc = ProductAtcs();
+  for (const std::string site : {"fr", "qc"}) {
+    SCOPED_TRACE(site);
+    auto uniform = Make(3000, 77, site, Coding::kUniform);
+    auto coded = Make(3000, 77, site, Coding::kSite);
+    const auto u = RunAll(*uniform);
+    const auto s = RunAll(*coded);
+    ASSERT_EQ(u.size(), s.size());
+    std::map<std::string, int64_t> vocabularies;  // Of conditions and drugs.
+    int64_t hospital_units = 0;
+    for (size_t p = 0; p < u.size(); ++p) {
+      ASSERT_EQ(u[p].person.person_id, s[p].person.person_id);
+      ASSERT_EQ(u[p].person.death_day, s[p].person.death_day);
+      ASSERT_EQ(u[p].events.size(), s[p].events.size());
+      std::map<int64_t, const Event*> visits;
+      for (const Event& e : s[p].events) {
+        if (e.domain == Domain::kVisit) visits[e.id] = &e;
+      }
+      auto during_stay = [&](int32_t day) {
+        for (const auto& [id, v] : visits) {
+          if (coded->concept_at(v->concept).code == "IP" &&
+              v->start_day <= day && day <= v->end_day) {
+            return true;
+          }
+        }
+        return false;
+      };
+      std::map<std::string, std::set<std::string>> products_of_atc;
+      for (size_t i = 0; i < u[p].events.size(); ++i) {
+        const Event& a = u[p].events[i];
+        const Event& b = s[p].events[i];
+        ASSERT_EQ(a.domain, b.domain);
+        ASSERT_EQ(a.id, b.id);
+        ASSERT_EQ(a.start_day, b.start_day);
+        ASSERT_EQ(a.end_day, b.end_day);
+        ASSERT_EQ(a.visit_id, b.visit_id);
+        ASSERT_EQ(a.value_scaled, b.value_scaled);
+        ASSERT_EQ(a.days_supply, b.days_supply);
+        const Concept& ca = uniform->concept_at(a.concept);
+        const Concept& cb = coded->concept_at(b.concept);
+        const std::string code_a(ca.code), code_b(cb.code);
+        if (b.domain == Domain::kCondition) {
+          ++vocabularies[std::string(cb.vocabulary_id)];
+          const bool claim =
+              b.visit_id != 0 &&
+              coded->concept_at(visits.at(b.visit_id)->concept).code != "IP";
+          if (site == "qc" && claim) {
+            EXPECT_EQ(cb.vocabulary_id, "ICD9") << code_a;
+            EXPECT_EQ(code_b, icd9_of.at(code_a));
+          } else {
+            EXPECT_EQ(cb.concept_id, ca.concept_id) << code_a;
+          }
+        } else if (b.domain == Domain::kDrug) {
+          ++vocabularies[std::string(cb.vocabulary_id)];
+          EXPECT_EQ(ca.vocabulary_id, "ATC");
+          const std::string vocabulary(cb.vocabulary_id);
+          EXPECT_EQ(product_atc.at({vocabulary, code_b}), code_a)
+              << vocabulary << " " << code_b;
+          if (site == "qc") {
+            EXPECT_EQ(vocabulary, "DIN");
+          } else if (vocabulary == "UCD") {
+            EXPECT_TRUE(during_stay(b.start_day)) << code_b;
+            ++hospital_units;
+          } else {
+            EXPECT_EQ(vocabulary, "CIP13");
+            products_of_atc[code_a].insert(code_b);
+          }
+          if (site == "qc") products_of_atc[code_a].insert(code_b);
+        } else {
+          EXPECT_EQ(cb.concept_id, ca.concept_id);
+        }
+      }
+      // A patient keeps one product of each drug at the pharmacy.
+      for (const auto& [atc, products] : products_of_atc) {
+        EXPECT_EQ(products.size(), 1u) << atc;
+      }
+    }
+    if (site == "qc") {
+      EXPECT_GT(vocabularies["ICD9"], vocabularies["ICD10CA"]);
+      EXPECT_GT(vocabularies["ICD10CA"], 0);
+      EXPECT_GT(vocabularies["DIN"], 0);
+      EXPECT_EQ(vocabularies["ATC"], 0);
+    } else {
+      EXPECT_GT(vocabularies["CIM10"], 0);
+      EXPECT_GT(vocabularies["CIP13"], 0);
+      EXPECT_GT(hospital_units, 0);
+      EXPECT_EQ(vocabularies["ATC"], 0);
+    }
+  }
+}
+
+TEST(GeneratorCodingTest, ProductsVaryAcrossPatients) {
+  // Metformin reaches several DINs across Quebec's patients, weighted.
+  auto qc = Make(3000, 5, "qc", Coding::kSite);
+  std::map<std::string, int64_t> metformin;
+  const auto product_atc = ProductAtcs();
+  for (const PatientRecord& p : RunAll(*qc)) {
+    for (const Event& e : p.events) {
+      const Concept& c = qc->concept_at(e.concept);
+      if (e.domain == Domain::kDrug &&
+          product_atc.at({"DIN", std::string(c.code)}) == "A10BA02") {
+        ++metformin[std::string(c.code)];
+      }
+    }
+  }
+  EXPECT_GE(metformin.size(), 2u);
 }
 
 }  // namespace

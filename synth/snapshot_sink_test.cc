@@ -5,10 +5,12 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "node/engine.h"
 #include "node/omop_loader.h"
@@ -32,12 +34,14 @@ class SnapshotSinkTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  static std::unique_ptr<Generator> MakeGenerator(int64_t patients,
-                                                  const std::string& site) {
+  static std::unique_ptr<Generator> MakeGenerator(
+      int64_t patients, const std::string& site,
+      Coding coding = Coding::kSite) {
     GeneratorOptions options;
     options.patients = patients;
     options.seed = 20240601;
     options.site = site;
+    options.coding = coding;
     auto generator = Generator::Create(options);
     EXPECT_TRUE(generator.ok()) << generator.status();
     return std::move(*generator);
@@ -133,6 +137,10 @@ const char* const kQueries[] = {
     "condition [icd10:I10, icd10:I11*, icd10:I15*] or drug atc:C09*",
     "condition icd10:I10* at least 3 times",
     "measurement loinc:4548-4 value > 6.5",
+    // The site codings' own vocabularies.
+    "condition icd9:250* or condition icd9:401",
+    "drug din:02099233 or drug [cip13:3400927967184, cip13:3400927970207]",
+    "drug ucd:0000009210845 or drug ucd:0000009412796",
 };
 
 std::vector<int64_t> Counts(std::shared_ptr<Snapshot> snap) {
@@ -151,19 +159,49 @@ std::vector<int64_t> Counts(std::shared_ptr<Snapshot> snap) {
   return out;
 }
 
+// The vocabularies (domain, vocabulary) a snapshot holds codes in.
+std::set<std::string> Vocabularies(const Snapshot& snap) {
+  std::set<std::string> out;
+  for (const auto& [key, table] : snap.tables) {
+    if (key.second != "concept") {
+      out.insert(absl::StrCat(v1::Domain_Name(key.first), ":", key.second));
+    }
+  }
+  return out;
+}
+
 TEST_F(SnapshotSinkTest, DirectPathEqualsCsvLoadedPath) {
   for (const char* site : {"fr", "qc", "zz"}) {
-    SCOPED_TRACE(site);
-    std::unique_ptr<Generator> g = MakeGenerator(1500, site);
-    std::shared_ptr<Snapshot> csv = ViaCsv(*g, site);
-    std::shared_ptr<Snapshot> direct = Direct(*g);
-    EXPECT_EQ(csv->meta.persons, 1500);
-    ExpectSameSnapshot(*csv, *direct, /*exact_events=*/false);
-    const std::vector<int64_t> counts = Counts(direct);
-    EXPECT_EQ(Counts(csv), counts);
-    int64_t nonzero = 0;
-    for (int64_t c : counts) nonzero += c > 0;
-    EXPECT_GT(nonzero, 5) << "the queries should find patients";
+    for (Coding coding : {Coding::kSite, Coding::kUniform}) {
+      SCOPED_TRACE(absl::StrCat(site, " ", CodingName(coding)));
+      std::unique_ptr<Generator> g = MakeGenerator(1500, site, coding);
+      std::shared_ptr<Snapshot> csv =
+          ViaCsv(*g, absl::StrCat(site, CodingName(coding)));
+      std::shared_ptr<Snapshot> direct = Direct(*g);
+      EXPECT_EQ(csv->meta.persons, 1500);
+      ExpectSameSnapshot(*csv, *direct, /*exact_events=*/false);
+      const std::vector<int64_t> counts = Counts(direct);
+      EXPECT_EQ(Counts(csv), counts);
+      int64_t nonzero = 0;
+      for (int64_t c : counts) nonzero += c > 0;
+      EXPECT_GT(nonzero, 5) << "the queries should find patients";
+      // The loader reads the site codings' vocabulary_ids as the query
+      // language's vocabularies.
+      const std::set<std::string> vocabularies = Vocabularies(*csv);
+      EXPECT_EQ(Vocabularies(*direct), vocabularies);
+      const bool site_coded =
+          coding == Coding::kSite && std::string(site) != "zz";
+      EXPECT_EQ(vocabularies.count("DOMAIN_DRUG:atc"), site_coded ? 0u : 1u);
+      if (site_coded && std::string(site) == "qc") {
+        EXPECT_TRUE(vocabularies.count("DOMAIN_CONDITION:icd9"));
+        EXPECT_TRUE(vocabularies.count("DOMAIN_CONDITION:icd10ca"));
+        EXPECT_TRUE(vocabularies.count("DOMAIN_DRUG:din"));
+      } else if (site_coded) {
+        EXPECT_TRUE(vocabularies.count("DOMAIN_CONDITION:cim10"));
+        EXPECT_TRUE(vocabularies.count("DOMAIN_DRUG:cip13"));
+        EXPECT_TRUE(vocabularies.count("DOMAIN_DRUG:ucd"));
+      }
+    }
   }
 }
 

@@ -94,7 +94,7 @@ summary="$tmp/summary.md"
 # 1. Data.
 log "generating $patients patients (seed $seed, site $site)"
 t=$(now)
-"$passerelle" generate --patients "$patients" --seed "$seed" --site "$site" --out "$tmp/csv" >&2
+"$passerelle" generate --patients "$patients" --seed "$seed" --site "$site" --coding uniform --out "$tmp/csv" >&2
 echo "- generate: $(elapsed "$t") s, CSV $(du -sh "$tmp/csv" | cut -f1)" >>"$summary"
 
 # 2. Passerelle node store.

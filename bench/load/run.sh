@@ -137,7 +137,7 @@ done
 echo "== generating and loading $patients synthetic patients per site"
 for site in fr qc; do
   seed=$([ "$site" = fr ] && echo 33 || echo 1608)
-  "$bin" generate --patients "$patients" --seed "$seed" --site "$site" --out "$work/data/$site"
+  "$bin" generate --patients "$patients" --seed "$seed" --site "$site" --coding uniform --out "$work/data/$site"
   "$bin" node load --store "$work/$site/store" --site "$site" --format omop "$work/data/$site"
 done
 rm -rf "$work/data"

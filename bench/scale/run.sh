@@ -77,11 +77,11 @@ for n in "${PATIENTS[@]}"; do
   mkdir -p "$dir"
   echo "== $n patients (seed $SEED, site $SITE), load $(cut -d' ' -f1-3 /proc/loadavg)"
   timed "generate --into-store" "$PASSERELLE" generate --patients "$n" --seed "$SEED" \
-    --site "$SITE" --into-store "$dir/store"
+    --site "$SITE" --coding uniform --into-store "$dir/store"
   echo "store size: $(du -sm "$dir/store" | cut -f1) MiB"
   if [[ "$CSV" == 1 ]]; then
     timed "generate --out (CSV)" "$PASSERELLE" generate --patients "$n" --seed "$SEED" \
-      --site "$SITE" --out "$dir/csv"
+      --site "$SITE" --coding uniform --out "$dir/csv"
     echo "CSV size: $(du -sm "$dir/csv" | cut -f1) MiB"
     timed "node load (CSV -> store)" "$PASSERELLE" node load --store "$dir/store-csv" \
       --site "$SITE" "$dir/csv"
