@@ -3,6 +3,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
@@ -43,6 +44,23 @@ void CivilFromDays(int32_t z, int* year, int* month, int* day) {
 }
 
 namespace {
+
+// Hands the pages of freed memory back to the system: glibc's malloc_trim,
+// and when the process allocates with jemalloc (the shipped binary does),
+// a purge of every arena (jemalloc otherwise keeps freed pages resident for
+// about ten seconds, long enough for the load's freed events and the
+// postings built from them to be resident together).
+void ReturnFreedMemory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  static const Mallctl mallctl =
+      reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (mallctl != nullptr) {
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // All arenas.
+  }
+}
 
 bool IsLeap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
@@ -224,6 +242,7 @@ absl::Status SnapshotBuilder::StartRow(uint32_t pending, int32_t day,
   if (event_count_ >= std::numeric_limits<uint32_t>::max()) {
     return absl::ResourceExhaustedError("too many events for one snapshot");
   }
+  EndRow();
   cur_patient_ = pending;
   cur_day_ = day;
   cur_value_ = value;
@@ -272,24 +291,81 @@ void SnapshotBuilder::AddEventCode(v1::Domain domain,
   AddEventCode(InternCode(domain, vocabulary, code));
 }
 
+void SnapshotBuilder::Push(CodeAccum& a, uint64_t index, uint32_t patient,
+                           int32_t day, uint32_t event, double value) {
+  a.patients.push_back(patient);
+  a.days.push_back(day);
+  a.events.push_back(event);
+  if (!a.has_values && !std::isnan(value)) {
+    for (uint64_t i = 0; i < index; ++i) {
+      a.values.push_back(std::numeric_limits<double>::quiet_NaN());
+    }
+    a.has_values = true;
+  }
+  if (a.has_values) a.values.push_back(value);
+}
+
 void SnapshotBuilder::AddEventCode(CodeId code) {
   // A row lists a code once, however many of its columns carry it.
   for (CodeId c : row_codes_) {
     if (c == code) return;
   }
-  row_codes_.push_back(code);
   CodeAccum& a = *codes_[code];
-  a.patients.push_back(cur_patient_);
-  a.days.push_back(cur_day_);
-  a.events.push_back(static_cast<uint32_t>(event_count_));
-  if (!a.has_values && !std::isnan(cur_value_)) {
-    for (uint64_t i = 0; i < a.size; ++i) {
-      a.values.push_back(std::numeric_limits<double>::quiet_NaN());
+  if (a.size == 0 && a.leader == kNoLeader) {
+    // Its first row: it follows a code of this row that is new as well.
+    for (CodeId c : row_codes_) {
+      const CodeAccum& l = *codes_[c];
+      if (l.leader == kNoLeader && l.size == 1) {
+        a.leader = c;
+        break;
+      }
     }
-    a.has_values = true;
   }
-  if (a.has_values) a.values.push_back(cur_value_);
+  row_codes_.push_back(code);
+  if (a.leader == kNoLeader) {
+    Push(a, a.size, cur_patient_, cur_day_, static_cast<uint32_t>(event_count_),
+         cur_value_);
+  }
   ++a.size;
+}
+
+void SnapshotBuilder::EndRow() {
+  for (CodeId c : row_codes_) {
+    const CodeAccum& a = *codes_[c];
+    if (a.leader == kNoLeader) continue;
+    // In every row of its leader so far, and in no other: the leader is in
+    // this row and has as many rows.
+    const bool with_leader = std::find(row_codes_.begin(), row_codes_.end(),
+                                       a.leader) != row_codes_.end();
+    if (with_leader && codes_[a.leader]->size == a.size) continue;
+    // Its rows before this one are the leader's first ones.
+    Detach(c, a.size - 1, true);
+  }
+}
+
+void SnapshotBuilder::Detach(CodeId code, uint64_t from_leader, bool with_row) {
+  CodeAccum& a = *codes_[code];
+  const CodeAccum& l = *codes_[a.leader];
+  a.leader = kNoLeader;
+  std::vector<uint32_t> patients, events;
+  std::vector<int32_t> days;
+  std::vector<double> values;
+  patients.reserve(from_leader);
+  l.patients.ForEachFirst(from_leader,
+                          [&](uint32_t v) { patients.push_back(v); });
+  l.days.ForEachFirst(from_leader, [&](int32_t v) { days.push_back(v); });
+  l.events.ForEachFirst(from_leader, [&](uint32_t v) { events.push_back(v); });
+  if (l.has_values) {
+    l.values.ForEachFirst(from_leader, [&](double v) { values.push_back(v); });
+  }
+  for (uint64_t i = 0; i < patients.size(); ++i) {
+    Push(a, i, patients[i], days[i], events[i],
+         values.empty() ? std::numeric_limits<double>::quiet_NaN() : values[i]);
+  }
+  if (with_row) {
+    Push(a, patients.size(), cur_patient_, cur_day_,
+         static_cast<uint32_t>(event_count_), cur_value_);
+  }
 }
 
 namespace {
@@ -412,6 +488,16 @@ void SnapshotBuilder::FillPosting(CodeAccum& a,
 std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
                                                  int64_t loaded_at_unix) {
   persons_finished_ = true;
+  EndRow();
+  row_codes_.clear();
+  // A code whose leader had rows after its last one holds the leader's
+  // first rows.
+  for (CodeId id = 0; id < codes_.size(); ++id) {
+    const CodeAccum& a = *codes_[id];
+    if (a.leader != kNoLeader && codes_[a.leader]->size != a.size) {
+      Detach(id, a.size, false);
+    }
+  }
   auto snap = std::make_shared<Snapshot>();
   snap->meta.site = site_;
   snap->meta.version = std::move(version);
@@ -452,29 +538,39 @@ std::shared_ptr<Snapshot> SnapshotBuilder::Build(std::string version,
   });
   size_t freed = 0;
   PostingDeduplicator dedup;
-  for (CodeId id : order) {
+  // The posting of every code filled so far that others follow.
+  std::vector<std::shared_ptr<Posting>> filled(codes_.size());
+  std::vector<CodeId> leader_of(codes_.size(), kNoLeader);
+  for (CodeId id = 0; id < codes_.size(); ++id) {
+    leader_of[id] = codes_[id]->leader;
+  }
+  auto fill = [&](CodeId id) {
+    if (filled[id] != nullptr) return filled[id];
     CodeAccum& accum = *codes_[id];
-    const std::string& key = accum.key;
+    freed += accum.size * (12 + (accum.has_values ? 8 : 0));
+    auto posting = std::make_shared<Posting>();
+    FillPosting(accum, rank, posting.get());
+    // A code whose events are exactly another's shares that code's posting.
+    filled[id] = dedup.Intern(std::move(posting));
+    return filled[id];
+  };
+  for (CodeId id : order) {
+    const std::string key = codes_[id]->key;
     const int domain = key[0] - '0';
     const size_t nul = key.find('\0', 1);
     CodeTable& table = snap->tables[{domain, key.substr(1, nul - 1)}];
     table.codes.push_back(key.substr(nul + 1));
-    freed += accum.size * (12 + (accum.has_values ? 8 : 0));
-    auto posting = std::make_shared<Posting>();
-    FillPosting(accum, rank, posting.get());
-    codes_[id].reset();
-    // A code whose events are exactly another's (a concept id and its
-    // vocabulary code) shares that code's posting.
-    table.postings.push_back(dedup.Intern(std::move(posting)));
-#ifdef __GLIBC__
+    // A code that follows another shares its posting (its rows are the
+    // leader's). Each code's columns are freed as its posting is filled.
+    table.postings.push_back(
+        fill(leader_of[id] != kNoLeader ? leader_of[id] : id));
     // The freed chunks are scattered through the heap, too small for the
     // postings that follow: hand their pages back so that the peak stays
     // about one copy of the events.
     if (freed >= (size_t{256} << 20)) {
-      malloc_trim(0);
+      ReturnFreedMemory();
       freed = 0;
     }
-#endif
   }
   codes_.clear();
   snap->Finish();

@@ -122,9 +122,11 @@ class Snapshot {
 // `passerelle generate --into-store` does): patients are numbered in birth
 // order at Build time either way. Memory is bounded by the data itself: per
 // code, the events are kept in compact column chunks that never move (about
-// 12 bytes per event and code, plus 8 for a value), and Build sorts, moves
-// into the snapshot and frees one code at a time. A code added twice for the
-// same source row is kept once.
+// 12 bytes per event, plus 8 for a value), and Build sorts, moves into the
+// snapshot and frees one code at a time. Codes that always come together in
+// the same rows (an OMOP concept id and its vocabulary code) hold their
+// events once, from the first row on. A code added twice for the same
+// source row is kept once.
 class SnapshotBuilder {
  public:
   using CodeId = uint32_t;
@@ -181,15 +183,34 @@ class SnapshotBuilder {
         for (const T& v : c) fn(v);
       }
     }
+    // fn(v) for the first n entries only.
+    template <typename Fn>
+    void ForEachFirst(uint64_t n, Fn fn) const {
+      for (const std::vector<T>& c : chunks_) {
+        for (const T& v : c) {
+          if (n == 0) return;
+          --n;
+          fn(v);
+        }
+      }
+    }
     void Clear() { std::vector<std::vector<T>>().swap(chunks_); }
 
    private:
     std::vector<std::vector<T>> chunks_;
   };
+  static constexpr CodeId kNoLeader = 0xffffffffu;
   struct CodeAccum {
     std::string key;  // CodeMapKey.
     uint64_t size = 0;
     bool has_values = false;
+    // A code first seen in the same row as another (an OMOP concept id and
+    // its vocabulary code) is assumed to stay in exactly that code's rows:
+    // it holds no events of its own, only its count, and shares its
+    // leader's posting. The first row that breaks the assumption (the code
+    // without its leader, or the leader without it) gives it a copy of its
+    // rows so far (they are the leader's first ones) and its own columns.
+    CodeId leader = kNoLeader;
     ChunkedColumn<uint32_t> patients;  // Pending (insertion) person index.
     ChunkedColumn<int32_t> days;
     ChunkedColumn<uint32_t> events;
@@ -200,6 +221,14 @@ class SnapshotBuilder {
     uint8_t sex;
   };
   absl::Status StartRow(uint32_t pending, int32_t day, double value);
+  // Checks the codes of the row just added that follow a leader.
+  void EndRow();
+  // Gives `code` (following a leader) its own columns: a copy of the
+  // leader's first `from_leader` entries, then the current row when
+  // `with_row`.
+  void Detach(CodeId code, uint64_t from_leader, bool with_row);
+  static void Push(CodeAccum& a, uint64_t index, uint32_t patient, int32_t day,
+                   uint32_t event, double value);
   void FillPosting(CodeAccum& accum, const std::vector<uint32_t>& rank,
                    Posting* posting);
 
