@@ -299,10 +299,10 @@ int RunNodeCommand(const std::vector<std::string>& args) {
   }
   const std::string sub = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
-  absl::StatusOr<ParsedFlags> flags = ParseFlags(
-      rest, {"store", "site", "format", "vocabulary-rules", "max-rejected",
-             "future-events", "config", "crosswalk", "crosswalk-invalid",
-             "keep"});
+  absl::StatusOr<ParsedFlags> flags =
+      ParseFlags(rest, {"store", "site", "format", "vocabulary-rules",
+                        "max-rejected", "future-events", "config", "crosswalk",
+                        "crosswalk-invalid", "keep"});
   absl::Status status;
   if (!flags.ok()) {
     status = flags.status();

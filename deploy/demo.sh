@@ -74,6 +74,9 @@ if [ -f "$crosswalks/cms_gem2018_icd9cm_to_icd10cm.csv" ] &&
   crosswalk_qc=(--crosswalk "$crosswalks/cms_gem2018_icd9cm_to_icd10cm.csv,source=icd9"
                 --crosswalk "$crosswalks/hc_dpd_din_to_atc.csv" --crosswalk-invalid skip)
   crosswalk_fr=(--crosswalk "$crosswalks/fr_bdpm_cip13_to_atc.csv")
+  # The researcher's CLI shows the query's codes with their labels from the
+  # public nomenclatures (docs/labels.md), unless told otherwise.
+  export PASSERELLE_NOMENCLATURES="${PASSERELLE_NOMENCLATURES:-$shared/data}"
 else
   coding=uniform
   crosswalk_qc=()

@@ -11,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "gmock/gmock.h"
 #include "common/limits.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/crosswalk_loader.h"
 #include "query/parser.h"
@@ -425,8 +425,8 @@ TEST_F(ExpansionTest, RollupPrefixRowsAndOneHop) {
 
 TEST_F(ExpansionTest, ReportCountsRowsByRelationAndNamesUnreached) {
   const CrosswalkIndex index =
-      Index({{v1::DOMAIN_CONDITION, {"icd9cm", "icd10cm", "snomed"}},
-             {v1::DOMAIN_DRUG, {"din", "atc"}}},
+      Index({{v1::DOMAIN_CONDITION, {"icd9cm", "icd10cm", "snomed", "concept"}},
+             {v1::DOMAIN_DRUG, {"din", "atc", "concept"}}},
             {gem_ + ",name=gem"});
   v1::SiteExpansion e;
   v1::Query expanded;
@@ -458,7 +458,8 @@ TEST_F(ExpansionTest, ReportCountsRowsByRelationAndNamesUnreached) {
   EXPECT_EQ(o72.broader_rows(), 2);
   EXPECT_EQ(o72.combination_rows(), 3);
   // snomed is held for conditions and no code reaches it; drugs: atc is
-  // reached directly, din by no row of this set.
+  // reached directly, din by no row of this set. OMOP concept ids are the
+  // same rows as their vocabulary codes: never listed.
   EXPECT_THAT(e.unreached(), ElementsAre("condition: snomed", "drug: din"));
 
   // Explain alone gives the same report.
@@ -487,8 +488,7 @@ TEST_F(ExpansionTest, ReportIsBounded) {
   std::vector<std::string> specs;
   // Longest table names (64 characters).
   for (int t = 0; t < 4; ++t) {
-    specs.push_back(
-        absl::StrCat(path, ",name=", std::string(63, 'a' + t), t));
+    specs.push_back(absl::StrCat(path, ",name=", std::string(63, 'a' + t), t));
   }
   const CrosswalkIndex index = Index({{v1::DOMAIN_DRUG, {"din"}}}, specs);
   std::vector<std::string> codes;

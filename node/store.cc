@@ -580,12 +580,12 @@ absl::Status NodeStore::PutCrosswalks(rocksdb::DB* db, const Snapshot& snap) {
   sync.sync = true;
   return FromRocks(
       db->Put(sync, absl::StrCat(kCrosswalkPrefix, snap.meta.version),
-               absl::StrCat(id, "\n", snap.crosswalks->Encode())),
+              absl::StrCat(id, "\n", snap.crosswalks->Encode())),
       "write crosswalk set");
 }
 
-absl::StatusOr<std::shared_ptr<const CrosswalkSet>>
-NodeStore::ReadCrosswalks(rocksdb::DB* db, absl::string_view version) {
+absl::StatusOr<std::shared_ptr<const CrosswalkSet>> NodeStore::ReadCrosswalks(
+    rocksdb::DB* db, absl::string_view version) {
   const std::string named = MappingSetOfVersion(version);
   if (named.empty()) return std::shared_ptr<const CrosswalkSet>();
   std::string value;
