@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -248,6 +249,39 @@ TEST_F(ExpansionTest, ExplainShowsEachSitesExpansionAndSpendsNothing) {
   EXPECT_NE(refused.exit_code, 0) << refused.out;
   EXPECT_THAT(refused.err, HasSubstr("PERMISSION_DENIED"));
   EXPECT_THAT(refused.out, Not(HasSubstr("ramq")));
+}
+
+TEST_F(ExpansionTest, ExplainShowsLabelsFromTheNamedNomenclatures) {
+  // A CIM-10 label file in the SNDS form (docs/labels.md).
+  const std::string nomenclatures = dir_->Sub("nomenclatures");
+  std::filesystem::create_directories(nomenclatures + "/snds/nomenclatures");
+  {
+    std::ofstream f(nomenclatures + "/snds/nomenclatures/IR_CIM_V.csv");
+    f << "CIM_COD;CIM_LIB;ALD_030_COD;CAT_CIM_COD;VER_CPT_COD;VER_CPT_DTE;"
+         "CAT_TUM_COD;TEC_COL\n"
+         "E11;Diab\xc3\xa8te sucr\xc3\xa9 de type 2;8;E11;V8.0;"
+         "02JUL2017:00:00:00;99;0\n";
+  }
+  CommandResult r = Cli({"--project", "noised", "--nomenclatures",
+                         nomenclatures, "--explain", kCohort});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("qc: icd10:E11* (Diab\xc3\xa8te sucr\xc3\xa9 de "
+                               "type 2) via ramq"));
+  // Without labels the line names the code alone.
+  CommandResult plain = Cli({"--project", "noised", "--explain", kCohort});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_THAT(plain.out, Not(HasSubstr("type 2")));
+  // A directory the researcher names that cannot be read is an error naming
+  // it, before anything is asked of the gateway.
+  CommandResult missing =
+      Cli({"--project", "noised", "--nomenclatures",
+           dir_->Sub("no-such-directory"), "--explain", kCohort});
+  EXPECT_NE(missing.exit_code, 0) << missing.out;
+  EXPECT_THAT(missing.err, HasSubstr("no-such-directory"));
+  CommandResult bad_lang =
+      Cli({"--project", "noised", "--lang", "de", "--explain", kCohort});
+  EXPECT_EQ(bad_lang.exit_code, 2) << bad_lang.out;
+  EXPECT_THAT(bad_lang.err, HasSubstr("--lang"));
 }
 
 TEST_F(ExpansionTest, AQueryCountsTheMappedCodesAndSaysHow) {
