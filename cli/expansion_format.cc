@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "query/canonical.h"
 
 namespace passerelle::cli {
 namespace {
@@ -21,25 +22,6 @@ const char* StatusWord(v1::SiteStatus s) {
       return "refused";
     default:
       return "unspecified";
-  }
-}
-
-const char* DomainWord(v1::Domain d) {
-  switch (d) {
-    case v1::DOMAIN_CONDITION:
-      return "condition";
-    case v1::DOMAIN_DRUG:
-      return "drug";
-    case v1::DOMAIN_PROCEDURE:
-      return "procedure";
-    case v1::DOMAIN_MEASUREMENT:
-      return "measurement";
-    case v1::DOMAIN_VISIT:
-      return "visit";
-    case v1::DOMAIN_OBSERVATION:
-      return "observation";
-    default:
-      return "";
   }
 }
 
@@ -173,8 +155,9 @@ std::string ExpansionCsv(const std::vector<SiteExpansionView>& sites) {
       row(f);
     }
     for (const v1::CodeExpansion& c : e.codes()) {
-      row({s.site, "code", c.code(), DomainWord(c.domain()),
-           c.site_vocabulary(), c.crosswalk(), absl::StrCat(c.source_codes()),
+      row({s.site, "code", c.code(),
+           std::string(query::DomainKeyword(c.domain())), c.site_vocabulary(),
+           c.crosswalk(), absl::StrCat(c.source_codes()),
            absl::StrCat(c.rows()), absl::StrCat(c.equivalent_rows()),
            absl::StrCat(c.narrower_rows()), absl::StrCat(c.broader_rows()),
            absl::StrCat(c.approximate_rows()),

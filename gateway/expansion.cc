@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "common/limits.h"
 #include "common/status_macros.h"
+#include "query/canonical.h"
 #include "query/vocabulary.h"
 
 namespace passerelle::gateway {
@@ -21,25 +22,6 @@ std::string CodeText(const v1::Code& c) {
   return absl::StrCat(c.vocabulary(), ":", c.code(), c.prefix() ? "*" : "");
 }
 
-const char* DomainWord(v1::Domain d) {
-  switch (d) {
-    case v1::DOMAIN_CONDITION:
-      return "condition";
-    case v1::DOMAIN_DRUG:
-      return "drug";
-    case v1::DOMAIN_PROCEDURE:
-      return "procedure";
-    case v1::DOMAIN_MEASUREMENT:
-      return "measurement";
-    case v1::DOMAIN_VISIT:
-      return "visit";
-    case v1::DOMAIN_OBSERVATION:
-      return "observation";
-    default:
-      return nullptr;
-  }
-}
-
 // Every (domain, code text) of the query, with the code's vocabulary.
 struct QueryCodes {
   std::map<std::pair<int, std::string>, std::string> vocabulary_of;
@@ -47,7 +29,8 @@ struct QueryCodes {
 };
 
 void CollectSpec(const v1::EventSpec& spec, QueryCodes* out) {
-  if (const char* word = DomainWord(spec.domain())) out->domains.insert(word);
+  const absl::string_view word = query::DomainKeyword(spec.domain());
+  if (!word.empty()) out->domains.insert(std::string(word));
   for (const v1::Code& c : spec.codes()) {
     out->vocabulary_of[{static_cast<int>(spec.domain()), CodeText(c)}] =
         c.vocabulary();
@@ -121,12 +104,12 @@ absl::Status CheckCodeExpansion(const std::string& at, const QueryCodes& codes,
   auto it = codes.vocabulary_of.find(
       {static_cast<int>(e.domain()), std::string(e.code())});
   if (it == codes.vocabulary_of.end()) {
-    return Invalid(
-        absl::StrCat(at, ".code"),
-        absl::StrCat("is not a code of the query in domain ",
-                     DomainWord(e.domain()) != nullptr ? DomainWord(e.domain())
-                                                       : "(none)"),
-        e.code());
+    return Invalid(absl::StrCat(at, ".code"),
+                   absl::StrCat("is not a code of the query in domain ",
+                                query::DomainKeyword(e.domain()).empty()
+                                    ? "(none)"
+                                    : query::DomainKeyword(e.domain())),
+                   e.code());
   }
   PASSERELLE_RETURN_IF_ERROR(CheckVocabulary(
       absl::StrCat(at, ".site_vocabulary"), e.site_vocabulary()));

@@ -75,22 +75,9 @@ bool ValidFlagWord(absl::string_view w) {
 }
 
 absl::string_view DomainName(int domain) {
-  switch (domain) {
-    case v1::DOMAIN_CONDITION:
-      return "condition";
-    case v1::DOMAIN_DRUG:
-      return "drug";
-    case v1::DOMAIN_PROCEDURE:
-      return "procedure";
-    case v1::DOMAIN_MEASUREMENT:
-      return "measurement";
-    case v1::DOMAIN_VISIT:
-      return "visit";
-    case v1::DOMAIN_OBSERVATION:
-      return "observation";
-    default:
-      return "unspecified";
-  }
+  const absl::string_view keyword =
+      query::DomainKeyword(static_cast<v1::Domain>(domain));
+  return keyword.empty() ? "unspecified" : keyword;
 }
 
 std::string CodeText(const v1::Code& c) {

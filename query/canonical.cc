@@ -39,23 +39,9 @@ std::string NumberText(double x) {
   return buf;
 }
 
-const char* DomainText(v1::Domain d) {
-  switch (d) {
-    case v1::DOMAIN_CONDITION:
-      return "condition";
-    case v1::DOMAIN_DRUG:
-      return "drug";
-    case v1::DOMAIN_PROCEDURE:
-      return "procedure";
-    case v1::DOMAIN_MEASUREMENT:
-      return "measurement";
-    case v1::DOMAIN_VISIT:
-      return "visit";
-    case v1::DOMAIN_OBSERVATION:
-      return "observation";
-    default:
-      return "<invalid domain>";
-  }
+std::string DomainText(v1::Domain d) {
+  const absl::string_view keyword = DomainKeyword(d);
+  return keyword.empty() ? "<invalid domain>" : std::string(keyword);
 }
 
 const char* ComparisonText(v1::Comparison c) {
@@ -394,6 +380,25 @@ v1::Query Canonicalize(const v1::Query& query) {
   if (query.has_as_of()) *out.mutable_as_of() = query.as_of();
   out.set_code_matching(query.code_matching());
   return out;
+}
+
+absl::string_view DomainKeyword(v1::Domain domain) {
+  switch (domain) {
+    case v1::DOMAIN_CONDITION:
+      return "condition";
+    case v1::DOMAIN_DRUG:
+      return "drug";
+    case v1::DOMAIN_PROCEDURE:
+      return "procedure";
+    case v1::DOMAIN_MEASUREMENT:
+      return "measurement";
+    case v1::DOMAIN_VISIT:
+      return "visit";
+    case v1::DOMAIN_OBSERVATION:
+      return "observation";
+    default:
+      return "";
+  }
 }
 
 std::string CanonicalText(const v1::Query& query) {

@@ -31,6 +31,10 @@ passerelle::v1::Query Canonicalize(const passerelle::v1::Query& query);
 // same cohort written differently gives the same text.
 std::string CanonicalText(const passerelle::v1::Query& query);
 
+// The language's keyword for an event domain ("condition", "drug", ...), or
+// "" for a value that is not one of the language's domains.
+absl::string_view DomainKeyword(passerelle::v1::Domain domain);
+
 // The civil date of `t` in UTC.
 passerelle::v1::Date UtcDate(absl::Time t);
 
