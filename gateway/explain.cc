@@ -18,23 +18,7 @@
 #include "policy/policy.h"
 
 namespace passerelle::gateway {
-namespace {
-
-v1::SiteStatus ToSiteStatus(SiteState s) {
-  switch (s) {
-    case SiteState::kOk:
-      return v1::SITE_STATUS_OK;
-    case SiteState::kTimedOut:
-      return v1::SITE_STATUS_TIMED_OUT;
-    case SiteState::kRefused:
-      return v1::SITE_STATUS_REFUSED;
-    case SiteState::kFailed:
-      return v1::SITE_STATUS_FAILED;
-  }
-  return v1::SITE_STATUS_FAILED;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 absl::StatusOr<v1::ExplainResponse> GatewayCore::Explain(
     const std::string& caller, const v1::QueryRequest& request,

@@ -26,20 +26,6 @@
 namespace passerelle::gateway {
 namespace {
 
-v1::SiteStatus ToSiteStatus(SiteState s) {
-  switch (s) {
-    case SiteState::kOk:
-      return v1::SITE_STATUS_OK;
-    case SiteState::kTimedOut:
-      return v1::SITE_STATUS_TIMED_OUT;
-    case SiteState::kRefused:
-      return v1::SITE_STATUS_REFUSED;
-    case SiteState::kFailed:
-      return v1::SITE_STATUS_FAILED;
-  }
-  return v1::SITE_STATUS_FAILED;
-}
-
 // Length-prefixed, so that no two distinct keys (from a node: untrusted)
 // share a string.
 std::string KeyString(const v1::CellKey& key) {

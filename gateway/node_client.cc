@@ -10,6 +10,20 @@
 #include "absl/time/clock.h"
 
 namespace passerelle::gateway {
+
+v1::SiteStatus ToSiteStatus(SiteState s) {
+  switch (s) {
+    case SiteState::kOk:
+      return v1::SITE_STATUS_OK;
+    case SiteState::kTimedOut:
+      return v1::SITE_STATUS_TIMED_OUT;
+    case SiteState::kRefused:
+      return v1::SITE_STATUS_REFUSED;
+    case SiteState::kFailed:
+      return v1::SITE_STATUS_FAILED;
+  }
+  return v1::SITE_STATUS_FAILED;
+}
 namespace {
 
 SiteOutcome Classify(const std::string& site,

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "passerelle/v1/gateway.pb.h"
 #include "passerelle/v1/node.pb.h"
 
 namespace passerelle::gateway {
@@ -42,6 +43,9 @@ class NodeClient {
 };
 
 enum class SiteState { kOk, kFailed, kTimedOut, kRefused };
+
+// The wire form of a site's outcome.
+v1::SiteStatus ToSiteStatus(SiteState s);
 
 struct SiteOutcome {
   std::string site;
